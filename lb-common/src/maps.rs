@@ -1,0 +1,191 @@
+//! Map names and the `#[repr(C)]` keys and values stored in them.
+//!
+//! Each struct spells out its padding and has a compile-time size assert: the
+//! kernel compares key/value sizes byte for byte, and an implicit padding byte
+//! left uninitialised would make two equal keys hash differently.
+
+/// VIP table: [`VipKey`] -> [`VipMeta`].
+pub const MAP_VIPS: &str = "LB_VIPS";
+/// Addresses that carry at least one VIP: [`AddrKey`] -> `u32` (VIP count).
+/// Lets the program tell "for a VIP but malformed" from "not ours".
+pub const MAP_VIP_ADDRS: &str = "LB_VIP_ADDRS";
+/// Maglev rings, all VIPs, double-buffered: `u32` index -> backend slot `u32`.
+pub const MAP_RING: &str = "LB_RING";
+/// Backend slots: `u32` slot -> [`Backend`].
+pub const MAP_BACKENDS: &str = "LB_BACKENDS";
+/// Per-CPU LRU connection table: [`FlowKey`] -> [`ConnEntry`].
+pub const MAP_CONN: &str = "LB_CONN";
+/// Single-entry control array: `0` -> [`LbConfig`].
+pub const MAP_CONFIG: &str = "LB_CONFIG";
+/// Per-CPU global counters: [`crate::Stat`] index -> `u64`.
+pub const MAP_STATS: &str = "LB_STATS";
+/// Per-CPU per-VIP traffic: VIP index -> [`PktBytes`].
+pub const MAP_VIP_STATS: &str = "LB_VIP_STATS";
+/// Per-CPU per-backend-slot traffic: slot -> [`PktBytes`].
+pub const MAP_BACKEND_STATS: &str = "LB_BACKEND_STATS";
+/// Host addresses `lb_decap` decapsulates for: [`AddrKey`] -> `u32` (unused).
+pub const MAP_DECAP_ADDRS: &str = "LB_DECAP_ADDRS";
+/// Per-CPU decap counters: [`crate::DecapStat`] index -> `u64`.
+pub const MAP_DECAP_STATS: &str = "LB_DECAP_STATS";
+
+/// Name of the load-time global holding the Maglev ring size.
+pub const GLOBAL_RING_SIZE: &str = "LB_RING_SIZE";
+
+/// VIP flag: hash without the source port (all flows of a client address go
+/// to one backend; e.g. for protocols with several related connections).
+pub const VIP_F_NO_SPORT: u32 = 1 << 0;
+/// VIP flag: never use the connection table, every packet takes the ring.
+pub const VIP_F_NO_CONNTRACK: u32 = 1 << 1;
+/// All VIP flags the data plane knows.
+pub const VIP_F_ALL: u32 = VIP_F_NO_SPORT | VIP_F_NO_CONNTRACK;
+
+/// Backend flag: the slot is allocated and may be forwarded to.
+pub const BACKEND_F_VALID: u8 = 1 << 0;
+
+/// Key of [`MAP_VIPS`]: a service address, port (0 = all ports) and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// Address, map layout.
+    pub addr: [u32; 4],
+    /// Port, raw network order; 0 for an all-port VIP.
+    pub port: u16,
+    /// IP protocol ([`crate::PROTO_TCP`] or [`crate::PROTO_UDP`]).
+    pub proto: u8,
+    /// [`crate::FAMILY_V4`] or [`crate::FAMILY_V6`].
+    pub family: u8,
+}
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+
+/// Value of [`MAP_VIPS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipMeta {
+    /// Index of the VIP's ring pair and of its counters.
+    pub index: u32,
+    /// `VIP_F_*` flags.
+    pub flags: u32,
+    /// Which half of the VIP's double-buffered ring is live (0 or 1). Userspace
+    /// writes the other half, then flips this in one map update.
+    pub ring_half: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<VipMeta>() == 16);
+
+/// Key of [`MAP_VIP_ADDRS`] and [`MAP_DECAP_ADDRS`]: an address alone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    /// Address, map layout.
+    pub addr: [u32; 4],
+    /// [`crate::FAMILY_V4`] or [`crate::FAMILY_V6`].
+    pub family: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
+
+/// Value of [`MAP_BACKENDS`]: where a backend slot forwards to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    /// Backend address, map layout.
+    pub addr: [u32; 4],
+    /// [`crate::FAMILY_V4`] or [`crate::FAMILY_V6`]: picks the outer header.
+    pub family: u8,
+    /// `BACKEND_F_*` flags.
+    pub flags: u8,
+    /// Explicit padding.
+    pub _pad: u16,
+    /// Bumped each time the slot is (re)allocated. A connection entry records
+    /// the generation it was made with; a mismatch means the slot was freed
+    /// (and maybe handed to another server) since, so the flow is re-hashed.
+    pub generation: u32,
+}
+const _: () = assert!(core::mem::size_of::<Backend>() == 24);
+
+/// Key of [`MAP_CONN`]: the flow's 5-tuple as seen on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Client address, map layout.
+    pub src: [u32; 4],
+    /// VIP address, map layout.
+    pub dst: [u32; 4],
+    /// Client port, raw network order.
+    pub sport: u16,
+    /// VIP port, raw network order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+/// Value of [`MAP_CONN`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnEntry {
+    /// Backend slot the flow is pinned to ([`crate::SLOT_NONE`] = empty).
+    pub slot: u32,
+    /// The slot's generation when the flow was pinned.
+    pub generation: u32,
+}
+const _: () = assert!(core::mem::size_of::<ConnEntry>() == 8);
+
+/// Value of [`MAP_CONFIG`] index 0: node-wide data-plane settings.
+///
+/// Outer source addresses: IPv4 `src = (v4_src & v4_src_mask) | (suffix &
+/// !v4_src_mask)` with the per-flow suffix of [`crate::encap_src_suffix`]; a
+/// /32 mask gives a fixed source. IPv6 takes words 0..2 of `v6_src` and crafts
+/// word 3 the same way with `v6_src_mask` (a /96 prefix crafts, /128 is fixed).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbConfig {
+    /// Next-hop MAC all encapsulated packets are sent to.
+    pub gateway_mac: [u8; 6],
+    /// The interface's own MAC (source of everything we transmit). All zero:
+    /// use the received frame's destination MAC instead.
+    pub if_mac: [u8; 6],
+    /// Largest outer IP packet (bytes, L3) the path to backends carries.
+    pub mtu: u32,
+    /// Fleet-wide flow hash seed.
+    pub hash_seed: u32,
+    /// Outer IPv4 source prefix (map layout word).
+    pub v4_src: u32,
+    /// Mask of the fixed part of `v4_src` (network order bytes, map layout).
+    pub v4_src_mask: u32,
+    /// Outer IPv6 source prefix, map layout.
+    pub v6_src: [u32; 4],
+    /// Mask of the fixed part of `v6_src` word 3 (map layout).
+    pub v6_src_mask: u32,
+}
+const _: () = assert!(core::mem::size_of::<LbConfig>() == 48);
+
+/// Packet and byte counter pair (bytes are L3 lengths as received).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PktBytes {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<PktBytes>() == 16);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)], contain only integers and have no
+    // implicit padding (sizes asserted above).
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipMeta {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ConnEntry {}
+    unsafe impl aya::Pod for LbConfig {}
+    unsafe impl aya::Pod for PktBytes {}
+}

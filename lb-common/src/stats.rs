@@ -1,0 +1,138 @@
+//! Indices of the global per-CPU counters. The arrays are indexed by these
+//! numbers; userspace sums the per-CPU values.
+
+/// Global counters of `lb_xdp` ([`crate::MAP_STATS`]).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Every frame the program saw.
+    Rx = 0,
+    /// Frames not for a VIP (or for a VIP address but not a served port or
+    /// protocol), handed to the kernel untouched.
+    Pass = 1,
+    /// Frames encapsulated and transmitted to a backend.
+    Forwarded = 2,
+    /// Connection-table lookups that found a valid entry.
+    ConnHit = 3,
+    /// Connection-table lookups that found nothing.
+    ConnMiss = 4,
+    /// Entries found whose backend slot was freed or recycled: re-hashed.
+    ConnStale = 5,
+    /// Flows pinned by a ring lookup and inserted into the connection table.
+    NewFlow = 6,
+    /// Ring lookups (new flows, SYNs, and no-conntrack VIPs).
+    RingLookup = 7,
+    /// ICMP/ICMPv6 echo requests to a VIP answered.
+    IcmpEchoReply = 8,
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent.
+    IcmpTooBigSent = 9,
+    /// Dropped: malformed (truncated, bad header length, bad version).
+    DropMalformed = 10,
+    /// Dropped: IPv4 fragment or IPv6 fragment header, for a VIP.
+    DropFragment = 11,
+    /// Dropped: IPv4 options or IPv6 extension headers, for a VIP.
+    DropIpOptions = 12,
+    /// Dropped: VIP has no backend (empty ring).
+    DropNoBackend = 13,
+    /// Dropped: too big after encapsulation and no ICMP could be sent.
+    DropTooBig = 14,
+    /// Dropped: the frame could not be grown/shrunk or rewritten.
+    DropEncapFailed = 15,
+    /// Connection-table inserts that failed (the flow is still forwarded).
+    ConnInsertFailed = 16,
+}
+
+/// Number of [`Stat`] counters (size of [`crate::MAP_STATS`]).
+pub const STAT_COUNT: u32 = 17;
+
+impl Stat {
+    /// Every counter, in index order.
+    pub const ALL: [Stat; STAT_COUNT as usize] = [
+        Stat::Rx,
+        Stat::Pass,
+        Stat::Forwarded,
+        Stat::ConnHit,
+        Stat::ConnMiss,
+        Stat::ConnStale,
+        Stat::NewFlow,
+        Stat::RingLookup,
+        Stat::IcmpEchoReply,
+        Stat::IcmpTooBigSent,
+        Stat::DropMalformed,
+        Stat::DropFragment,
+        Stat::DropIpOptions,
+        Stat::DropNoBackend,
+        Stat::DropTooBig,
+        Stat::DropEncapFailed,
+        Stat::ConnInsertFailed,
+    ];
+
+    /// Stable snake_case name, used in the API and JSON output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::Rx => "rx",
+            Stat::Pass => "pass",
+            Stat::Forwarded => "forwarded",
+            Stat::ConnHit => "conn_hit",
+            Stat::ConnMiss => "conn_miss",
+            Stat::ConnStale => "conn_stale",
+            Stat::NewFlow => "new_flow",
+            Stat::RingLookup => "ring_lookup",
+            Stat::IcmpEchoReply => "icmp_echo_reply",
+            Stat::IcmpTooBigSent => "icmp_too_big_sent",
+            Stat::DropMalformed => "drop_malformed",
+            Stat::DropFragment => "drop_fragment",
+            Stat::DropIpOptions => "drop_ip_options",
+            Stat::DropNoBackend => "drop_no_backend",
+            Stat::DropTooBig => "drop_too_big",
+            Stat::DropEncapFailed => "drop_encap_failed",
+            Stat::ConnInsertFailed => "conn_insert_failed",
+        }
+    }
+}
+
+/// Counters of `lb_decap` ([`crate::MAP_DECAP_STATS`]).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecapStat {
+    /// IPv4 inside IPv4 decapsulated.
+    V4InV4 = 0,
+    /// IPv6 inside IPv4 decapsulated.
+    V6InV4 = 1,
+    /// IPv4 inside IPv6 decapsulated.
+    V4InV6 = 2,
+    /// IPv6 inside IPv6 decapsulated.
+    V6InV6 = 3,
+    /// Frames passed untouched (not IP-in-IP, or not for a local address).
+    Pass = 4,
+    /// IP-in-IP for a local address that could not be decapsulated
+    /// (truncated, outer options or fragments): dropped.
+    Drop = 5,
+}
+
+/// Number of [`DecapStat`] counters.
+pub const DECAP_STAT_COUNT: u32 = 6;
+
+impl DecapStat {
+    /// Every counter, in index order.
+    pub const ALL: [DecapStat; DECAP_STAT_COUNT as usize] = [
+        DecapStat::V4InV4,
+        DecapStat::V6InV4,
+        DecapStat::V4InV6,
+        DecapStat::V6InV6,
+        DecapStat::Pass,
+        DecapStat::Drop,
+    ];
+
+    /// Stable snake_case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DecapStat::V4InV4 => "v4_in_v4",
+            DecapStat::V6InV4 => "v6_in_v4",
+            DecapStat::V4InV6 => "v4_in_v6",
+            DecapStat::V6InV6 => "v6_in_v6",
+            DecapStat::Pass => "pass",
+            DecapStat::Drop => "drop",
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! IP-in-IP encapsulation towards the chosen backend (all four combinations:
+//! the outer family follows the backend, the inner stays what the client sent).
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{
+    Backend, ENCAP_V4_OVERHEAD, ENCAP_V6_OVERHEAD, FAMILY_V4, LbConfig, PROTO_IPIP, PROTO_IPV6,
+    encap_src_suffix,
+};
+use lb_ebpf::{
+    csum, eth,
+    hdr::{ETH_P_IP, ETH_P_IPV6, Ipv4Hdr, Ipv6Hdr},
+    ptr::{adjust_head, ptr_at},
+};
+
+use crate::parse::Packet;
+
+const OUTER_TTL: u8 = 64;
+
+/// Outer header length for a backend.
+#[inline(always)]
+pub fn overhead(backend: &Backend) -> u32 {
+    if backend.family == FAMILY_V4 {
+        ENCAP_V4_OVERHEAD
+    } else {
+        ENCAP_V6_OVERHEAD
+    }
+}
+
+/// Source MAC for frames we transmit.
+#[inline(always)]
+pub fn our_mac(cfg: &LbConfig, received_dst: [u8; 6]) -> [u8; 6] {
+    if cfg.if_mac == [0; 6] {
+        received_dst
+    } else {
+        cfg.if_mac
+    }
+}
+
+/// Prepends the outer header. The caller has checked the size budget.
+#[inline(always)]
+pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Backend, cfg: &LbConfig) -> Option<()> {
+    let l3 = pkt.l3_off;
+    let v4_outer = backend.family == FAMILY_V4;
+    let grow = overhead(backend) as usize;
+    adjust_head(ctx, -(grow as i32))?;
+    // The received L2 header now starts at `grow`; the new one goes at 0.
+    let (rx_dst, _, tci) = eth::read(ctx, grow, l3)?;
+    let ethertype = if v4_outer { ETH_P_IP } else { ETH_P_IPV6 };
+    eth::write(ctx, l3, &cfg.gateway_mac, &our_mac(cfg, rx_dst), tci, ethertype)?;
+
+    let inner_proto = if pkt.family == FAMILY_V4 {
+        PROTO_IPIP
+    } else {
+        PROTO_IPV6
+    };
+    // Crafted per-flow source (RSS-friendly at the backend) unless the mask
+    // is all ones, which makes it the fixed address.
+    let suffix = encap_src_suffix(&pkt.src, pkt.sport).to_be();
+    if v4_outer {
+        let mut h = Ipv4Hdr {
+            version_ihl: 0x45,
+            tos: pkt.tos,
+            tot_len: ((pkt.l3_len + ENCAP_V4_OVERHEAD) as u16).to_be(),
+            id: 0,
+            frag_off: 0,
+            ttl: OUTER_TTL,
+            protocol: inner_proto,
+            check: 0,
+            saddr: (cfg.v4_src & cfg.v4_src_mask) | (suffix & !cfg.v4_src_mask),
+            daddr: backend.addr[0],
+        };
+        h.check = csum::ipv4_header(unsafe { &*(&h as *const Ipv4Hdr as *const [u16; 10]) });
+        let p = ptr_at::<Ipv4Hdr>(ctx, l3)?;
+        unsafe { *p = h };
+    } else {
+        let w3 = (cfg.v6_src[3] & cfg.v6_src_mask) | (suffix & !cfg.v6_src_mask);
+        let h = Ipv6Hdr {
+            vtc_flow: [0x60 | (pkt.tos >> 4), pkt.tos << 4, 0, 0],
+            payload_len: (pkt.l3_len as u16).to_be(),
+            nexthdr: inner_proto,
+            hop_limit: OUTER_TTL,
+            saddr: [cfg.v6_src[0], cfg.v6_src[1], cfg.v6_src[2], w3],
+            daddr: backend.addr,
+        };
+        let p = ptr_at::<Ipv6Hdr>(ctx, l3)?;
+        unsafe { *p = h };
+    }
+    Some(())
+}
