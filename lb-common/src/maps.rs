@@ -9,7 +9,11 @@ pub const MAP_VIPS: &str = "LB_VIPS";
 /// Addresses that carry at least one VIP: [`AddrKey`] -> `u32` (VIP count).
 /// Lets the program tell "for a VIP but malformed" from "not ours".
 pub const MAP_VIP_ADDRS: &str = "LB_VIP_ADDRS";
-/// Maglev rings, all VIPs, double-buffered: `u32` index -> backend slot `u32`.
+/// Maglev rings, all VIPs, double-buffered, as one dense array of `u32`
+/// backend slots addressed by [`crate::ring_index`]. Stored as `[u32; 2]`
+/// elements (element `i / 2`, lane `i % 2`) because array map elements are
+/// 8-byte aligned: a plain `u32` value would waste half the memory. The map is
+/// `BPF_F_MMAPABLE`, so userspace sees exactly the dense `u32` array.
 pub const MAP_RING: &str = "LB_RING";
 /// Backend slots: `u32` slot -> [`Backend`].
 pub const MAP_BACKENDS: &str = "LB_BACKENDS";

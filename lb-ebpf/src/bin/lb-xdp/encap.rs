@@ -38,7 +38,12 @@ pub fn our_mac(cfg: &LbConfig, received_dst: [u8; 6]) -> [u8; 6] {
 
 /// Prepends the outer header. The caller has checked the size budget.
 #[inline(always)]
-pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Backend, cfg: &LbConfig) -> Option<()> {
+pub fn encapsulate(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    backend: &Backend,
+    cfg: &LbConfig,
+) -> Option<()> {
     let l3 = pkt.l3_off;
     let v4_outer = backend.family == FAMILY_V4;
     let grow = overhead(backend) as usize;
@@ -46,7 +51,14 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Backend, cfg: &LbCo
     // The received L2 header now starts at `grow`; the new one goes at 0.
     let (rx_dst, _, tci) = eth::read(ctx, grow, l3)?;
     let ethertype = if v4_outer { ETH_P_IP } else { ETH_P_IPV6 };
-    eth::write(ctx, l3, &cfg.gateway_mac, &our_mac(cfg, rx_dst), tci, ethertype)?;
+    eth::write(
+        ctx,
+        l3,
+        &cfg.gateway_mac,
+        &our_mac(cfg, rx_dst),
+        tci,
+        ethertype,
+    )?;
 
     let inner_proto = if pkt.family == FAMILY_V4 {
         PROTO_IPIP

@@ -102,7 +102,9 @@ pub fn choose(pkt: &Packet, vip: &VipMeta, seed: u32) -> Option<Chosen> {
     let idx = (vip.index.wrapping_mul(2).wrapping_add(vip.ring_half & 1))
         .wrapping_mul(m)
         .wrapping_add(h % m);
-    let slot = unsafe { *LB_RING.get_ptr(idx)? };
+    // Two ring positions per array element: see `lb_common::MAP_RING`.
+    let pair = LB_RING.get_ptr(idx >> 1)?;
+    let slot = unsafe { (*pair)[(idx & 1) as usize] };
     let backend = backend_at(slot)?;
     if use_conn {
         let entry = ConnEntry {

@@ -20,7 +20,12 @@ pub static LB_VIPS: HashMap<VipKey, VipMeta, MAX_VIPS> = HashMap::new();
 pub static LB_VIP_ADDRS: HashMap<AddrKey, u32, MAX_VIPS> = HashMap::new();
 
 #[btf_map]
-pub static LB_RING: Array<u32, { MAX_VIPS * 2 * DEFAULT_RING_SIZE as usize }> = Array::new();
+pub static LB_RING: Array<[u32; 2], { MAX_VIPS * DEFAULT_RING_SIZE as usize }, BPF_F_MMAPABLE> =
+    Array::new();
+
+/// `BPF_F_MMAPABLE`: the daemon writes ring halves through a shared mapping,
+/// one store per changed position instead of one syscall each.
+const BPF_F_MMAPABLE: usize = 0x400;
 
 #[btf_map]
 pub static LB_BACKENDS: Array<Backend, MAX_BACKENDS> = Array::new();

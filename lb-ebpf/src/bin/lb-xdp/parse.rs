@@ -12,9 +12,7 @@ use lb_common::{
 };
 use lb_ebpf::{
     eth::L2,
-    hdr::{
-        ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, Ipv4Hdr, Ipv6Hdr, TCP_ACK, TCP_SYN, TcpHdr, UdpHdr,
-    },
+    hdr::{ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, Ipv4Hdr, Ipv6Hdr, TCP_ACK, TCP_SYN, TcpHdr, UdpHdr},
     ptr::{frame_len, ptr_at},
 };
 

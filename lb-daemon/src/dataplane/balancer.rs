@@ -1,0 +1,422 @@
+//! `lb_xdp` and its maps: load with sizes, write VIPs/backends/rings/config,
+//! read counters and the connection table.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    programs::Xdp,
+};
+use lb_common::{
+    AddrKey, Backend, ConnEntry, FlowKey, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
+};
+
+use super::{DataplaneError, RingMap, object::BALANCER_OBJECT};
+
+/// Map sizes fixed at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    /// Maglev ring size M (prime).
+    pub ring_size: u32,
+    /// VIPs the maps hold.
+    pub max_vips: u32,
+    /// Backend slots (one per VIP/backend pair; slot 0 is reserved).
+    pub max_backends: u32,
+    /// Connection-table capacity, flows.
+    pub conn_table: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self {
+            ring_size: lb_common::DEFAULT_RING_SIZE,
+            max_vips: lb_common::DEFAULT_MAX_VIPS,
+            max_backends: lb_common::DEFAULT_MAX_BACKENDS,
+            conn_table: lb_common::DEFAULT_CONN_TABLE_SIZE,
+        }
+    }
+}
+
+impl Sizes {
+    /// Checks the sizes are usable: prime ring, all non-zero, the ring array
+    /// addressable with `u32` indices.
+    pub fn validate(&self) -> Result<(), DataplaneError> {
+        if !crate::maglev::is_prime(self.ring_size) {
+            return Err(DataplaneError::Sizes(format!(
+                "ring size {} is not prime",
+                self.ring_size
+            )));
+        }
+        if self.max_vips == 0 || self.max_backends < 2 || self.conn_table == 0 {
+            return Err(DataplaneError::Sizes(
+                "max_vips, conn_table must be > 0 and max_backends > 1".into(),
+            ));
+        }
+        let positions = 2u64 * self.max_vips as u64 * self.ring_size as u64;
+        if positions > u32::MAX as u64 {
+            return Err(DataplaneError::Sizes(format!(
+                "max_vips {} x 2 x ring size {} exceeds 2^32 ring positions",
+                self.max_vips, self.ring_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Elements of `LB_RING` (two positions each).
+    pub fn ring_elements(&self) -> u32 {
+        self.max_vips * self.ring_size
+    }
+}
+
+/// Node-wide data-plane settings in operator terms; [`Self::to_map`] turns
+/// them into the kernel's [`LbConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalancerConfig {
+    /// Next hop for encapsulated packets.
+    pub gateway_mac: [u8; 6],
+    /// Our interface's MAC; all zero = reuse the received destination MAC.
+    pub if_mac: [u8; 6],
+    /// Largest outer IP packet towards backends.
+    pub mtu: u32,
+    /// Fleet-wide flow hash seed.
+    pub hash_seed: u32,
+    /// Outer IPv4 source prefix.
+    pub v4_src: Ipv4Addr,
+    /// Its length: < 32 crafts per-flow sources inside it, 32 = fixed source.
+    pub v4_src_len: u8,
+    /// Outer IPv6 source prefix.
+    pub v6_src: Ipv6Addr,
+    /// Its length, 96..=128: < 128 crafts the low bits per flow, 128 = fixed.
+    pub v6_src_len: u8,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        // Katran's defaults: 172.16.0.0/16 and a /96 in 100::/64 (RFC 6666
+        // discard prefix), so crafted sources never collide with real hosts.
+        Self {
+            gateway_mac: [0; 6],
+            if_mac: [0; 6],
+            mtu: 1500,
+            hash_seed: 0,
+            v4_src: Ipv4Addr::new(172, 16, 0, 0),
+            v4_src_len: 16,
+            v6_src: Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
+            v6_src_len: 96,
+        }
+    }
+}
+
+impl BalancerConfig {
+    /// The kernel representation. Fails on prefix lengths out of range.
+    pub fn to_map(&self) -> Result<LbConfig, DataplaneError> {
+        if self.v4_src_len > 32 {
+            return Err(DataplaneError::Sizes(format!(
+                "IPv4 source prefix length {} > 32",
+                self.v4_src_len
+            )));
+        }
+        if !(96..=128).contains(&self.v6_src_len) {
+            return Err(DataplaneError::Sizes(format!(
+                "IPv6 source prefix length {} not in 96..=128",
+                self.v6_src_len
+            )));
+        }
+        let mask = |len: u8| -> u32 {
+            let host = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len as u32)
+            };
+            // Map layout: the mask's network-order bytes in a native word.
+            u32::from_ne_bytes(host.to_be_bytes())
+        };
+        Ok(LbConfig {
+            gateway_mac: self.gateway_mac,
+            if_mac: self.if_mac,
+            mtu: self.mtu,
+            hash_seed: self.hash_seed,
+            v4_src: addr::from_v4(self.v4_src.octets())[0],
+            v4_src_mask: mask(self.v4_src_len),
+            v6_src: addr::from_v6(self.v6_src.octets()),
+            v6_src_mask: mask(self.v6_src_len - 96),
+        })
+    }
+}
+
+/// The loaded balancer program and typed handles on its maps.
+pub struct Balancer {
+    ebpf: Ebpf,
+    sizes: Sizes,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    vip_addrs: HashMap<MapData, AddrKey, u32>,
+    backends: Array<MapData, Backend>,
+    conn: PerCpuHashMap<MapData, FlowKey, ConnEntry>,
+    config: Array<MapData, LbConfig>,
+    stats: PerCpuArray<MapData, u64>,
+    vip_stats: PerCpuArray<MapData, PktBytes>,
+    backend_stats: PerCpuArray<MapData, PktBytes>,
+    ring: RingMap,
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
+    ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))
+}
+
+impl Balancer {
+    /// Loads `lb_xdp` into the kernel (verifier included) with fresh maps of
+    /// the given sizes. Not attached anywhere yet.
+    pub fn load(sizes: Sizes) -> Result<Self, DataplaneError> {
+        use lb_common::*;
+        sizes.validate()?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_RING_SIZE, &sizes.ring_size, true)
+            .map_max_entries(MAP_VIPS, sizes.max_vips)
+            .map_max_entries(MAP_VIP_ADDRS, sizes.max_vips)
+            .map_max_entries(MAP_RING, sizes.ring_elements())
+            .map_max_entries(MAP_BACKENDS, sizes.max_backends)
+            .map_max_entries(MAP_CONN, sizes.conn_table)
+            .map_max_entries(MAP_VIP_STATS, sizes.max_vips)
+            .map_max_entries(MAP_BACKEND_STATS, sizes.max_backends)
+            .load(BALANCER_OBJECT)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut("lb_xdp")
+            .ok_or(DataplaneError::MissingMap("lb_xdp program"))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                name: "lb_xdp",
+                source,
+            })?;
+        prog.load().map_err(|source| DataplaneError::Program {
+            name: "lb_xdp",
+            source,
+        })?;
+        Self::from_ebpf(ebpf, sizes)
+    }
+
+    fn from_ebpf(mut ebpf: Ebpf, sizes: Sizes) -> Result<Self, DataplaneError> {
+        use lb_common::*;
+        let ring = match take(&mut ebpf, MAP_RING)? {
+            aya::maps::Map::Array(data) => RingMap::new(data, sizes.ring_elements())?,
+            _ => return Err(DataplaneError::MissingMap(MAP_RING)),
+        };
+        Ok(Self {
+            vips: HashMap::try_from(take(&mut ebpf, MAP_VIPS)?).map_err(map_err(MAP_VIPS))?,
+            vip_addrs: HashMap::try_from(take(&mut ebpf, MAP_VIP_ADDRS)?)
+                .map_err(map_err(MAP_VIP_ADDRS))?,
+            backends: Array::try_from(take(&mut ebpf, MAP_BACKENDS)?)
+                .map_err(map_err(MAP_BACKENDS))?,
+            conn: PerCpuHashMap::try_from(take(&mut ebpf, MAP_CONN)?).map_err(map_err(MAP_CONN))?,
+            config: Array::try_from(take(&mut ebpf, MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?,
+            stats: PerCpuArray::try_from(take(&mut ebpf, MAP_STATS)?)
+                .map_err(map_err(MAP_STATS))?,
+            vip_stats: PerCpuArray::try_from(take(&mut ebpf, MAP_VIP_STATS)?)
+                .map_err(map_err(MAP_VIP_STATS))?,
+            backend_stats: PerCpuArray::try_from(take(&mut ebpf, MAP_BACKEND_STATS)?)
+                .map_err(map_err(MAP_BACKEND_STATS))?,
+            ring,
+            ebpf,
+            sizes,
+        })
+    }
+
+    /// The balancer program (for attaching or test runs).
+    pub fn program(&mut self) -> &mut Xdp {
+        // Checked to exist and be XDP in `load`.
+        self.ebpf
+            .program_mut("lb_xdp")
+            .and_then(|p| <&mut Xdp>::try_from(p).ok())
+            .expect("lb_xdp was loaded as an XDP program")
+    }
+
+    /// The sizes the maps were created with.
+    pub fn sizes(&self) -> Sizes {
+        self.sizes
+    }
+
+    /// Writes the node settings.
+    pub fn set_config(&mut self, cfg: &LbConfig) -> Result<(), DataplaneError> {
+        self.config
+            .set(0, cfg, 0)
+            .map_err(map_err(lb_common::MAP_CONFIG))
+    }
+
+    /// Reads the node settings.
+    pub fn config(&self) -> Result<LbConfig, DataplaneError> {
+        self.config
+            .get(&0, 0)
+            .map_err(map_err(lb_common::MAP_CONFIG))
+    }
+
+    /// Creates or replaces a VIP entry (one atomic map update).
+    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        self.vips
+            .insert(key, meta, 0)
+            .map_err(map_err(lb_common::MAP_VIPS))
+    }
+
+    /// Removes a VIP entry.
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        self.vips.remove(key).map_err(map_err(lb_common::MAP_VIPS))
+    }
+
+    /// Reads a VIP entry.
+    pub fn vip(&self, key: &VipKey) -> Option<VipMeta> {
+        self.vips.get(key, 0).ok()
+    }
+
+    /// Marks an address as carrying `count` VIPs (0 removes it).
+    pub fn set_vip_addr(&mut self, key: &AddrKey, count: u32) -> Result<(), DataplaneError> {
+        if count == 0 {
+            return match self.vip_addrs.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_err(lb_common::MAP_VIP_ADDRS)(e)),
+            };
+        }
+        self.vip_addrs
+            .insert(key, count, 0)
+            .map_err(map_err(lb_common::MAP_VIP_ADDRS))
+    }
+
+    /// Writes a backend slot.
+    pub fn set_backend(&mut self, slot: u32, b: &Backend) -> Result<(), DataplaneError> {
+        self.check_slot(slot)?;
+        self.backends
+            .set(slot, b, 0)
+            .map_err(map_err(lb_common::MAP_BACKENDS))
+    }
+
+    /// Reads a backend slot.
+    pub fn backend(&self, slot: u32) -> Result<Backend, DataplaneError> {
+        self.check_slot(slot)?;
+        self.backends
+            .get(&slot, 0)
+            .map_err(map_err(lb_common::MAP_BACKENDS))
+    }
+
+    fn check_slot(&self, slot: u32) -> Result<(), DataplaneError> {
+        if slot >= self.sizes.max_backends {
+            return Err(DataplaneError::OutOfRange {
+                what: "backend slot",
+                index: slot,
+                capacity: self.sizes.max_backends,
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes half `half` of VIP `vip_index`'s ring equal `table` (backend slots,
+    /// `ring_size` of them), storing only positions that differ. Returns how
+    /// many changed. Publish it by flipping the VIP's `ring_half`.
+    pub fn write_ring_half(
+        &mut self,
+        vip_index: u32,
+        half: u32,
+        table: &[u32],
+    ) -> Result<usize, DataplaneError> {
+        let m = self.sizes.ring_size;
+        if vip_index >= self.sizes.max_vips {
+            return Err(DataplaneError::OutOfRange {
+                what: "VIP index",
+                index: vip_index,
+                capacity: self.sizes.max_vips,
+            });
+        }
+        if table.len() != m as usize {
+            return Err(DataplaneError::Sizes(format!(
+                "ring table has {} entries, ring size is {m}",
+                table.len()
+            )));
+        }
+        let base = lb_common::ring_index(vip_index, half, 0, m) as usize;
+        let mut changed = 0;
+        for (pos, &slot) in table.iter().enumerate() {
+            if self.ring.get(base + pos) != Some(slot) {
+                self.ring.set(base + pos, slot)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Reads one ring half back.
+    pub fn ring_half(&self, vip_index: u32, half: u32) -> Vec<u32> {
+        let m = self.sizes.ring_size;
+        let base = lb_common::ring_index(vip_index, half, 0, m) as usize;
+        (0..m as usize)
+            .map(|p| self.ring.get(base + p).unwrap_or(0))
+            .collect()
+    }
+
+    /// Global counters summed over CPUs, indexed by [`lb_common::Stat`].
+    pub fn stats(&self) -> Result<[u64; STAT_COUNT as usize], DataplaneError> {
+        let mut out = [0u64; STAT_COUNT as usize];
+        for (i, o) in out.iter_mut().enumerate() {
+            let v = self
+                .stats
+                .get(&(i as u32), 0)
+                .map_err(map_err(lb_common::MAP_STATS))?;
+            *o = v.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Traffic of a VIP, summed over CPUs.
+    pub fn vip_stats(&self, index: u32) -> Result<PktBytes, DataplaneError> {
+        sum_pkt_bytes(&self.vip_stats, index, lb_common::MAP_VIP_STATS)
+    }
+
+    /// Traffic of a backend slot, summed over CPUs.
+    pub fn backend_stats(&self, slot: u32) -> Result<PktBytes, DataplaneError> {
+        sum_pkt_bytes(&self.backend_stats, slot, lb_common::MAP_BACKEND_STATS)
+    }
+
+    /// Zeroes a VIP's or slot's counters (when the index is reused).
+    pub fn clear_stats(
+        &mut self,
+        vip_index: Option<u32>,
+        slot: Option<u32>,
+    ) -> Result<(), DataplaneError> {
+        let ncpu = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Mmap(e))?;
+        let zero = || {
+            aya::maps::PerCpuValues::try_from(vec![PktBytes::default(); ncpu])
+                .map_err(DataplaneError::Mmap)
+        };
+        if let Some(i) = vip_index {
+            self.vip_stats
+                .set(i, zero()?, 0)
+                .map_err(map_err(lb_common::MAP_VIP_STATS))?;
+        }
+        if let Some(s) = slot {
+            self.backend_stats
+                .set(s, zero()?, 0)
+                .map_err(map_err(lb_common::MAP_BACKEND_STATS))?;
+        }
+        Ok(())
+    }
+
+    /// The per-CPU connection entries of a flow (`None`: not in the table).
+    pub fn conn_entries(&self, key: &FlowKey) -> Option<Vec<ConnEntry>> {
+        self.conn
+            .get(key, 0)
+            .ok()
+            .map(|v| v.iter().copied().collect())
+    }
+}
+
+fn sum_pkt_bytes(
+    map: &PerCpuArray<MapData, PktBytes>,
+    index: u32,
+    name: &'static str,
+) -> Result<PktBytes, DataplaneError> {
+    let v = map.get(&index, 0).map_err(map_err(name))?;
+    Ok(v.iter().fold(PktBytes::default(), |a, b| PktBytes {
+        packets: a.packets + b.packets,
+        bytes: a.bytes + b.bytes,
+    }))
+}

@@ -1,0 +1,49 @@
+use thiserror::Error;
+
+/// Failures of the kernel data plane.
+#[derive(Debug, Error)]
+pub enum DataplaneError {
+    /// The object could not be loaded or a program failed verification.
+    #[error("loading the XDP object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program-level operation (load, attach, test run) failed.
+    #[error("program {name}: {source}")]
+    Program {
+        /// Program name.
+        name: &'static str,
+        /// Cause.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map was missing from the object.
+    #[error("map {0} missing from the XDP object")]
+    MissingMap(&'static str),
+    /// A map operation failed.
+    #[error("map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// Cause.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// An index was outside the map's size.
+    #[error("{what} {index} out of range (capacity {capacity})")]
+    OutOfRange {
+        /// What was indexed.
+        what: &'static str,
+        /// The index.
+        index: u32,
+        /// The capacity.
+        capacity: u32,
+    },
+    /// Mapping the ring into memory failed.
+    #[error("mmap of the ring map: {0}")]
+    Mmap(std::io::Error),
+    /// bpffs could not be mounted.
+    #[error("mounting bpffs at /sys/fs/bpf: {0}")]
+    Bpffs(String),
+    /// Sizes that the maps cannot be created with.
+    #[error("invalid sizes: {0}")]
+    Sizes(String),
+}

@@ -1,0 +1,46 @@
+//! The kernel side as seen from userspace: loading the embedded XDP objects,
+//! sizing and writing their maps, reading counters, attaching to interfaces.
+//! Everything here needs root (CAP_BPF/CAP_NET_ADMIN); the logic above it talks
+//! to it through plain method calls so it can be tested with a fake.
+
+mod balancer;
+mod decap;
+mod error;
+mod object;
+mod ring;
+
+pub use balancer::{Balancer, BalancerConfig, Sizes};
+pub use decap::Decap;
+pub use error::DataplaneError;
+pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
+pub use ring::RingMap;
+
+/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there yet (as bpftool
+/// does): pins need it, and fresh machines do not always have it.
+pub fn ensure_bpffs() -> Result<(), DataplaneError> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "))
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all("/sys/fs/bpf").map_err(|e| DataplaneError::Bpffs(e.to_string()))?;
+    let src = c"bpf";
+    let target = c"/sys/fs/bpf";
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(DataplaneError::Bpffs(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    Ok(())
+}

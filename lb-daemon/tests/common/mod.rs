@@ -1,0 +1,247 @@
+//! Shared test support: the privileged-test guard, a packet builder, and a
+//! fixture that loads the real `lb_xdp` with small maps and runs frames
+//! through it with BPF_PROG_TEST_RUN.
+#![allow(dead_code)]
+
+pub mod pkt;
+
+use std::net::IpAddr;
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use lb_common::{
+    AddrKey, BACKEND_F_VALID, Backend, FAMILY_V4, FAMILY_V6, Stat, VipKey, VipMeta, addr,
+};
+use lb_daemon::dataplane::{Balancer, BalancerConfig, Sizes};
+
+/// True when the test may use root-only kernel features. Outside CI a
+/// non-root run skips loudly; under CI=true a non-root run is a failure, so
+/// a privileged test can never pass by silently not running.
+pub fn privileged(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: needs root, and CI=true forbids skipping");
+    }
+    eprintln!("\n*** SKIPPED {test}: needs root (BPF, netns). Run as root to exercise it. ***\n");
+    false
+}
+
+/// Pins the calling thread to the CPU it is on, so the per-CPU connection
+/// table written by one test run is the one the next run reads.
+pub fn pin_thread() {
+    unsafe {
+        let cpu = libc::sched_getcpu().max(0) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Address in the map layout with its family tag.
+pub fn map_addr(a: IpAddr) -> ([u32; 4], u8) {
+    match a {
+        IpAddr::V4(v) => (addr::from_v4(v.octets()), FAMILY_V4),
+        IpAddr::V6(v) => (addr::from_v6(v.octets()), FAMILY_V6),
+    }
+}
+
+/// VIP key for `addr:port/proto`.
+pub fn vip_key(a: IpAddr, port: u16, proto: u8) -> VipKey {
+    let (addr, family) = map_addr(a);
+    VipKey {
+        addr,
+        port: port.to_be(),
+        proto,
+        family,
+    }
+}
+
+/// The real balancer program with maps filled by test code.
+pub struct Fixture {
+    pub lb: Balancer,
+    pub cfg: BalancerConfig,
+    next_vip: u32,
+    addr_counts: std::collections::HashMap<AddrKey, u32>,
+}
+
+/// Small sizes so many fixtures can coexist; the ring keeps the real default M.
+pub fn test_sizes() -> Sizes {
+    Sizes {
+        ring_size: lb_common::DEFAULT_RING_SIZE,
+        max_vips: 8,
+        max_backends: 256,
+        conn_table: 4096,
+    }
+}
+
+impl Fixture {
+    /// Loads the program with the default test configuration (crafted sources
+    /// in 198.19.128.0/17 and fd00:5::/96, MTU 1500).
+    pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// Loads the program after letting `f` adjust the configuration.
+    pub fn with(f: impl FnOnce(&mut BalancerConfig)) -> Self {
+        pin_thread();
+        let mut cfg = BalancerConfig {
+            gateway_mac: pkt::GW_MAC,
+            if_mac: pkt::LB_MAC,
+            mtu: 1500,
+            hash_seed: 0x5eed,
+            v4_src: "198.19.128.0".parse().unwrap(),
+            v4_src_len: 17,
+            v6_src: "fd00:5::".parse().unwrap(),
+            v6_src_len: 96,
+        };
+        f(&mut cfg);
+        let mut lb = Balancer::load(test_sizes()).expect("load lb_xdp");
+        lb.set_config(&cfg.to_map().unwrap()).unwrap();
+        Self {
+            lb,
+            cfg,
+            next_vip: 0,
+            addr_counts: Default::default(),
+        }
+    }
+
+    /// Adds a VIP with an empty ring; returns its index.
+    pub fn vip(&mut self, a: IpAddr, port: u16, proto: u8, flags: u32) -> u32 {
+        let index = self.next_vip;
+        self.next_vip += 1;
+        let key = vip_key(a, port, proto);
+        self.lb
+            .set_vip(
+                &key,
+                &VipMeta {
+                    index,
+                    flags,
+                    ring_half: 0,
+                    _pad: 0,
+                },
+            )
+            .unwrap();
+        let (addr, family) = map_addr(a);
+        let ak = AddrKey {
+            addr,
+            family,
+            _pad: [0; 3],
+        };
+        let n = self.addr_counts.entry(ak).or_default();
+        *n += 1;
+        self.lb.set_vip_addr(&ak, *n).unwrap();
+        index
+    }
+
+    /// Writes backend `slot` -> `a` with `generation`.
+    pub fn backend_gen(&mut self, slot: u32, a: IpAddr, generation: u32) {
+        let (addr, family) = map_addr(a);
+        self.lb
+            .set_backend(
+                slot,
+                &Backend {
+                    addr,
+                    family,
+                    flags: BACKEND_F_VALID,
+                    _pad: 0,
+                    generation,
+                },
+            )
+            .unwrap();
+    }
+
+    /// Writes backend `slot` -> `a` (generation 1).
+    pub fn backend(&mut self, slot: u32, a: IpAddr) {
+        self.backend_gen(slot, a, 1);
+    }
+
+    /// Frees a slot the way the daemon does: invalid, generation bumped.
+    pub fn free_backend(&mut self, slot: u32) {
+        let mut b = self.lb.backend(slot).unwrap();
+        b.flags = 0;
+        b.generation += 1;
+        self.lb.set_backend(slot, &b).unwrap();
+    }
+
+    /// Publishes `table` as the VIP's ring: written into the inactive half,
+    /// then the VIP entry flips to it.
+    pub fn ring_table(&mut self, vip: IpAddr, port: u16, proto: u8, table: &[u32]) {
+        let key = vip_key(vip, port, proto);
+        let mut meta = self.lb.vip(&key).expect("VIP exists");
+        let next = meta.ring_half ^ 1;
+        self.lb.write_ring_half(meta.index, next, table).unwrap();
+        meta.ring_half = next;
+        self.lb.set_vip(&key, &meta).unwrap();
+    }
+
+    /// Fills the VIP's ring with `slots` repeated (one slot: every flow goes there).
+    pub fn ring(&mut self, vip: IpAddr, port: u16, proto: u8, slots: &[u32]) {
+        let m = self.lb.sizes().ring_size as usize;
+        let table: Vec<u32> = (0..m)
+            .map(|i| {
+                if slots.is_empty() {
+                    0
+                } else {
+                    slots[i % slots.len()]
+                }
+            })
+            .collect();
+        self.ring_table(vip, port, proto, &table);
+    }
+
+    /// Runs one frame through `lb_xdp`: (XDP action, output frame).
+    pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        run_xdp(self.lb.program(), frame)
+    }
+
+    /// A global counter.
+    pub fn stat(&self, s: Stat) -> u64 {
+        self.lb.stats().unwrap()[s as usize]
+    }
+}
+
+/// Runs `frame` through an XDP program once with BPF_PROG_TEST_RUN.
+pub fn run_xdp(prog: &mut aya::programs::Xdp, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+/// XDP actions.
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+/// Compares frames and prints a readable hex diff on mismatch.
+#[track_caller]
+pub fn assert_frame(got: &[u8], want: &[u8]) {
+    if got != want {
+        let hex = |b: &[u8]| {
+            b.chunks(16)
+                .map(|c| {
+                    c.iter()
+                        .map(|x| format!("{x:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "frames differ (got {} bytes, want {} bytes)\n--- got\n{}\n--- want\n{}",
+            got.len(),
+            want.len(),
+            hex(got),
+            hex(want)
+        );
+    }
+}

@@ -1,0 +1,889 @@
+//! Packet-exact tests of `lb_xdp`: the real program and real maps in the
+//! kernel, frames through BPF_PROG_TEST_RUN, every XDP_TX output compared byte
+//! for byte with a frame built independently (tests/common/pkt.rs).
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use common::{pkt::*, *};
+use lb_common::{Stat, VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const VIP4: &str = "198.18.100.10";
+const VIP6: &str = "fd00:100::10";
+const CLIENT4: &str = "198.18.1.7";
+const CLIENT6: &str = "fd00:1::7";
+const BE4_A: &str = "198.19.0.11";
+const BE4_B: &str = "198.19.0.12";
+const BE4_C: &str = "198.19.0.13";
+const BE6_A: &str = "fd00:200::11";
+
+/// Fixture with one VIP `vip:port/proto` whose ring holds only `backend` (slot 1).
+fn single(vip: &str, port: u16, proto: u8, backend: &str) -> Fixture {
+    let mut f = Fixture::new();
+    f.vip(ip(vip), port, proto, 0);
+    f.backend(1, ip(backend));
+    f.ring(ip(vip), port, proto, &[1]);
+    f
+}
+
+fn crafted_src(f: &Fixture, client: IpAddr, sport: u16, backend: IpAddr) -> IpAddr {
+    match backend {
+        IpAddr::V4(_) => crafted_v4(f.cfg.v4_src, f.cfg.v4_src_len, client, sport).into(),
+        IpAddr::V6(_) => crafted_v6(f.cfg.v6_src, f.cfg.v6_src_len, client, sport).into(),
+    }
+}
+
+/// Sends `frame` (client -> VIP, no VLAN) and checks it comes out encapsulated
+/// to `backend` exactly.
+#[track_caller]
+fn expect_encap(f: &mut Fixture, frame: &[u8], tos: u8, client: IpAddr, sport: u16, backend: &str) {
+    let (act, out) = f.run(frame);
+    assert_eq!(act, XDP_TX, "expected XDP_TX");
+    let be = ip(backend);
+    let want = encapsulated(
+        l3_of(frame),
+        tos,
+        crafted_src(f, client, sport, be),
+        be,
+        None,
+    );
+    assert_frame(&out, &want);
+}
+
+#[test]
+fn v4_tcp_syn_is_encapsulated_v4_in_v4() {
+    if !privileged("v4_tcp_syn") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let frame = v4_tcp(v4(CLIENT4), v4(VIP4), 40000, 80, SYN, b"");
+    expect_encap(&mut f, &frame, 0, ip(CLIENT4), 40000, BE4_A);
+    assert_eq!(f.stat(Stat::Forwarded), 1);
+    assert_eq!(f.stat(Stat::RingLookup), 1);
+    assert_eq!(f.stat(Stat::NewFlow), 1);
+}
+
+#[test]
+fn v4_tcp_established_is_encapsulated_and_hits_conn_table() {
+    if !privileged("v4_tcp_established") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let syn = v4_tcp(v4(CLIENT4), v4(VIP4), 40001, 80, SYN, b"");
+    f.run(&syn);
+    let data = v4_tcp(
+        v4(CLIENT4),
+        v4(VIP4),
+        40001,
+        80,
+        ACK | PSH,
+        b"GET / HTTP/1.1\r\n\r\n",
+    );
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 40001, BE4_A);
+    assert_eq!(f.stat(Stat::ConnHit), 1);
+    assert_eq!(f.stat(Stat::ConnMiss), 0);
+}
+
+#[test]
+fn v4_tcp_first_packet_without_syn_misses_then_hits() {
+    if !privileged("v4_tcp_miss_then_hit") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let data = v4_tcp(v4(CLIENT4), v4(VIP4), 40002, 80, ACK, b"x");
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 40002, BE4_A);
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 40002, BE4_A);
+    assert_eq!(f.stat(Stat::ConnMiss), 1);
+    assert_eq!(f.stat(Stat::ConnHit), 1);
+    assert_eq!(f.stat(Stat::NewFlow), 1);
+}
+
+#[test]
+fn v6_tcp_syn_is_encapsulated_v6_in_v6() {
+    if !privileged("v6_tcp_syn") {
+        return;
+    }
+    let mut f = single(VIP6, 443, TCP, BE6_A);
+    let frame = v6_tcp(v6(CLIENT6), v6(VIP6), 50000, 443, SYN, b"");
+    expect_encap(&mut f, &frame, 0, ip(CLIENT6), 50000, BE6_A);
+}
+
+#[test]
+fn v6_tcp_established_is_encapsulated_v6_in_v6() {
+    if !privileged("v6_tcp_established") {
+        return;
+    }
+    let mut f = single(VIP6, 443, TCP, BE6_A);
+    f.run(&v6_tcp(v6(CLIENT6), v6(VIP6), 50001, 443, SYN, b""));
+    let frame = v6_tcp(v6(CLIENT6), v6(VIP6), 50001, 443, ACK, b"hello");
+    expect_encap(&mut f, &frame, 0, ip(CLIENT6), 50001, BE6_A);
+    assert_eq!(f.stat(Stat::ConnHit), 1);
+}
+
+#[test]
+fn v4_udp_is_encapsulated_with_dscp_ecn_copied() {
+    if !privileged("v4_udp") {
+        return;
+    }
+    let mut f = single(VIP4, 53, UDP, BE4_A);
+    let dgram = udp(ip(CLIENT4), ip(VIP4), 33333, 53, b"query");
+    // DSCP EF (46) with ECT(1).
+    let frame = v4_frame(v4(CLIENT4), v4(VIP4), UDP, 0xb9, &dgram);
+    expect_encap(&mut f, &frame, 0xb9, ip(CLIENT4), 33333, BE4_A);
+}
+
+#[test]
+fn v6_udp_is_encapsulated_with_traffic_class_copied() {
+    if !privileged("v6_udp") {
+        return;
+    }
+    let mut f = single(VIP6, 53, UDP, BE6_A);
+    let dgram = udp(ip(CLIENT6), ip(VIP6), 33334, 53, b"query6");
+    let frame = v6_frame(v6(CLIENT6), v6(VIP6), UDP, 0x2a, &dgram);
+    expect_encap(&mut f, &frame, 0x2a, ip(CLIENT6), 33334, BE6_A);
+}
+
+#[test]
+fn v4_vip_to_v6_backend_is_v4_in_v6() {
+    if !privileged("v4_in_v6") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE6_A);
+    let frame = v4_tcp(v4(CLIENT4), v4(VIP4), 40010, 80, SYN, b"");
+    expect_encap(&mut f, &frame, 0, ip(CLIENT4), 40010, BE6_A);
+}
+
+#[test]
+fn v6_vip_to_v4_backend_is_v6_in_v4() {
+    if !privileged("v6_in_v4") {
+        return;
+    }
+    let mut f = single(VIP6, 80, TCP, BE4_A);
+    let frame = v6_tcp(v6(CLIENT6), v6(VIP6), 40011, 80, SYN, b"");
+    expect_encap(&mut f, &frame, 0, ip(CLIENT6), 40011, BE4_A);
+}
+
+#[test]
+fn crafted_v4_source_differs_per_flow_inside_prefix() {
+    if !privileged("crafted_v4_source") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let mut sources = std::collections::HashSet::new();
+    for sport in [1000u16, 1001, 2000, 65535] {
+        let frame = v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b"");
+        let (_, out) = f.run(&frame);
+        let src = Ipv4Addr::new(out[26], out[27], out[28], out[29]);
+        assert_eq!(src.octets()[..2], [198, 19], "inside 198.19.128.0/17");
+        assert!(src.octets()[2] >= 128, "inside 198.19.128.0/17: {src}");
+        sources.insert(src);
+        expect_encap(&mut f, &frame, 0, ip(CLIENT4), sport, BE4_A);
+    }
+    assert_eq!(sources.len(), 4, "each flow gets its own outer source");
+}
+
+#[test]
+fn fixed_v4_source_is_used_verbatim() {
+    if !privileged("fixed_v4_source") {
+        return;
+    }
+    let mut f = Fixture::with(|c| {
+        c.v4_src = "198.18.50.1".parse().unwrap();
+        c.v4_src_len = 32;
+    });
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    for sport in [1000u16, 2000] {
+        let frame = v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b"");
+        let (act, out) = f.run(&frame);
+        assert_eq!(act, XDP_TX);
+        let want = encapsulated(l3_of(&frame), 0, ip("198.18.50.1"), ip(BE4_A), None);
+        assert_frame(&out, &want);
+    }
+}
+
+#[test]
+fn fixed_v6_source_is_used_verbatim() {
+    if !privileged("fixed_v6_source") {
+        return;
+    }
+    let mut f = Fixture::with(|c| {
+        c.v6_src = "fd00:5::1".parse().unwrap();
+        c.v6_src_len = 128;
+    });
+    f.vip(ip(VIP6), 80, TCP, 0);
+    f.backend(1, ip(BE6_A));
+    f.ring(ip(VIP6), 80, TCP, &[1]);
+    let frame = v6_tcp(v6(CLIENT6), v6(VIP6), 3000, 80, SYN, b"");
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    assert_frame(
+        &out,
+        &encapsulated(l3_of(&frame), 0, ip("fd00:5::1"), ip(BE6_A), None),
+    );
+}
+
+#[test]
+fn all_port_vip_catches_every_port_and_exact_port_wins() {
+    if !privileged("all_port_vip") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 0, TCP, 0);
+    f.vip(ip(VIP4), 443, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.backend(2, ip(BE4_B));
+    f.ring(ip(VIP4), 0, TCP, &[1]);
+    f.ring(ip(VIP4), 443, TCP, &[2]);
+    for port in [1u16, 80, 8080, 65535] {
+        let frame = v4_tcp(v4(CLIENT4), v4(VIP4), 1234, port, SYN, b"");
+        expect_encap(&mut f, &frame, 0, ip(CLIENT4), 1234, BE4_A);
+    }
+    let frame = v4_tcp(v4(CLIENT4), v4(VIP4), 1234, 443, SYN, b"");
+    expect_encap(&mut f, &frame, 0, ip(CLIENT4), 1234, BE4_B);
+    // The all-port TCP VIP does not serve UDP.
+    let u = v4_frame(
+        v4(CLIENT4),
+        v4(VIP4),
+        UDP,
+        0,
+        &udp(ip(CLIENT4), ip(VIP4), 1, 80, b"u"),
+    );
+    let (act, out) = f.run(&u);
+    assert_eq!((act, out), (XDP_PASS, u));
+}
+
+/// Ten backends via the real Maglev builder; returns slot -> address.
+fn ten_backends(f: &mut Fixture, vip: &str, port: u16, proto: u8) -> Vec<IpAddr> {
+    let addrs: Vec<IpAddr> = (0..10)
+        .map(|i| ip(&format!("198.19.1.{}", 10 + i)))
+        .collect();
+    let keys: Vec<Vec<u8>> = addrs
+        .iter()
+        .map(|a| match a {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        })
+        .collect();
+    let members: Vec<_> = keys
+        .iter()
+        .map(|k| lb_daemon::maglev::Member {
+            key: k,
+            weight: 100,
+        })
+        .collect();
+    let table = lb_daemon::maglev::build(f.lb.sizes().ring_size, &members).unwrap();
+    for (i, a) in addrs.iter().enumerate() {
+        f.backend(i as u32 + 1, *a);
+    }
+    let slots: Vec<u32> = table.iter().map(|&i| i + 1).collect();
+    f.ring_table(ip(vip), port, proto, &slots);
+    addrs
+}
+
+fn outer_dst_v4(out: &[u8]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(out[30], out[31], out[32], out[33]))
+}
+
+#[test]
+fn no_sport_flag_sends_all_ports_of_a_client_to_one_backend() {
+    if !privileged("no_sport") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, VIP_F_NO_SPORT);
+    ten_backends(&mut f, VIP4, 80, TCP);
+    let mut seen = std::collections::HashSet::new();
+    for sport in 20000..20064u16 {
+        let (act, out) = f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b""));
+        assert_eq!(act, XDP_TX);
+        seen.insert(outer_dst_v4(&out));
+    }
+    assert_eq!(seen.len(), 1, "one backend for all source ports: {seen:?}");
+
+    // Control: without the flag the same ports spread over several backends.
+    let mut g = Fixture::new();
+    g.vip(ip(VIP4), 80, TCP, 0);
+    ten_backends(&mut g, VIP4, 80, TCP);
+    let mut spread = std::collections::HashSet::new();
+    for sport in 20000..20064u16 {
+        let (_, out) = g.run(&v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b""));
+        spread.insert(outer_dst_v4(&out));
+    }
+    assert!(spread.len() >= 5, "source ports should spread: {spread:?}");
+}
+
+#[test]
+fn established_flow_sticks_to_its_backend_after_a_ring_change() {
+    if !privileged("sticky_after_ring_change") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.backend(2, ip(BE4_B));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 41000, 80, SYN, b""));
+    // Backend A is drained: removed from the ring, slot still valid.
+    f.ring(ip(VIP4), 80, TCP, &[2]);
+    let data = v4_tcp(v4(CLIENT4), v4(VIP4), 41000, 80, ACK, b"more");
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 41000, BE4_A);
+    // A new connection follows the new ring.
+    let other = v4_tcp(v4(CLIENT4), v4(VIP4), 41001, 80, SYN, b"");
+    expect_encap(&mut f, &other, 0, ip(CLIENT4), 41001, BE4_B);
+    // A SYN reusing the old 5-tuple also follows the ring (new connection).
+    let reuse = v4_tcp(v4(CLIENT4), v4(VIP4), 41000, 80, SYN, b"");
+    expect_encap(&mut f, &reuse, 0, ip(CLIENT4), 41000, BE4_B);
+}
+
+#[test]
+fn udp_flow_sticks_after_ring_change() {
+    if !privileged("udp_sticky") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 53, UDP, 0);
+    f.backend(1, ip(BE4_A));
+    f.backend(2, ip(BE4_B));
+    f.ring(ip(VIP4), 53, UDP, &[1]);
+    let d = v4_frame(
+        v4(CLIENT4),
+        v4(VIP4),
+        UDP,
+        0,
+        &udp(ip(CLIENT4), ip(VIP4), 5000, 53, b"q"),
+    );
+    expect_encap(&mut f, &d, 0, ip(CLIENT4), 5000, BE4_A);
+    f.ring(ip(VIP4), 53, UDP, &[2]);
+    expect_encap(&mut f, &d, 0, ip(CLIENT4), 5000, BE4_A);
+}
+
+#[test]
+fn deleted_and_recycled_slot_rehashes_the_flow() {
+    if !privileged("recycled_slot") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.backend(2, ip(BE4_B));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 42000, 80, SYN, b""));
+    // Backend A deleted: out of the ring, slot freed, then the slot is handed
+    // to a different server C (new generation) that is not in this ring.
+    f.ring(ip(VIP4), 80, TCP, &[2]);
+    f.free_backend(1);
+    f.backend_gen(1, ip(BE4_C), 3);
+    let data = v4_tcp(v4(CLIENT4), v4(VIP4), 42000, 80, ACK, b"after");
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 42000, BE4_B);
+    assert_eq!(f.stat(Stat::ConnStale), 1);
+    // ... and it is re-pinned to B: the next packet is a plain hit.
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 42000, BE4_B);
+    assert_eq!(f.stat(Stat::ConnHit), 1);
+}
+
+#[test]
+fn deleted_slot_not_yet_recycled_rehashes_the_flow() {
+    if !privileged("deleted_slot") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.backend(2, ip(BE4_B));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 42001, 80, SYN, b""));
+    f.ring(ip(VIP4), 80, TCP, &[2]);
+    f.free_backend(1);
+    let data = v4_tcp(v4(CLIENT4), v4(VIP4), 42001, 80, ACK, b"x");
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 42001, BE4_B);
+}
+
+#[test]
+fn no_conntrack_vip_follows_the_ring_every_packet() {
+    if !privileged("no_conntrack") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, VIP_F_NO_CONNTRACK);
+    f.backend(1, ip(BE4_A));
+    f.backend(2, ip(BE4_B));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    let data = v4_tcp(v4(CLIENT4), v4(VIP4), 43000, 80, ACK, b"x");
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 43000, BE4_A);
+    f.ring(ip(VIP4), 80, TCP, &[2]);
+    expect_encap(&mut f, &data, 0, ip(CLIENT4), 43000, BE4_B);
+    assert_eq!(
+        f.stat(Stat::ConnHit) + f.stat(Stat::ConnMiss) + f.stat(Stat::NewFlow),
+        0
+    );
+    assert_eq!(f.stat(Stat::RingLookup), 2);
+}
+
+#[track_caller]
+fn expect_pass_untouched(f: &mut Fixture, frame: &[u8]) {
+    let (act, out) = f.run(frame);
+    assert_eq!(act, XDP_PASS, "expected XDP_PASS");
+    assert_frame(&out, frame);
+}
+
+#[test]
+fn non_vip_ipv4_passes_untouched() {
+    if !privileged("non_vip_v4") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    expect_pass_untouched(
+        &mut f,
+        &v4_tcp(v4(CLIENT4), v4("198.18.100.11"), 1, 80, SYN, b""),
+    );
+    assert_eq!(f.stat(Stat::Pass), 1);
+    assert_eq!(f.stat(Stat::Forwarded), 0);
+}
+
+#[test]
+fn non_vip_ipv6_passes_untouched() {
+    if !privileged("non_vip_v6") {
+        return;
+    }
+    let mut f = single(VIP6, 80, TCP, BE6_A);
+    expect_pass_untouched(
+        &mut f,
+        &v6_tcp(v6(CLIENT6), v6("fd00:100::11"), 1, 80, SYN, b""),
+    );
+}
+
+#[test]
+fn arp_passes_untouched() {
+    if !privileged("arp") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    arp.extend_from_slice(&CLIENT_MAC);
+    arp.extend_from_slice(&v4(CLIENT4).octets());
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&v4(VIP4).octets());
+    expect_pass_untouched(&mut f, &eth([0xff; 6], CLIENT_MAC, None, 0x0806, &arp));
+}
+
+#[test]
+fn vip_address_on_unserved_port_passes_untouched() {
+    if !privileged("unserved_port") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    expect_pass_untouched(&mut f, &v4_tcp(v4(CLIENT4), v4(VIP4), 1, 22, SYN, b""));
+    // Protocols other than TCP/UDP/ICMP to a VIP address go to the kernel too.
+    let gre = v4_frame(v4(CLIENT4), v4(VIP4), 47, 0, &[0; 8]);
+    expect_pass_untouched(&mut f, &gre);
+}
+
+#[test]
+fn vlan_tagged_vip_packet_keeps_its_tag() {
+    if !privileged("vlan") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 44000, 80, SYN, b"");
+    let inner = ipv4(&Ip4::new(v4(CLIENT4), v4(VIP4), TCP), &seg);
+    let frame = eth(LB_MAC, CLIENT_MAC, Some(0x2064), 0x0800, &inner);
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    let src = crafted_src(&f, ip(CLIENT4), 44000, ip(BE4_A));
+    assert_frame(&out, &encapsulated(&inner, 0, src, ip(BE4_A), Some(0x2064)));
+}
+
+#[track_caller]
+fn expect_drop(f: &mut Fixture, frame: &[u8], reason: Stat) {
+    let before = f.stat(reason);
+    let (act, _) = f.run(frame);
+    assert_eq!(act, XDP_DROP, "expected XDP_DROP ({reason:?})");
+    assert_eq!(f.stat(reason), before + 1, "{reason:?} counted");
+    assert_eq!(f.stat(Stat::Forwarded), 0);
+}
+
+#[test]
+fn ipv4_options_for_vip_are_dropped_but_passed_for_others() {
+    if !privileged("ip_options") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 1, 80, SYN, b"");
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), TCP);
+    h.options = vec![0x94, 4, 0, 0]; // router alert
+    let frame = eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &seg));
+    expect_drop(&mut f, &frame, Stat::DropIpOptions);
+    h.dst = v4("198.18.100.99");
+    let other = eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &seg));
+    expect_pass_untouched(&mut f, &other);
+}
+
+#[test]
+fn first_fragment_for_vip_is_dropped() {
+    if !privileged("first_fragment") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 1, 80, ACK, &[7; 64]);
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), TCP);
+    h.flags_frag = 0x2000; // MF, offset 0
+    expect_drop(
+        &mut f,
+        &eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &seg)),
+        Stat::DropFragment,
+    );
+}
+
+#[test]
+fn non_first_fragment_for_vip_is_dropped() {
+    if !privileged("non_first_fragment") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), TCP);
+    h.flags_frag = 185; // offset 1480 bytes, last fragment
+    expect_drop(
+        &mut f,
+        &eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &[9; 40])),
+        Stat::DropFragment,
+    );
+}
+
+#[test]
+fn truncated_ethernet_is_dropped_as_malformed() {
+    if !privileged("truncated_eth") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    // BPF_PROG_TEST_RUN refuses XDP input shorter than ETH_HLEN, so the
+    // shortest frame we can feed is a 14-byte header whose VLAN tag is cut.
+    let tagged = eth(LB_MAC, CLIENT_MAC, Some(5), 0x0800, &[]);
+    expect_drop(&mut f, &tagged[..14], Stat::DropMalformed);
+    expect_drop(&mut f, &tagged[..16], Stat::DropMalformed);
+}
+
+#[test]
+fn truncated_ip_header_is_dropped_as_malformed() {
+    if !privileged("truncated_ip") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let frame = v4_tcp(v4(CLIENT4), v4(VIP4), 1, 80, SYN, b"");
+    expect_drop(&mut f, &frame[..14 + 19], Stat::DropMalformed);
+    let frame6 = v6_tcp(v6(CLIENT6), v6(VIP6), 1, 80, SYN, b"");
+    expect_drop(&mut f, &frame6[..14 + 39], Stat::DropMalformed);
+}
+
+#[test]
+fn truncated_l4_header_is_dropped_as_malformed() {
+    if !privileged("truncated_l4") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    f.vip(ip(VIP6), 80, TCP, 0);
+    f.ring(ip(VIP6), 80, TCP, &[1]);
+    // IP header claims only 10 bytes of TCP: consistent lengths, short header.
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 1, 80, SYN, b"");
+    let frame = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg[..10]);
+    expect_drop(&mut f, &frame, Stat::DropMalformed);
+    // Frame cut inside the TCP header (IP length says more than is there).
+    let full = v4_tcp(v4(CLIENT4), v4(VIP4), 1, 80, SYN, b"");
+    expect_drop(&mut f, &full[..14 + 20 + 12], Stat::DropMalformed);
+    let udp6 = v6_frame(v6(CLIENT6), v6(VIP6), UDP, 0, &[0, 1, 0]);
+    expect_drop(&mut f, &udp6, Stat::DropMalformed);
+}
+
+#[test]
+fn bad_ihl_is_dropped_as_malformed() {
+    if !privileged("bad_ihl") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 1, 80, SYN, b"");
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), TCP);
+    h.ihl = Some(4);
+    expect_drop(
+        &mut f,
+        &eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &seg)),
+        Stat::DropMalformed,
+    );
+    // Total length beyond the frame.
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), TCP);
+    h.tot_len = Some(1000);
+    expect_drop(
+        &mut f,
+        &eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &seg)),
+        Stat::DropMalformed,
+    );
+}
+
+#[test]
+fn ipv6_extension_header_for_vip_is_dropped() {
+    if !privileged("ipv6_ext") {
+        return;
+    }
+    let mut f = single(VIP6, 80, TCP, BE6_A);
+    let seg = tcp(ip(CLIENT6), ip(VIP6), 1, 80, SYN, b"");
+    // Hop-by-hop options header (next = TCP, len 0, PadN).
+    let mut payload = vec![TCP, 0, 1, 4, 0, 0, 0, 0];
+    payload.extend_from_slice(&seg);
+    expect_drop(
+        &mut f,
+        &v6_frame(v6(CLIENT6), v6(VIP6), 0, 0, &payload),
+        Stat::DropIpOptions,
+    );
+    // Fragment header.
+    let mut frag = vec![TCP, 0, 0, 1, 0, 0, 0, 42];
+    frag.extend_from_slice(&seg);
+    expect_drop(
+        &mut f,
+        &v6_frame(v6(CLIENT6), v6(VIP6), 44, 0, &frag),
+        Stat::DropFragment,
+    );
+}
+
+#[test]
+fn icmp_echo_to_v4_vip_is_answered() {
+    if !privileged("icmp_echo_v4") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let req = icmp4(8, 0, [0x12, 0x34, 0, 1], b"ping payload");
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), 1);
+    h.ttl = 57;
+    let frame = eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &req));
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    let rep = icmp4(0, 0, [0x12, 0x34, 0, 1], b"ping payload");
+    let mut r = Ip4::new(v4(VIP4), v4(CLIENT4), 1);
+    r.ttl = 64;
+    assert_frame(
+        &out,
+        &eth(CLIENT_MAC, LB_MAC, None, 0x0800, &ipv4(&r, &rep)),
+    );
+    assert_eq!(f.stat(Stat::IcmpEchoReply), 1);
+}
+
+#[test]
+fn icmpv6_echo_to_v6_vip_is_answered() {
+    if !privileged("icmp_echo_v6") {
+        return;
+    }
+    let mut f = single(VIP6, 80, TCP, BE6_A);
+    let req = icmp6(v6(CLIENT6), v6(VIP6), 128, 0, [0, 7, 0, 9], b"ping6");
+    let frame = eth(
+        LB_MAC,
+        CLIENT_MAC,
+        None,
+        0x86DD,
+        &ipv6(v6(CLIENT6), v6(VIP6), 58, 0, 61, &req),
+    );
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    let rep = icmp6(v6(VIP6), v6(CLIENT6), 129, 0, [0, 7, 0, 9], b"ping6");
+    assert_frame(
+        &out,
+        &eth(
+            CLIENT_MAC,
+            LB_MAC,
+            None,
+            0x86DD,
+            &ipv6(v6(VIP6), v6(CLIENT6), 58, 0, 64, &rep),
+        ),
+    );
+}
+
+#[test]
+fn oversize_v4_with_df_gets_fragmentation_needed() {
+    if !privileged("too_big_v4_df") {
+        return;
+    }
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    // 1500-byte IP packet + 20 outer > MTU 1500.
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 45000, 80, ACK, &[0xab; 1460]);
+    let frame = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    let inner = l3_of(&frame).to_vec();
+    assert_eq!(inner.len(), 1500);
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    let mtu: u16 = 1480;
+    let msg = icmp4(3, 4, [0, 0, (mtu >> 8) as u8, mtu as u8], &inner[..28]);
+    let mut h = Ip4::new(v4(VIP4), v4(CLIENT4), 1);
+    h.id = 0;
+    h.flags_frag = 0;
+    assert_frame(
+        &out,
+        &eth(CLIENT_MAC, LB_MAC, None, 0x0800, &ipv4(&h, &msg)),
+    );
+    assert_eq!(f.stat(Stat::IcmpTooBigSent), 1);
+    assert_eq!(f.stat(Stat::Forwarded), 0);
+    // One byte less fits.
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 45000, 80, ACK, &[0xab; 1440]);
+    let fits = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    expect_encap(&mut f, &fits, 0, ip(CLIENT4), 45000, BE4_A);
+}
+
+#[test]
+fn oversize_v4_without_df_is_a_counted_drop() {
+    if !privileged("too_big_v4_no_df") {
+        return;
+    }
+    let mut f = single(VIP4, 53, UDP, BE4_A);
+    let d = udp(ip(CLIENT4), ip(VIP4), 1, 53, &[1; 1472]);
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), UDP);
+    h.flags_frag = 0;
+    expect_drop(
+        &mut f,
+        &eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &d)),
+        Stat::DropTooBig,
+    );
+}
+
+#[test]
+fn oversize_v6_gets_packet_too_big() {
+    if !privileged("too_big_v6") {
+        return;
+    }
+    let mut f = single(VIP6, 80, TCP, BE6_A);
+    let seg = tcp(ip(CLIENT6), ip(VIP6), 46000, 80, ACK, &[0xcd; 1420]);
+    let frame = v6_frame(v6(CLIENT6), v6(VIP6), TCP, 0, &seg);
+    let inner = l3_of(&frame).to_vec();
+    assert_eq!(inner.len(), 1480);
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    let msg = icmp6(
+        v6(VIP6),
+        v6(CLIENT6),
+        2,
+        0,
+        1460u32.to_be_bytes(),
+        &inner[..48],
+    );
+    assert_frame(
+        &out,
+        &eth(
+            CLIENT_MAC,
+            LB_MAC,
+            None,
+            0x86DD,
+            &ipv6(v6(VIP6), v6(CLIENT6), 58, 0, 64, &msg),
+        ),
+    );
+}
+
+#[test]
+fn empty_ring_is_a_counted_drop() {
+    if !privileged("empty_ring") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, 0);
+    expect_drop(
+        &mut f,
+        &v4_tcp(v4(CLIENT4), v4(VIP4), 1, 80, SYN, b""),
+        Stat::DropNoBackend,
+    );
+    // Backends exist but the ring was emptied.
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    f.ring(ip(VIP4), 80, TCP, &[]);
+    expect_drop(
+        &mut f,
+        &v4_tcp(v4(CLIENT4), v4(VIP4), 2, 80, SYN, b""),
+        Stat::DropNoBackend,
+    );
+}
+
+#[test]
+fn counters_reconcile_with_packets_sent() {
+    if !privileged("counters") {
+        return;
+    }
+    let mut f = Fixture::new();
+    let a = f.vip(ip(VIP4), 80, TCP, 0);
+    let b = f.vip(ip(VIP6), 53, UDP, 0);
+    f.backend(1, ip(BE4_A));
+    f.backend(2, ip(BE6_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    f.ring(ip(VIP6), 53, UDP, &[2]);
+    let mut bytes_a = 0u64;
+    let mut bytes_b = 0u64;
+    // 5 flows x (SYN + 3 data) to VIP A.
+    for sport in 0..5u16 {
+        for (i, flags) in [SYN, ACK, ACK | PSH, ACK].into_iter().enumerate() {
+            let fr = v4_tcp(
+                v4(CLIENT4),
+                v4(VIP4),
+                30000 + sport,
+                80,
+                flags,
+                &vec![1; i * 10],
+            );
+            bytes_a += (fr.len() - 14) as u64;
+            assert_eq!(f.run(&fr).0, XDP_TX);
+        }
+    }
+    // 7 datagrams of 2 flows to VIP B.
+    for i in 0..7u16 {
+        let d = udp(ip(CLIENT6), ip(VIP6), 7000 + (i % 2), 53, &vec![2; 30]);
+        let fr = v6_frame(v6(CLIENT6), v6(VIP6), UDP, 0, &d);
+        bytes_b += (fr.len() - 14) as u64;
+        assert_eq!(f.run(&fr).0, XDP_TX);
+    }
+    // 3 passes, 2 malformed, 1 fragment, 1 echo.
+    for _ in 0..3 {
+        f.run(&v4_tcp(v4(CLIENT4), v4("198.18.9.9"), 1, 80, SYN, b""));
+    }
+    let full = v4_tcp(v4(CLIENT4), v4(VIP4), 1, 80, SYN, b"");
+    f.run(&full[..20]);
+    f.run(&full[..40]);
+    let mut h = Ip4::new(v4(CLIENT4), v4(VIP4), TCP);
+    h.flags_frag = 0x2000;
+    f.run(&eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &[0; 40])));
+    f.run(&eth(
+        LB_MAC,
+        CLIENT_MAC,
+        None,
+        0x0800,
+        &ipv4(
+            &Ip4::new(v4(CLIENT4), v4(VIP4), 1),
+            &icmp4(8, 0, [0; 4], b""),
+        ),
+    ));
+
+    let s = f.lb.stats().unwrap();
+    let g = |x: Stat| s[x as usize];
+    assert_eq!(g(Stat::Rx), 20 + 7 + 3 + 2 + 1 + 1);
+    assert_eq!(g(Stat::Forwarded), 27);
+    assert_eq!(g(Stat::Pass), 3);
+    assert_eq!(g(Stat::DropMalformed), 2);
+    assert_eq!(g(Stat::DropFragment), 1);
+    assert_eq!(g(Stat::IcmpEchoReply), 1);
+    // TCP: 5 SYNs take the ring, 15 data packets hit. UDP: 2 misses, 5 hits.
+    assert_eq!(g(Stat::ConnHit), 15 + 5);
+    assert_eq!(g(Stat::ConnMiss), 2);
+    assert_eq!(g(Stat::NewFlow), 5 + 2);
+    assert_eq!(g(Stat::RingLookup), 7);
+    let va = f.lb.vip_stats(a).unwrap();
+    let vb = f.lb.vip_stats(b).unwrap();
+    assert_eq!((va.packets, va.bytes), (20, bytes_a));
+    assert_eq!((vb.packets, vb.bytes), (7, bytes_b));
+    assert_eq!(f.lb.backend_stats(1).unwrap(), va);
+    assert_eq!(f.lb.backend_stats(2).unwrap(), vb);
+}
