@@ -49,14 +49,32 @@ fn check(vip: IpAddr, backends_v6: bool, flows: usize, flags: u32) {
     let mut used = std::collections::HashSet::new();
     for n in 0..flows {
         let client: IpAddr = match vip {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 18, rng.gen_range(0..=255), rng.gen_range(1..=254))),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, rng.r#gen(), rng.r#gen(), rng.r#gen(), rng.r#gen())),
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(
+                198,
+                18,
+                rng.gen_range(0..=255),
+                rng.gen_range(1..=254),
+            )),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
+                0xfd00,
+                1,
+                0,
+                0,
+                rng.r#gen(),
+                rng.r#gen(),
+                rng.r#gen(),
+                rng.r#gen(),
+            )),
         };
         let sport: u16 = rng.gen_range(1024..=65535);
         // Userspace prediction: lb-common's hash over the map-layout fields.
         let (src, _) = map_addr(client);
         let (dst, _) = map_addr(vip);
-        let hashed_sport = if flags & lb_common::VIP_F_NO_SPORT != 0 { 0 } else { sport.to_be() };
+        let hashed_sport = if flags & lb_common::VIP_F_NO_SPORT != 0 {
+            0
+        } else {
+            sport.to_be()
+        };
         let h = lb_common::flow_hash(0xC0FFEE, &src, &dst, hashed_sport, 443u16.to_be(), 6);
         let predicted = backends[table[(h % m) as usize] as usize];
 
@@ -102,5 +120,10 @@ fn kernel_choice_matches_prediction_without_source_port() {
     if !privileged("agreement_no_sport") {
         return;
     }
-    check("198.18.100.11".parse().unwrap(), false, 3_000, lb_common::VIP_F_NO_SPORT);
+    check(
+        "198.18.100.11".parse().unwrap(),
+        false,
+        3_000,
+        lb_common::VIP_F_NO_SPORT,
+    );
 }

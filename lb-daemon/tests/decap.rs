@@ -32,15 +32,33 @@ fn decap() -> Decap {
 }
 
 fn inner_v4() -> Vec<u8> {
-    let seg = tcp(ip("198.18.1.7"), ip("198.18.100.10"), 1234, 80, ACK, b"inner payload");
-    let mut h = Ip4::new("198.18.1.7".parse().unwrap(), "198.18.100.10".parse().unwrap(), 6);
+    let seg = tcp(
+        ip("198.18.1.7"),
+        ip("198.18.100.10"),
+        1234,
+        80,
+        ACK,
+        b"inner payload",
+    );
+    let mut h = Ip4::new(
+        "198.18.1.7".parse().unwrap(),
+        "198.18.100.10".parse().unwrap(),
+        6,
+    );
     h.tos = 0x28;
     ipv4(&h, &seg)
 }
 
 fn inner_v6() -> Vec<u8> {
     let d = udp(ip("fd00:1::7"), ip("fd00:100::10"), 5353, 53, b"inner6");
-    ipv6("fd00:1::7".parse().unwrap(), "fd00:100::10".parse().unwrap(), 17, 0, 64, &d)
+    ipv6(
+        "fd00:1::7".parse().unwrap(),
+        "fd00:100::10".parse().unwrap(),
+        17,
+        0,
+        64,
+        &d,
+    )
 }
 
 #[track_caller]
