@@ -841,7 +841,7 @@ fn counters_reconcile_with_packets_sent() {
     }
     // 7 datagrams of 2 flows to VIP B.
     for i in 0..7u16 {
-        let d = udp(ip(CLIENT6), ip(VIP6), 7000 + (i % 2), 53, &vec![2; 30]);
+        let d = udp(ip(CLIENT6), ip(VIP6), 7000 + (i % 2), 53, &[2; 30]);
         let fr = v6_frame(v6(CLIENT6), v6(VIP6), UDP, 0, &d);
         bytes_b += (fr.len() - 14) as u64;
         assert_eq!(f.run(&fr).0, XDP_TX);
