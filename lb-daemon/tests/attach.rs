@@ -92,14 +92,24 @@ fn programs_pass_the_verifier_with_room_to_spare() {
     }
     let mut f = Fixture::new();
     let info = f.lb.program().info().expect("program info");
-    let verified = info.verified_instruction_count().expect("kernel reports verified_insns");
+    let verified = info
+        .verified_instruction_count()
+        .expect("kernel reports verified_insns");
     let xlated = info.size_translated().expect("xlated size") / 8;
     println!("lb_xdp: verified_insns={verified} xlated_insns={xlated}");
     // The kernel's limit is 1,000,000 processed instructions; stay far below
     // it so new features do not run into the wall.
-    assert!(verified > 100 && verified < 200_000, "verified_insns={verified}");
+    assert!(
+        verified > 100 && verified < 200_000,
+        "verified_insns={verified}"
+    );
     let mut d = lb_daemon::dataplane::Decap::load().unwrap();
-    let dv = d.decap_program().info().unwrap().verified_instruction_count().unwrap();
+    let dv = d
+        .decap_program()
+        .info()
+        .unwrap()
+        .verified_instruction_count()
+        .unwrap();
     println!("lb_decap: verified_insns={dv}");
     assert!(dv > 10 && dv < 50_000);
 }
