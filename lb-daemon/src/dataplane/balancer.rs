@@ -1,11 +1,14 @@
 //! `lb_xdp` and its maps: load with sizes, write VIPs/backends/rings/config,
 //! read counters and the connection table.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap},
     programs::Xdp,
 };
 use lb_common::{
@@ -145,9 +148,39 @@ impl BalancerConfig {
     }
 }
 
+/// Where the program handle lives: in the object we loaded, or adopted from
+/// its bpffs pin (a restarted daemon).
+enum Prog {
+    Object(Box<Ebpf>),
+    Pinned(Xdp),
+}
+
+/// Every map of the balancer object (all are pinned together).
+pub const MAP_NAMES: [&str; 9] = [
+    lb_common::MAP_VIPS,
+    lb_common::MAP_VIP_ADDRS,
+    lb_common::MAP_RING,
+    lb_common::MAP_BACKENDS,
+    lb_common::MAP_CONN,
+    lb_common::MAP_CONFIG,
+    lb_common::MAP_STATS,
+    lb_common::MAP_VIP_STATS,
+    lb_common::MAP_BACKEND_STATS,
+];
+
+/// How [`Balancer::open_pinned`] got its program and maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Loaded from the embedded object and pinned now.
+    Loaded,
+    /// Adopted from existing pins: program, maps and connection table as they
+    /// were (a daemon restart).
+    Adopted,
+}
+
 /// The loaded balancer program and typed handles on its maps.
 pub struct Balancer {
-    ebpf: Ebpf,
+    prog: Prog,
     sizes: Sizes,
     vips: HashMap<MapData, VipKey, VipMeta>,
     vip_addrs: HashMap<MapData, AddrKey, u32>,
@@ -172,9 +205,85 @@ impl Balancer {
     /// Loads `lb_xdp` into the kernel (verifier included) with fresh maps of
     /// the given sizes. Not attached anywhere yet.
     pub fn load(sizes: Sizes) -> Result<Self, DataplaneError> {
+        Self::load_with(sizes, None)
+    }
+
+    /// Opens the balancer pinned under `dir` (e.g. /sys/fs/bpf/lb): adopts
+    /// the pinned program and maps when they are there (after a restart or a
+    /// crash, so forwarding and the connection table carry on), otherwise
+    /// loads the embedded object and pins program and maps there.
+    pub fn open_pinned(sizes: Sizes, dir: &Path) -> Result<(Self, Origin), DataplaneError> {
+        super::ensure_bpffs()?;
+        let pin_err = |e: std::io::Error| DataplaneError::Pin(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir.join("maps")).map_err(pin_err)?;
+        let prog_pin = dir.join("prog");
+        let all_pinned =
+            prog_pin.exists() && MAP_NAMES.iter().all(|n| dir.join("maps").join(n).exists());
+        if all_pinned {
+            let prog = Xdp::from_pin(&prog_pin, aya_obj::programs::XdpAttachType::Interface)
+                .map_err(|source| DataplaneError::Program {
+                    name: "lb_xdp",
+                    source,
+                })?;
+            let maps_dir = dir.join("maps");
+            let lb = Self::from_maps(Prog::Pinned(prog), sizes, |name| {
+                let data = MapData::from_pin(maps_dir.join(name)).map_err(map_err(name))?;
+                aya::maps::Map::from_map_data(data).map_err(map_err(name))
+            })?;
+            lb.check_adopted_sizes()?;
+            return Ok((lb, Origin::Adopted));
+        }
+        let mut lb = Self::load_with(sizes, Some(dir))?;
+        lb.program()
+            .pin(&prog_pin)
+            .map_err(|e| DataplaneError::Pin(format!("{}: {e}", prog_pin.display())))?;
+        Ok((lb, Origin::Loaded))
+    }
+
+    /// Adopted maps must have the sizes the configuration asks for: the
+    /// program indexes the ring with them. Resizing needs a teardown.
+    fn check_adopted_sizes(&self) -> Result<(), DataplaneError> {
+        let max = |m: &MapData| m.info().map(|i| i.max_entries()).unwrap_or(0);
+        let got_ring = max(self.ring.map());
+        let got_vips = max(self.vips.map());
+        let got_backends = max(self.backends.map());
+        let got_conn = max(self.conn.map());
+        let want = self.sizes;
+        if got_ring != want.ring_elements()
+            || got_vips != want.max_vips
+            || got_backends != want.max_backends
+            || got_conn != want.conn_table
+        {
+            return Err(DataplaneError::Sizes(format!(
+                "pinned maps were created with max_vips={got_vips} max_backends={got_backends} \
+                 conn_table={got_conn} ring elements={got_ring}, the configuration asks for \
+                 max_vips={} max_backends={} conn_table={} ring elements={}; \
+                 run `lb-daemon teardown` to recreate them",
+                want.max_vips,
+                want.max_backends,
+                want.conn_table,
+                want.ring_elements()
+            )));
+        }
+        Ok(())
+    }
+
+    fn load_with(sizes: Sizes, pin_dir: Option<&Path>) -> Result<Self, DataplaneError> {
         use lb_common::*;
         sizes.validate()?;
-        let mut ebpf = EbpfLoader::new()
+        let pins: Vec<(&'static str, std::path::PathBuf)> = pin_dir
+            .map(|d| {
+                MAP_NAMES
+                    .iter()
+                    .map(|n| (*n, d.join("maps").join(n)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .override_global(GLOBAL_RING_SIZE, &sizes.ring_size, true)
             .map_max_entries(MAP_VIPS, sizes.max_vips)
             .map_max_entries(MAP_VIP_ADDRS, sizes.max_vips)
@@ -196,42 +305,52 @@ impl Balancer {
             name: "lb_xdp",
             source,
         })?;
-        Self::from_ebpf(ebpf, sizes)
+        let mut maps = std::collections::HashMap::new();
+        for name in MAP_NAMES {
+            maps.insert(name, take(&mut ebpf, name)?);
+        }
+        Self::from_maps(Prog::Object(Box::new(ebpf)), sizes, |name| {
+            maps.remove(name).ok_or(DataplaneError::MissingMap(name))
+        })
     }
 
-    fn from_ebpf(mut ebpf: Ebpf, sizes: Sizes) -> Result<Self, DataplaneError> {
+    fn from_maps(
+        prog: Prog,
+        sizes: Sizes,
+        mut take: impl FnMut(&'static str) -> Result<aya::maps::Map, DataplaneError>,
+    ) -> Result<Self, DataplaneError> {
         use lb_common::*;
-        let ring = match take(&mut ebpf, MAP_RING)? {
+        let ring = match take(MAP_RING)? {
             aya::maps::Map::Array(data) => RingMap::new(data, sizes.ring_elements())?,
             _ => return Err(DataplaneError::MissingMap(MAP_RING)),
         };
         Ok(Self {
-            vips: HashMap::try_from(take(&mut ebpf, MAP_VIPS)?).map_err(map_err(MAP_VIPS))?,
-            vip_addrs: HashMap::try_from(take(&mut ebpf, MAP_VIP_ADDRS)?)
-                .map_err(map_err(MAP_VIP_ADDRS))?,
-            backends: Array::try_from(take(&mut ebpf, MAP_BACKENDS)?)
-                .map_err(map_err(MAP_BACKENDS))?,
-            conn: PerCpuHashMap::try_from(take(&mut ebpf, MAP_CONN)?).map_err(map_err(MAP_CONN))?,
-            config: Array::try_from(take(&mut ebpf, MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?,
-            stats: PerCpuArray::try_from(take(&mut ebpf, MAP_STATS)?)
-                .map_err(map_err(MAP_STATS))?,
-            vip_stats: PerCpuArray::try_from(take(&mut ebpf, MAP_VIP_STATS)?)
+            vips: HashMap::try_from(take(MAP_VIPS)?).map_err(map_err(MAP_VIPS))?,
+            vip_addrs: HashMap::try_from(take(MAP_VIP_ADDRS)?).map_err(map_err(MAP_VIP_ADDRS))?,
+            backends: Array::try_from(take(MAP_BACKENDS)?).map_err(map_err(MAP_BACKENDS))?,
+            conn: PerCpuHashMap::try_from(take(MAP_CONN)?).map_err(map_err(MAP_CONN))?,
+            config: Array::try_from(take(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?,
+            stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_err(MAP_STATS))?,
+            vip_stats: PerCpuArray::try_from(take(MAP_VIP_STATS)?)
                 .map_err(map_err(MAP_VIP_STATS))?,
-            backend_stats: PerCpuArray::try_from(take(&mut ebpf, MAP_BACKEND_STATS)?)
+            backend_stats: PerCpuArray::try_from(take(MAP_BACKEND_STATS)?)
                 .map_err(map_err(MAP_BACKEND_STATS))?,
             ring,
-            ebpf,
+            prog,
             sizes,
         })
     }
 
     /// The balancer program (for attaching or test runs).
     pub fn program(&mut self) -> &mut Xdp {
-        // Checked to exist and be XDP in `load`.
-        self.ebpf
-            .program_mut("lb_xdp")
-            .and_then(|p| <&mut Xdp>::try_from(p).ok())
-            .expect("lb_xdp was loaded as an XDP program")
+        match &mut self.prog {
+            // Checked to exist and be XDP in `load_with`.
+            Prog::Object(ebpf) => ebpf
+                .program_mut("lb_xdp")
+                .and_then(|p| <&mut Xdp>::try_from(p).ok())
+                .expect("lb_xdp was loaded as an XDP program"),
+            Prog::Pinned(p) => p,
+        }
     }
 
     /// The sizes the maps were created with.

@@ -43,6 +43,17 @@ pub enum DataplaneError {
     /// bpffs could not be mounted.
     #[error("mounting bpffs at /sys/fs/bpf: {0}")]
     Bpffs(String),
+    /// Pinning or unpinning under bpffs failed.
+    #[error("bpffs pin: {0}")]
+    Pin(String),
+    /// Attaching to or detaching from an interface failed.
+    #[error("interface {interface}: {reason}")]
+    Attach {
+        /// Interface name.
+        interface: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Sizes that the maps cannot be created with.
     #[error("invalid sizes: {0}")]
     Sizes(String),

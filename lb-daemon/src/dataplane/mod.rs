@@ -3,13 +3,15 @@
 //! Everything here needs root (CAP_BPF/CAP_NET_ADMIN); the logic above it talks
 //! to it through plain method calls so it can be tested with a fake.
 
+mod attach;
 mod balancer;
 mod decap;
 mod error;
 mod object;
 mod ring;
 
-pub use balancer::{Balancer, BalancerConfig, Sizes};
+pub use attach::{AttachMode, Attached, attached_to, teardown};
+pub use balancer::{Balancer, BalancerConfig, MAP_NAMES, Origin, Sizes};
 pub use decap::Decap;
 pub use error::DataplaneError;
 pub use object::{BALANCER_OBJECT, DECAP_OBJECT};

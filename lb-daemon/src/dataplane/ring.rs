@@ -53,6 +53,11 @@ impl RingMap {
         })
     }
 
+    /// The underlying map.
+    pub fn map(&self) -> &MapData {
+        &self._map
+    }
+
     /// Number of `u32` positions (all VIPs, both halves).
     pub fn len(&self) -> usize {
         self.len
