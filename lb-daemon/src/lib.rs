@@ -1,5 +1,10 @@
 //! `lb` control plane: configuration, the Maglev ring builder, the kernel data
-//! plane handle, and (in later modules) the gRPC API.
+//! plane handle, the desired state and how it reaches the maps, and (in later
+//! modules) the gRPC API.
 
+pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod maglev;
+pub mod state;
+pub mod vip;

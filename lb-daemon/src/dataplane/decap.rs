@@ -80,6 +80,91 @@ impl Decap {
             })
     }
 
+    /// Attaches `lb_decap` (or, with `pass_only`, `lb_pass`) to `interface`
+    /// and pins the link and the maps under `dir`, so it keeps running after
+    /// this process exits and its counters stay readable
+    /// ([`Decap::pinned_stats`]). Native mode when the driver has it.
+    pub fn attach_pinned(
+        &mut self,
+        interface: &str,
+        pass_only: bool,
+        dir: &std::path::Path,
+    ) -> Result<(), DataplaneError> {
+        use aya::maps::IterableMap as _;
+        let err = |e: String| DataplaneError::Attach {
+            interface: interface.to_string(),
+            reason: e,
+        };
+        super::ensure_bpffs()?;
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let link_pin = dir.join("link");
+        if link_pin.exists() {
+            return Err(err(format!(
+                "already attached ({} exists); detach first",
+                link_pin.display()
+            )));
+        }
+        let prog = if pass_only {
+            self.pass_program()
+        } else {
+            self.decap_program()
+        };
+        let id = prog
+            .attach(interface, aya::programs::XdpMode::Driver)
+            .or_else(|_| prog.attach(interface, aya::programs::XdpMode::Skb))
+            .map_err(|e| err(e.to_string()))?;
+        let link = prog.take_link(id).map_err(|e| err(e.to_string()))?;
+        let fd_link =
+            aya::programs::links::FdLink::try_from(link).map_err(|e| err(e.to_string()))?;
+        fd_link.pin(&link_pin).map_err(|e| err(e.to_string()))?;
+        for (map, name) in [
+            (self.addrs.map(), lb_common::MAP_DECAP_ADDRS),
+            (self.stats.map(), lb_common::MAP_DECAP_STATS),
+        ] {
+            map.pin(dir.join(name))
+                .map_err(|e| DataplaneError::Pin(format!("{name}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Counters of a decap program pinned under `dir`.
+    pub fn pinned_stats(
+        dir: &std::path::Path,
+    ) -> Result<[u64; DECAP_STAT_COUNT as usize], DataplaneError> {
+        let name = lb_common::MAP_DECAP_STATS;
+        let map_err = |source| DataplaneError::Map { name, source };
+        let data = MapData::from_pin(dir.join(name)).map_err(map_err)?;
+        let stats: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(aya::maps::Map::from_map_data(data).map_err(map_err)?)
+                .map_err(map_err)?;
+        let mut out = [0u64; DECAP_STAT_COUNT as usize];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = stats.get(&(i as u32), 0).map_err(map_err)?.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Detaches a decap program pinned under `dir` and removes its pins.
+    pub fn detach_pinned(dir: &std::path::Path) -> Result<(), DataplaneError> {
+        let link_pin = dir.join("link");
+        if link_pin.exists() {
+            let link = aya::programs::links::PinnedLink::from_pin(&link_pin)
+                .map_err(|e| DataplaneError::Pin(e.to_string()))?;
+            drop(
+                link.unpin()
+                    .map_err(|e| DataplaneError::Pin(e.to_string()))?,
+            );
+        }
+        for name in [lb_common::MAP_DECAP_ADDRS, lb_common::MAP_DECAP_STATS] {
+            let p = dir.join(name);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| DataplaneError::Pin(e.to_string()))?;
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+        Ok(())
+    }
+
     /// Counters summed over CPUs, indexed by [`lb_common::DecapStat`].
     pub fn stats(&self) -> Result<[u64; DECAP_STAT_COUNT as usize], DataplaneError> {
         let mut out = [0u64; DECAP_STAT_COUNT as usize];

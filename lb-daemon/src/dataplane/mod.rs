@@ -7,14 +7,18 @@ mod attach;
 mod balancer;
 mod decap;
 mod error;
+mod fake;
 mod object;
+mod port;
 mod ring;
 
 pub use attach::{AttachMode, Attached, attached_to, teardown};
 pub use balancer::{Balancer, BalancerConfig, MAP_NAMES, Origin, Sizes};
 pub use decap::Decap;
 pub use error::DataplaneError;
+pub use fake::{FakeDataplane, FakeMaps};
 pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
+pub use port::Dataplane;
 pub use ring::RingMap;
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there yet (as bpftool

@@ -1,0 +1,86 @@
+//! The `lb-daemon` command: argument parsing and the subcommands.
+
+mod decap_cmd;
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+/// `lb-daemon` command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "lb-daemon",
+    version,
+    about = "XDP layer-4 load balancer daemon"
+)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Backend side: strip lb's IP-in-IP headers in XDP (for hosts without
+    /// ipip/ip6tnl devices).
+    Decap {
+        /// What to do with the decap program.
+        #[command(subcommand)]
+        action: DecapAction,
+    },
+}
+
+/// `lb-daemon decap` actions.
+#[derive(Subcommand, Debug)]
+pub enum DecapAction {
+    /// Attach `lb_decap` to an interface, pinned (it stays after we exit).
+    Attach {
+        /// Interface the encapsulated packets arrive on.
+        #[arg(long)]
+        interface: String,
+        /// Decapsulate packets addressed to ADDR (repeatable). Default: every
+        /// address configured on this host (this network namespace).
+        #[arg(long = "address", value_name = "ADDR")]
+        addresses: Vec<IpAddr>,
+        /// Attach the bare XDP_PASS program instead (a veth peer of an XDP_TX
+        /// sender needs an XDP program to receive those frames).
+        #[arg(long)]
+        pass_only: bool,
+        /// Where to pin the link and maps.
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        pin_path: PathBuf,
+    },
+    /// Detach it and remove the pins.
+    Detach {
+        /// Where it was pinned.
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        pin_path: PathBuf,
+    },
+    /// Print its counters.
+    Stats {
+        /// Where it was pinned.
+        #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
+        pin_path: PathBuf,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Logs to stderr; `RUST_LOG` picks the level (default info).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn main(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Decap { action } => decap_cmd::run(action),
+    }
+}

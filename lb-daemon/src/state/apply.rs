@@ -1,0 +1,359 @@
+//! How a change of the desired state reaches the maps: the write order that
+//! keeps forwarding correct at every instant, and an undo log so a failure
+//! part-way leaves the maps as they were.
+//!
+//! Write order, per VIP:
+//!
+//! 1. New backend slots are written (valid, generation + 1) before any ring
+//!    names them.
+//! 2. The new Maglev table goes into the VIP's inactive ring half; one VIP
+//!    entry update flips `ring_half` to it (atomic for the data plane: a
+//!    packet reads either the old or the new half, never a mix); then the
+//!    now-inactive half is made equal too, so neither half names a slot about
+//!    to be freed.
+//! 3. Only then are slots that left the VIP freed (invalid, generation + 1),
+//!    so a connection pinned to a freed slot re-hashes instead of following
+//!    the slot to whatever it is reused for.
+
+use lb_common::{AddrKey, BACKEND_F_VALID, Backend, VipKey, VipMeta};
+
+use super::{
+    StateError,
+    model::{Model, Vip},
+};
+use crate::{
+    dataplane::{Dataplane, DataplaneError},
+    vip::{addr_key, map_addr},
+};
+
+/// How to undo one map write.
+enum Undo {
+    /// Put the VIP entry back as it was (`None`: absent).
+    Vip { key: VipKey, prev: Option<VipMeta> },
+    /// Put the address count back.
+    VipAddr { key: AddrKey, prev: u32 },
+    /// Put the slot back (see [`Tx::undo_backend`] for the generation).
+    Backend { slot: u32, prev: Backend },
+    /// Put a ring half back.
+    Ring {
+        index: u32,
+        half: u32,
+        prev: Vec<u32>,
+    },
+}
+
+/// Map writes with an undo log. Every write records how to undo it *before*
+/// it is attempted, since a failed write may have half-happened.
+pub(crate) struct Tx<'a, D: Dataplane> {
+    pub dp: &'a mut D,
+    undo: Vec<Undo>,
+    /// Ring positions changed (for adoption's report).
+    pub ring_positions: usize,
+}
+
+impl<'a, D: Dataplane> Tx<'a, D> {
+    pub fn new(dp: &'a mut D) -> Self {
+        Self {
+            dp,
+            undo: Vec::new(),
+            ring_positions: 0,
+        }
+    }
+
+    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        let prev = self.dp.vip(key);
+        self.undo.push(Undo::Vip { key: *key, prev });
+        self.dp.set_vip(key, meta)
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        let prev = self.dp.vip(key);
+        self.undo.push(Undo::Vip { key: *key, prev });
+        self.dp.remove_vip(key)
+    }
+
+    /// `prev` is the count the map holds now; the maps cannot be asked
+    /// (the real hash map has no reader here), the model knows it.
+    pub fn set_vip_addr(&mut self, key: &AddrKey, count: u32, prev: u32) -> Result<(), DataplaneError> {
+        self.undo.push(Undo::VipAddr { key: *key, prev });
+        self.dp.set_vip_addr(key, count)
+    }
+
+    pub fn set_backend(&mut self, slot: u32, b: &Backend) -> Result<(), DataplaneError> {
+        let prev = self.dp.backend(slot)?;
+        self.undo.push(Undo::Backend { slot, prev });
+        self.dp.set_backend(slot, b)
+    }
+
+    /// Writes a ring half if it differs from `table`; returns positions changed.
+    pub fn write_ring_half(
+        &mut self,
+        index: u32,
+        half: u32,
+        table: &[u32],
+    ) -> Result<usize, DataplaneError> {
+        let prev = self.dp.ring_half(index, half);
+        if prev == table {
+            return Ok(0);
+        }
+        self.undo.push(Undo::Ring { index, half, prev });
+        let n = self.dp.write_ring_half(index, half, table)?;
+        self.ring_positions += n;
+        Ok(n)
+    }
+
+    /// Zeroes counters. Not undone: counters of an index or slot being
+    /// (re)allocated or freed carry no information worth restoring.
+    pub fn clear_stats(&mut self, index: Option<u32>, slot: Option<u32>) -> Result<(), DataplaneError> {
+        self.dp.clear_stats(index, slot)
+    }
+
+    /// Keeps the writes.
+    pub fn commit(self) {}
+
+    /// Undoes every write, newest first (the reverse of a safe order is safe
+    /// here: each step only ever pointed live structures at valid slots).
+    /// Keeps going after a failure and reports the first one.
+    pub fn rollback(self) -> Result<(), DataplaneError> {
+        let Tx { dp, undo, .. } = self;
+        let mut first_err = None;
+        for u in undo.into_iter().rev() {
+            let r = match u {
+                Undo::Vip { key, prev: Some(m) } => dp.set_vip(&key, &m),
+                Undo::Vip { key, prev: None } => {
+                    if dp.vip(&key).is_some() {
+                        dp.remove_vip(&key)
+                    } else {
+                        Ok(())
+                    }
+                }
+                Undo::VipAddr { key, prev } => dp.set_vip_addr(&key, prev),
+                Undo::Backend { slot, prev } => Self::undo_backend(dp, slot, prev),
+                Undo::Ring { index, half, prev } => {
+                    dp.write_ring_half(index, half, &prev).map(|_| ())
+                }
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Restores a slot, keeping generations from ever going back to one that
+    /// was live: while our write was in place and valid, flows may have been
+    /// pinned to (slot, its generation). Restoring an older generation would
+    /// let a later allocation hand that same pair to another server and
+    /// those flows would follow it.
+    fn undo_backend(dp: &mut D, slot: u32, prev: Backend) -> Result<(), DataplaneError> {
+        let cur = dp.backend(slot)?;
+        if cur == prev {
+            return Ok(());
+        }
+        let mut restore = prev;
+        if cur.flags & BACKEND_F_VALID != 0 {
+            restore.generation = if prev.flags & BACKEND_F_VALID == 0 {
+                // Invalid with the generation that was live: the next
+                // allocation bumps past it.
+                cur.generation
+            } else {
+                // Valid again, but never under the generation our entry had.
+                next_generation(cur.generation)
+            };
+        }
+        // A write that replaced a valid entry by an invalid one (a free) is
+        // restored exactly: nothing can pin to an invalid slot, and the old
+        // generation keeps the old flows pinned.
+        dp.set_backend(slot, &restore)
+    }
+}
+
+/// The generation after `g`; 0 is skipped so a zeroed entry never matches.
+pub(crate) fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
+fn internal(context: impl FnOnce() -> String) -> impl FnOnce(DataplaneError) -> StateError {
+    move |e| StateError::dataplane(&context(), &e)
+}
+
+/// Makes `slot` a valid backend for `address` under a new generation, with
+/// zeroed counters.
+pub(crate) fn alloc_slot<D: Dataplane>(
+    tx: &mut Tx<'_, D>,
+    slot: u32,
+    address: std::net::IpAddr,
+) -> Result<(), StateError> {
+    let ctx = || format!("writing backend slot {slot} ({address})");
+    let cur = tx.dp.backend(slot).map_err(internal(ctx))?;
+    let (addr, family) = map_addr(address);
+    tx.clear_stats(None, Some(slot)).map_err(internal(ctx))?;
+    tx.set_backend(
+        slot,
+        &Backend {
+            addr,
+            family,
+            flags: BACKEND_F_VALID,
+            _pad: 0,
+            generation: next_generation(cur.generation),
+        },
+    )
+    .map_err(internal(ctx))
+}
+
+/// Invalidates `slot` under a new generation (the address is kept, which
+/// helps when reading map dumps).
+pub(crate) fn free_slot<D: Dataplane>(tx: &mut Tx<'_, D>, slot: u32) -> Result<(), StateError> {
+    let ctx = || format!("freeing backend slot {slot}");
+    let mut b = tx.dp.backend(slot).map_err(internal(ctx))?;
+    b.flags = 0;
+    b.generation = next_generation(b.generation);
+    tx.set_backend(slot, &b).map_err(internal(ctx))
+}
+
+/// The VIP's table, or an internal error (requests were validated against
+/// every reason the builder could refuse).
+pub(crate) fn table_of(vip: &Vip, ring_size: u32) -> Result<Vec<u32>, StateError> {
+    vip.table(ring_size)
+        .map_err(|e| StateError::Internal(format!("building the ring of {}: {e}", vip.spec)))
+}
+
+/// Publishes `table` for a VIP whose entry exists: inactive half, flip, the
+/// other half. Flags and index are (re)written by the flip. Returns whether
+/// the VIP entry was written.
+pub(crate) fn publish<D: Dataplane>(
+    tx: &mut Tx<'_, D>,
+    vip: &Vip,
+    current: VipMeta,
+    table: &[u32],
+) -> Result<bool, StateError> {
+    let key = vip.spec.key();
+    let ctx = || format!("publishing the ring of {}", vip.spec);
+    let live = current.ring_half & 1;
+    let want = |half: u32| VipMeta {
+        index: vip.index,
+        flags: vip.flags.bits(),
+        ring_half: half,
+        _pad: 0,
+    };
+    let mut wrote_vip = false;
+    if tx.dp.ring_half(vip.index, live) != table || current.index != vip.index {
+        tx.write_ring_half(vip.index, live ^ 1, table)
+            .map_err(internal(ctx))?;
+        tx.set_vip(&key, &want(live ^ 1)).map_err(internal(ctx))?;
+        wrote_vip = true;
+        tx.write_ring_half(vip.index, live, table)
+            .map_err(internal(ctx))?;
+    } else {
+        if current != want(live) {
+            tx.set_vip(&key, &want(live)).map_err(internal(ctx))?;
+            wrote_vip = true;
+        }
+        tx.write_ring_half(vip.index, live ^ 1, table)
+            .map_err(internal(ctx))?;
+    }
+    Ok(wrote_vip)
+}
+
+/// Writes a VIP that the data plane does not serve yet: its ring (both
+/// halves, which also wipes what a previous user of the index left), then the
+/// entry, then the address count.
+pub(crate) fn install_vip<D: Dataplane>(
+    tx: &mut Tx<'_, D>,
+    vip: &Vip,
+    table: &[u32],
+    addr_count: (u32, u32),
+) -> Result<(), StateError> {
+    let ctx = || format!("creating VIP {}", vip.spec);
+    tx.clear_stats(Some(vip.index), None).map_err(internal(ctx))?;
+    // Writing the table straight into both halves, rather than clearing them
+    // and then publishing, leaves no moment where the new VIP drops packets
+    // for want of a ring. Nothing reads the halves before the entry exists.
+    for half in 0..2 {
+        tx.write_ring_half(vip.index, half, table)
+            .map_err(internal(ctx))?;
+    }
+    tx.set_vip(
+        &vip.spec.key(),
+        &VipMeta {
+            index: vip.index,
+            flags: vip.flags.bits(),
+            ring_half: 0,
+            _pad: 0,
+        },
+    )
+    .map_err(internal(ctx))?;
+    let (new, old) = addr_count;
+    tx.set_vip_addr(&addr_key(vip.spec.address), new, old)
+        .map_err(internal(ctx))
+}
+
+/// Applies the change of one VIP from `old` to `new` (`None`: absent) to the
+/// maps, in the order described in the module docs. `old_model`/`new_model`
+/// give the address counts.
+pub(crate) fn sync_vip<D: Dataplane>(
+    tx: &mut Tx<'_, D>,
+    old: Option<&Vip>,
+    new: Option<&Vip>,
+    old_model: &Model,
+    new_model: &Model,
+) -> Result<(), StateError> {
+    let ring_size = tx.dp.sizes().ring_size;
+    match (old, new) {
+        (None, None) => Ok(()),
+        (None, Some(v)) => {
+            for (a, m) in &v.backends {
+                alloc_slot(tx, m.slot, *a)?;
+            }
+            let table = table_of(v, ring_size)?;
+            let counts = (
+                new_model.addr_count(v.spec.address),
+                old_model.addr_count(v.spec.address),
+            );
+            install_vip(tx, v, &table, counts)
+        }
+        (Some(v), None) => {
+            let ctx = || format!("deleting VIP {}", v.spec);
+            // Entry first: from then on no packet reads the ring or slots.
+            tx.remove_vip(&v.spec.key()).map_err(internal(ctx))?;
+            tx.set_vip_addr(
+                &addr_key(v.spec.address),
+                new_model.addr_count(v.spec.address),
+                old_model.addr_count(v.spec.address),
+            )
+            .map_err(internal(ctx))?;
+            for m in v.backends.values() {
+                free_slot(tx, m.slot)?;
+            }
+            tx.clear_stats(Some(v.index), None).map_err(internal(ctx))?;
+            for m in v.backends.values() {
+                tx.clear_stats(None, Some(m.slot)).map_err(internal(ctx))?;
+            }
+            Ok(())
+        }
+        (Some(o), Some(n)) => {
+            for (a, m) in &n.backends {
+                if o.backends.get(a).map(|om| om.slot) != Some(m.slot) {
+                    alloc_slot(tx, m.slot, *a)?;
+                }
+            }
+            let current = tx.dp.vip(&n.spec.key()).ok_or_else(|| {
+                StateError::Internal(format!(
+                    "VIP {} is missing from the data plane (restart the daemon to repair)",
+                    n.spec
+                ))
+            })?;
+            let table = table_of(n, ring_size)?;
+            publish(tx, n, current, &table)?;
+            for (a, m) in &o.backends {
+                if n.backends.get(a).map(|nm| nm.slot) != Some(m.slot) {
+                    free_slot(tx, m.slot)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The desired state (VIPs, backends, weights) and how it reaches the data
+//! plane.
+//!
+//! Every mutation is validated in full before anything is written; then the
+//! new state is applied to the maps in an order that keeps forwarding
+//! correct at every instant (`apply`), and persisted (`persist`). A failure
+//! while applying or persisting rolls the maps back, so the maps, the state
+//! in memory and the state file always agree. After a restart, `adopt`
+//! makes the pinned maps match the persisted state without disturbing what
+//! already does.
+
+mod adopt;
+mod apply;
+mod error;
+mod model;
+mod persist;
+mod route;
+mod slots;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::{IpAddr, SocketAddr},
+};
+
+use lb_common::{PktBytes, STAT_COUNT};
+
+pub use adopt::AdoptReport;
+pub use error::StateError;
+pub use model::{BackendInfo, BackendSpec, Model, VipInfo};
+pub use persist::{STATE_FILE, Store};
+pub use route::Route;
+
+use crate::{
+    dataplane::Dataplane,
+    vip::{VipFlags, VipSpec},
+};
+use apply::Tx;
+use model::{Member, Vip, backend_info};
+
+/// Counters of one VIP and of each of its backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipCounters {
+    /// The VIP's traffic.
+    pub vip: PktBytes,
+    /// Each backend's traffic, by address.
+    pub backends: Vec<(IpAddr, PktBytes)>,
+}
+
+/// The control plane's core: the desired state and the data plane it drives.
+/// Not synchronised; the API layer serialises access (one mutation at a time
+/// is what makes validate-then-apply sound).
+pub struct LbState<D: Dataplane> {
+    dp: D,
+    model: Model,
+    store: Option<Store>,
+}
+
+impl<D: Dataplane> LbState<D> {
+    /// Wraps a data plane and a state (empty, or loaded with
+    /// [`Store::load`]). Writes nothing: call [`Self::adopt`] to make the
+    /// maps match. `store`: where to persist mutations (`None`: nowhere).
+    ///
+    /// Fails with `FailedPrecondition` if the state does not fit the data
+    /// plane's sizes (indices or slots out of range, e.g. after the map
+    /// sizes were lowered in the configuration).
+    pub fn new(dp: D, model: Model, store: Option<Store>) -> Result<Self, StateError> {
+        model
+            .check_fits(&dp.sizes())
+            .map_err(StateError::FailedPrecondition)?;
+        Ok(Self { dp, model, store })
+    }
+
+    /// Verifies and repairs the maps to match the state (see `adopt`):
+    /// on start, over maps a previous daemon left pinned or fresh ones.
+    pub fn adopt(&mut self) -> Result<AdoptReport, StateError> {
+        adopt::adopt(&mut self.dp, &self.model)
+    }
+
+    /// The state.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The data plane (counters, settings).
+    pub fn dataplane(&self) -> &D {
+        &self.dp
+    }
+
+    /// The data plane, for what lies outside the desired state (the
+    /// node settings in `LB_CONFIG`). VIP, backend and ring maps must only be
+    /// changed through this type.
+    pub fn dataplane_mut(&mut self) -> &mut D {
+        &mut self.dp
+    }
+
+    /// Gives the data plane back.
+    pub fn into_dataplane(self) -> D {
+        self.dp
+    }
+
+    /// Creates a VIP with its backends (possibly none).
+    pub fn create_vip(
+        &mut self,
+        spec: VipSpec,
+        flags: VipFlags,
+        backends: &[BackendSpec],
+    ) -> Result<VipInfo, StateError> {
+        validate::check_vip(&spec)?;
+        check_backend_list(&spec, backends)?;
+        if self.model.vips.contains_key(&spec) {
+            return Err(StateError::AlreadyExists(format!("VIP {spec} exists")));
+        }
+        if let Some(owner) = self.model.is_backend_anywhere(spec.address) {
+            return Err(StateError::FailedPrecondition(format!(
+                "VIP address {} is a backend of VIP {owner}",
+                spec.address
+            )));
+        }
+        for b in backends {
+            self.check_not_vip_address(&spec, b.address)?;
+        }
+        let sizes = self.dp.sizes();
+        let index = self.model.index_pool(&sizes).alloc().ok_or_else(|| {
+            StateError::ResourceExhausted(format!(
+                "all {} VIP indices are in use (dataplane.max_vips)",
+                sizes.max_vips
+            ))
+        })?;
+        let mut vip = Vip {
+            spec,
+            flags,
+            index,
+            backends: BTreeMap::new(),
+        };
+        self.add_members(&mut vip, backends)?;
+        let mut new = self.model.clone();
+        new.vips.insert(spec, vip);
+        self.commit(new, spec)?;
+        self.get_vip(&spec)
+    }
+
+    /// Deletes a VIP and frees its index and slots.
+    pub fn delete_vip(&mut self, spec: &VipSpec) -> Result<(), StateError> {
+        self.vip(spec)?;
+        let mut new = self.model.clone();
+        new.vips.remove(spec);
+        self.commit(new, *spec)
+    }
+
+    /// One VIP.
+    pub fn get_vip(&self, spec: &VipSpec) -> Result<VipInfo, StateError> {
+        Ok(self.vip(spec)?.info())
+    }
+
+    /// Every VIP, in [`VipSpec`] order.
+    pub fn list_vips(&self) -> Vec<VipInfo> {
+        self.model.vips()
+    }
+
+    /// A VIP's backends, by address.
+    pub fn list_backends(&self, spec: &VipSpec) -> Result<Vec<BackendInfo>, StateError> {
+        Ok(self.vip(spec)?.info().backends)
+    }
+
+    /// Adds a backend to a VIP.
+    pub fn add_backend(
+        &mut self,
+        spec: &VipSpec,
+        backend: BackendSpec,
+    ) -> Result<BackendInfo, StateError> {
+        check_backend_list(spec, std::slice::from_ref(&backend))?;
+        let old = self.vip(spec)?;
+        if old.backends.contains_key(&backend.address) {
+            return Err(StateError::AlreadyExists(format!(
+                "backend {} of VIP {spec} exists",
+                backend.address
+            )));
+        }
+        self.check_not_vip_address(spec, backend.address)?;
+        let mut vip = old.clone();
+        self.add_members(&mut vip, &[backend])?;
+        let mut new = self.model.clone();
+        new.vips.insert(*spec, vip);
+        self.commit(new, *spec)?;
+        self.backend(spec, backend.address)
+    }
+
+    /// Removes a backend from a VIP. Its slot is freed once no ring names it.
+    pub fn remove_backend(&mut self, spec: &VipSpec, address: IpAddr) -> Result<(), StateError> {
+        let mut vip = self.vip(spec)?.clone();
+        if vip.backends.remove(&address).is_none() {
+            return Err(not_a_backend(spec, address));
+        }
+        let mut new = self.model.clone();
+        new.vips.insert(*spec, vip);
+        self.commit(new, *spec)
+    }
+
+    /// Sets a backend's weight. 0 drains it: out of the ring, so no new flow
+    /// goes there, but the slot stays valid so pinned flows continue.
+    pub fn set_weight(
+        &mut self,
+        spec: &VipSpec,
+        address: IpAddr,
+        weight: u32,
+    ) -> Result<BackendInfo, StateError> {
+        validate::check_weight(spec, address, weight)?;
+        let mut vip = self.vip(spec)?.clone();
+        let m = vip
+            .backends
+            .get_mut(&address)
+            .ok_or_else(|| not_a_backend(spec, address))?;
+        m.weight = weight;
+        self.check_ring_room(&vip)?;
+        let mut new = self.model.clone();
+        new.vips.insert(*spec, vip);
+        self.commit(new, *spec)?;
+        self.backend(spec, address)
+    }
+
+    /// Replaces a VIP's whole backend set in one ring flip. Backends that stay
+    /// keep their slots (and so their pinned flows); new ones get slots
+    /// before the old ones are released, so the transition needs room for
+    /// both at once.
+    pub fn replace_backends(
+        &mut self,
+        spec: &VipSpec,
+        backends: &[BackendSpec],
+    ) -> Result<VipInfo, StateError> {
+        check_backend_list(spec, backends)?;
+        let old = self.vip(spec)?;
+        for b in backends {
+            self.check_not_vip_address(spec, b.address)?;
+        }
+        let mut vip = Vip {
+            backends: BTreeMap::new(),
+            ..old.clone()
+        };
+        let mut fresh = Vec::new();
+        for b in backends {
+            match old.backends.get(&b.address) {
+                Some(m) => {
+                    vip.backends.insert(
+                        b.address,
+                        Member {
+                            weight: b.weight,
+                            slot: m.slot,
+                        },
+                    );
+                }
+                None => fresh.push(*b),
+            }
+        }
+        self.add_members(&mut vip, &fresh)?;
+        let mut new = self.model.clone();
+        new.vips.insert(*spec, vip);
+        self.commit(new, *spec)?;
+        self.get_vip(spec)
+    }
+
+    /// The backend the data plane would choose for a *new* flow from
+    /// `client` to `dst` (the packet's destination: a VIP, or any port of an
+    /// all-ports VIP).
+    pub fn route(&self, dst: &VipSpec, client: SocketAddr) -> Result<Route, StateError> {
+        route::route(&self.dp, &self.model, dst, client)
+    }
+
+    /// A VIP's counters and its backends'.
+    pub fn vip_counters(&self, spec: &VipSpec) -> Result<VipCounters, StateError> {
+        let vip = self.vip(spec)?;
+        let read = |e| StateError::dataplane(&format!("reading the counters of {spec}"), &e);
+        let mut backends = Vec::with_capacity(vip.backends.len());
+        for (a, m) in &vip.backends {
+            backends.push((*a, self.dp.backend_stats(m.slot).map_err(read)?));
+        }
+        Ok(VipCounters {
+            vip: self.dp.vip_stats(vip.index).map_err(read)?,
+            backends,
+        })
+    }
+
+    /// The global counters, indexed by [`lb_common::Stat`].
+    pub fn global_counters(&self) -> Result<[u64; STAT_COUNT as usize], StateError> {
+        self.dp
+            .stats()
+            .map_err(|e| StateError::dataplane("reading the global counters", &e))
+    }
+
+    fn vip(&self, spec: &VipSpec) -> Result<&Vip, StateError> {
+        self.model
+            .vips
+            .get(spec)
+            .ok_or_else(|| StateError::NotFound(format!("VIP {spec} does not exist")))
+    }
+
+    fn backend(&self, spec: &VipSpec, address: IpAddr) -> Result<BackendInfo, StateError> {
+        let m = self
+            .vip(spec)?
+            .backends
+            .get(&address)
+            .ok_or_else(|| not_a_backend(spec, address))?;
+        Ok(backend_info(address, m))
+    }
+
+    /// A backend address must not be a VIP address (of this VIP: refused as
+    /// invalid earlier; of another VIP: the encapsulated packets would be
+    /// routed back to this balancer).
+    fn check_not_vip_address(&self, spec: &VipSpec, address: IpAddr) -> Result<(), StateError> {
+        match self.model.is_vip_address(address) {
+            Some(other) => Err(StateError::FailedPrecondition(format!(
+                "backend {address} of VIP {spec} is the address of VIP {other}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn check_ring_room(&self, vip: &Vip) -> Result<(), StateError> {
+        let m = self.dp.sizes().ring_size;
+        if vip.weighted() > m as usize {
+            return Err(StateError::ResourceExhausted(format!(
+                "VIP {} would have {} weighted backends, more than its {m} ring positions",
+                vip.spec,
+                vip.weighted()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds `backends` (validated, not yet in `vip`) with fresh slots.
+    fn add_members(&self, vip: &mut Vip, backends: &[BackendSpec]) -> Result<(), StateError> {
+        let sizes = self.dp.sizes();
+        let mut pool = self.model.slot_pool(&sizes);
+        if (pool.free() as usize) < backends.len() {
+            return Err(StateError::ResourceExhausted(format!(
+                "{} backend slots needed, {} free (dataplane.max_backends {})",
+                backends.len(),
+                pool.free(),
+                sizes.max_backends
+            )));
+        }
+        // Address order, so the same request gets the same slots.
+        let mut sorted = backends.to_vec();
+        sorted.sort_by_key(|b| b.address);
+        for b in sorted {
+            let slot = pool.alloc().ok_or_else(|| {
+                StateError::ResourceExhausted("no free backend slot".to_owned())
+            })?;
+            vip.backends.insert(
+                b.address,
+                Member {
+                    weight: b.weight,
+                    slot,
+                },
+            );
+        }
+        self.check_ring_room(vip)
+    }
+
+    /// Applies `new` (which differs from the current state in VIP `spec`
+    /// only), persists it and makes it current; or rolls the maps back.
+    fn commit(&mut self, new: Model, spec: VipSpec) -> Result<(), StateError> {
+        if new == self.model {
+            return Ok(());
+        }
+        let mut tx = Tx::new(&mut self.dp);
+        let applied = apply::sync_vip(
+            &mut tx,
+            self.model.vips.get(&spec),
+            new.vips.get(&spec),
+            &self.model,
+            &new,
+        )
+        .and_then(|()| match &self.store {
+            Some(store) => store.save(&new),
+            None => Ok(()),
+        });
+        match applied {
+            Ok(()) => {
+                tx.commit();
+                self.model = new;
+                Ok(())
+            }
+            Err(e) => match tx.rollback() {
+                Ok(()) => Err(e),
+                Err(rb) => Err(StateError::Internal(format!(
+                    "{e}; rolling the data plane back also failed ({}); \
+                     restart the daemon to repair the maps from the state",
+                    error::chain(&rb)
+                ))),
+            },
+        }
+    }
+}
+
+fn not_a_backend(spec: &VipSpec, address: IpAddr) -> StateError {
+    StateError::NotFound(format!("{address} is not a backend of VIP {spec}"))
+}
+
+/// Checks each backend of a request on its own, and that none is listed twice.
+fn check_backend_list(spec: &VipSpec, backends: &[BackendSpec]) -> Result<(), StateError> {
+    let mut seen = HashSet::new();
+    for b in backends {
+        validate::check_backend_address(spec, b.address)?;
+        validate::check_weight(spec, b.address, b.weight)?;
+        if !seen.insert(b.address) {
+            return Err(StateError::InvalidArgument(format!(
+                "backend {} is listed twice for VIP {spec}",
+                b.address
+            )));
+        }
+    }
+    Ok(())
+}

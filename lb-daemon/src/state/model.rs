@@ -1,0 +1,227 @@
+//! The desired state: VIPs, their backends and weights, and the data-plane
+//! resources (VIP index, backend slots) each one holds. Plain data; how it
+//! reaches the maps is `apply`, how it is stored is `persist`.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use super::{slots::Pool, validate::DEFAULT_WEIGHT};
+use crate::{
+    dataplane::Sizes,
+    maglev::{self, Member as RingMember},
+    vip::{VipFlags, VipSpec},
+};
+
+/// A backend as a request names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Backend address.
+    pub address: IpAddr,
+    /// Relative weight, 0..=65535; 0 drains.
+    pub weight: u32,
+}
+
+impl BackendSpec {
+    /// A backend with the default weight (100).
+    pub fn new(address: IpAddr) -> Self {
+        Self {
+            address,
+            weight: DEFAULT_WEIGHT,
+        }
+    }
+
+    /// A backend with an explicit weight.
+    pub fn weighted(address: IpAddr, weight: u32) -> Self {
+        Self { address, weight }
+    }
+}
+
+/// A backend as the state holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// Backend address.
+    pub address: IpAddr,
+    /// Relative weight; 0 = drained (out of the ring, existing flows kept).
+    pub weight: u32,
+    /// Backend slot in the data plane (per VIP/backend pair).
+    pub slot: u32,
+}
+
+/// A VIP as the state holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipInfo {
+    /// The VIP.
+    pub spec: VipSpec,
+    /// Its flags.
+    pub flags: VipFlags,
+    /// Index of its ring pair and counters in the data plane.
+    pub index: u32,
+    /// Its backends, by address.
+    pub backends: Vec<BackendInfo>,
+}
+
+/// One backend of a VIP in the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub weight: u32,
+    pub slot: u32,
+}
+
+/// One VIP in the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Vip {
+    pub spec: VipSpec,
+    pub flags: VipFlags,
+    pub index: u32,
+    /// By address: the order Maglev takes turns in, whatever the order the
+    /// backends were added in.
+    pub backends: BTreeMap<IpAddr, Member>,
+}
+
+impl Vip {
+    pub fn info(&self) -> VipInfo {
+        VipInfo {
+            spec: self.spec,
+            flags: self.flags,
+            index: self.index,
+            backends: self
+                .backends
+                .iter()
+                .map(|(a, m)| backend_info(*a, m))
+                .collect(),
+        }
+    }
+
+    /// Backends with a weight above zero (the ones that take ring positions).
+    pub fn weighted(&self) -> usize {
+        self.backends.values().filter(|m| m.weight > 0).count()
+    }
+
+    /// The Maglev table of this VIP as backend slots (`SLOT_NONE` where the
+    /// ring is empty).
+    pub fn table(&self, ring_size: u32) -> Result<Vec<u32>, maglev::MaglevError> {
+        let keys: Vec<Vec<u8>> = self.backends.keys().map(|a| addr_octets(*a)).collect();
+        let members: Vec<RingMember<'_>> = keys
+            .iter()
+            .zip(self.backends.values())
+            .map(|(key, m)| RingMember {
+                key,
+                weight: m.weight,
+            })
+            .collect();
+        let slots: Vec<u32> = self.backends.values().map(|m| m.slot).collect();
+        let table = maglev::build(ring_size, &members)?;
+        Ok(table
+            .into_iter()
+            .map(|i| {
+                if i == maglev::EMPTY {
+                    lb_common::SLOT_NONE
+                } else {
+                    slots[i as usize]
+                }
+            })
+            .collect())
+    }
+}
+
+/// The Maglev key of a backend: its address octets (4 or 16 bytes), so the
+/// table depends on who the backends are, not on slots or insertion order.
+pub(crate) fn addr_octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+pub(crate) fn backend_info(address: IpAddr, m: &Member) -> BackendInfo {
+    BackendInfo {
+        address,
+        weight: m.weight,
+        slot: m.slot,
+    }
+}
+
+/// The whole desired state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub(crate) vips: BTreeMap<VipSpec, Vip>,
+}
+
+impl Model {
+    /// Every VIP, in [`VipSpec`] order.
+    pub fn vips(&self) -> Vec<VipInfo> {
+        self.vips.values().map(Vip::info).collect()
+    }
+
+    /// Whether there are no VIPs.
+    pub fn is_empty(&self) -> bool {
+        self.vips.is_empty()
+    }
+
+    /// VIP indices in use.
+    pub(crate) fn index_pool(&self, sizes: &Sizes) -> Pool {
+        let mut p = Pool::new(0, sizes.max_vips);
+        for v in self.vips.values() {
+            p.mark(v.index);
+        }
+        p
+    }
+
+    /// Backend slots in use (slot 0 is never handed out).
+    pub(crate) fn slot_pool(&self, sizes: &Sizes) -> Pool {
+        let mut p = Pool::new(1, sizes.max_backends);
+        for m in self.vips.values().flat_map(|v| v.backends.values()) {
+            p.mark(m.slot);
+        }
+        p
+    }
+
+    /// How many VIPs use `addr` (the `LB_VIP_ADDRS` count).
+    pub(crate) fn addr_count(&self, addr: IpAddr) -> u32 {
+        self.vips.keys().filter(|s| s.address == addr).count() as u32
+    }
+
+    /// Whether `addr` is a backend of any VIP.
+    pub(crate) fn is_backend_anywhere(&self, addr: IpAddr) -> Option<VipSpec> {
+        self.vips
+            .values()
+            .find(|v| v.backends.contains_key(&addr))
+            .map(|v| v.spec)
+    }
+
+    /// Whether `addr` is the address of any VIP.
+    pub(crate) fn is_vip_address(&self, addr: IpAddr) -> Option<VipSpec> {
+        self.vips.keys().find(|s| s.address == addr).copied()
+    }
+
+    /// Checks that the model fits the data plane and is self-consistent:
+    /// indices and slots in range and unique, slot 0 unused, ring room for
+    /// every VIP. Returns what is wrong.
+    pub(crate) fn check_fits(&self, sizes: &Sizes) -> Result<(), String> {
+        let mut idx = Pool::new(0, sizes.max_vips);
+        let mut slots = Pool::new(1, sizes.max_backends);
+        for v in self.vips.values() {
+            if !idx.mark(v.index) {
+                return Err(format!(
+                    "VIP {} has index {}, which is out of range (max_vips {}) or used twice",
+                    v.spec, v.index, sizes.max_vips
+                ));
+            }
+            for (a, m) in &v.backends {
+                if !slots.mark(m.slot) {
+                    return Err(format!(
+                        "backend {a} of VIP {} has slot {}, which is 0, out of range \
+                         (max_backends {}) or used twice",
+                        v.spec, m.slot, sizes.max_backends
+                    ));
+                }
+            }
+            if v.weighted() > sizes.ring_size as usize {
+                return Err(format!(
+                    "VIP {} has more weighted backends than ring positions ({})",
+                    v.spec, sizes.ring_size
+                ));
+            }
+        }
+        Ok(())
+    }
+}

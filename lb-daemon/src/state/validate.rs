@@ -1,0 +1,122 @@
+//! Rules for VIP and backend values that hold whatever the rest of the state
+//! is. The configuration file applies the same rules (with line numbers), so
+//! a file the daemon accepts never fails when it is applied.
+
+use std::net::IpAddr;
+
+use super::StateError;
+use crate::vip::VipSpec;
+
+/// Largest backend weight. Weights travel as `u32` in the API, but Maglev
+/// shares stay meaningful with 16 bits, and a bound keeps one mistyped huge
+/// weight from starving every other backend of ring positions.
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// Weight of a backend added without one.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// Why `ip` cannot be a VIP or backend address, if it cannot.
+///
+/// A VIP must be routed to this node and a backend must be reachable through
+/// the gateway; none of these can be. IPv4-mapped IPv6 addresses are refused
+/// because the data plane sees IPv4 packets as IPv4: such a VIP would never
+/// match and such a backend would get IPv4 traffic wrapped in IPv6 to an
+/// address no host answers for.
+pub fn address_problem(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        return Some("is the unspecified address");
+    }
+    if ip.is_loopback() {
+        return Some("is a loopback address");
+    }
+    if ip.is_multicast() {
+        return Some("is a multicast address");
+    }
+    match ip {
+        IpAddr::V4(a) => {
+            if a.is_broadcast() {
+                return Some("is the broadcast address");
+            }
+            if a.octets()[0] == 0 {
+                return Some("is in 0.0.0.0/8 (this network)");
+            }
+            if a.is_link_local() {
+                return Some("is link-local (not routable)");
+            }
+        }
+        IpAddr::V6(a) => {
+            if a.to_ipv4_mapped().is_some() {
+                return Some("is an IPv4-mapped IPv6 address (write the IPv4 address)");
+            }
+            if a.segments()[0] & 0xffc0 == 0xfe80 {
+                return Some("is link-local (not routable)");
+            }
+        }
+    }
+    None
+}
+
+/// Checks a VIP's own values.
+pub fn check_vip(spec: &VipSpec) -> Result<(), StateError> {
+    match address_problem(spec.address) {
+        Some(p) => Err(StateError::InvalidArgument(format!(
+            "VIP {spec}: address {} {p}",
+            spec.address
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks a backend address for `vip` on its own.
+pub fn check_backend_address(vip: &VipSpec, ip: IpAddr) -> Result<(), StateError> {
+    if let Some(p) = address_problem(ip) {
+        return Err(StateError::InvalidArgument(format!(
+            "backend {ip} of VIP {vip}: address {p}"
+        )));
+    }
+    if ip == vip.address {
+        // The encapsulated packet would be addressed to the VIP itself and
+        // come straight back to the balancer.
+        return Err(StateError::InvalidArgument(format!(
+            "backend {ip} of VIP {vip}: a backend cannot be the VIP's own address"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a weight.
+pub fn check_weight(vip: &VipSpec, ip: IpAddr, weight: u32) -> Result<(), StateError> {
+    if weight > MAX_WEIGHT {
+        return Err(StateError::InvalidArgument(format!(
+            "backend {ip} of VIP {vip}: weight {weight} out of range 0..={MAX_WEIGHT}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_addresses() {
+        for bad in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "169.254.1.1",
+            "::",
+            "::1",
+            "ff02::1",
+            "fe80::1",
+            "::ffff:198.18.0.1",
+        ] {
+            assert!(address_problem(bad.parse().unwrap()).is_some(), "{bad}");
+        }
+        for good in ["198.18.0.1", "10.0.0.1", "fd00::1", "2001:db8::1"] {
+            assert_eq!(address_problem(good.parse().unwrap()), None, "{good}");
+        }
+    }
+}
