@@ -21,7 +21,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::{
     dataplane::{AttachMode, BalancerConfig, Sizes},
-    state::validate,
+    state::{BackendSpec, validate},
     vip::{VipFlags, VipSpec},
 };
 
@@ -174,6 +174,16 @@ pub struct VipConfig {
     pub backends: Vec<BackendConfig>,
 }
 
+impl VipConfig {
+    /// The backends as state requests.
+    pub fn backend_specs(&self) -> Vec<BackendSpec> {
+        self.backends
+            .iter()
+            .map(|b| BackendSpec::weighted(b.address, b.weight))
+            .collect()
+    }
+}
+
 /// One backend of a `[[vip]]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,8 +307,7 @@ impl FromStr for InterfaceName {
                 "interface name `{s}` must be 1 to 15 characters long"
             ));
         }
-        if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
-        {
+        if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
             return Err(format!("`{s}` is not a valid interface name"));
         }
         Ok(Self(s.to_owned()))
@@ -325,7 +334,8 @@ impl FromStr for MacAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{s}` is not a MAC address (expected six hex pairs, 02:00:00:00:00:01)");
+        let bad =
+            || format!("`{s}` is not a MAC address (expected six hex pairs, 02:00:00:00:00:01)");
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for o in &mut out {
@@ -462,6 +472,12 @@ impl FromStr for Listen {
                     "`{s}`: a unix socket path must be absolute (unix:///run/lb/lb.sock)"
                 ));
             }
+            // sockaddr_un.sun_path holds 108 bytes including the NUL.
+            if path.len() > 107 {
+                return Err(format!(
+                    "unix socket path `{path}` is longer than 107 bytes"
+                ));
+            }
             return Ok(Listen::Unix(path.into()));
         }
         if let Some(addr) = s.strip_prefix("tcp://") {
@@ -527,9 +543,12 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let (doc, syntax) = DeTable::parse_recoverable(text);
         let located = |span: Option<Range<usize>>, message: String| {
+            // An error about the whole document (a missing top-level table)
+            // has no line worth naming.
+            let span = span.filter(|s| !(s.start == 0 && (s.end == 0 || s.end >= text.len())));
             let key = span
                 .as_ref()
-                .and_then(|s| locate(doc.get_ref(), s.start))
+                .and_then(|s| locate(doc.get_ref(), s))
                 .map(|p| render_path(&p));
             ConfigError::Invalid {
                 origin: origin.to_owned(),
@@ -568,7 +587,10 @@ impl Config {
             ));
         }
         if dp.max_vips == 0 {
-            return Err(c.err(&[k("dataplane"), k("max_vips")], "must be at least 1".into()));
+            return Err(c.err(
+                &[k("dataplane"), k("max_vips")],
+                "must be at least 1".into(),
+            ));
         }
         if dp.max_backends < 2 {
             return Err(c.err(
@@ -666,7 +688,10 @@ impl Config {
                 if !backends.insert(b.address) {
                     return Err(c.err(
                         &bk("address"),
-                        format!("backend {} is listed twice for VIP {}", b.address, v.address),
+                        format!(
+                            "backend {} is listed twice for VIP {}",
+                            b.address, v.address
+                        ),
                     ));
                 }
                 if self.vips.iter().any(|o| o.address.address == b.address) {
@@ -736,14 +761,19 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The deepest key whose name or value covers byte `pos`.
-fn locate(table: &DeTable<'_>, pos: usize) -> Option<Vec<Seg>> {
+/// Whether `inner` lies within `outer`.
+fn within(inner: &Range<usize>, outer: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// The deepest key whose name or value holds the bytes `at`.
+fn locate(table: &DeTable<'_>, at: &Range<usize>) -> Option<Vec<Seg>> {
     for (key, value) in table.iter() {
         let here = Seg::Key(key.get_ref().to_string());
-        if key.span().contains(&pos) {
+        if within(at, &key.span()) {
             return Some(vec![here]);
         }
-        if let Some(mut rest) = locate_value(value, pos) {
+        if let Some(mut rest) = locate_value(value, at) {
             rest.insert(0, here);
             return Some(rest);
         }
@@ -751,17 +781,17 @@ fn locate(table: &DeTable<'_>, pos: usize) -> Option<Vec<Seg>> {
     None
 }
 
-fn locate_value(value: &toml::Spanned<DeValue<'_>>, pos: usize) -> Option<Vec<Seg>> {
+fn locate_value(value: &toml::Spanned<DeValue<'_>>, at: &Range<usize>) -> Option<Vec<Seg>> {
     // Children first: a `[table]`'s own span may be just its header.
     match value.get_ref() {
         DeValue::Table(t) => {
-            if let Some(p) = locate(t, pos) {
+            if let Some(p) = locate(t, at) {
                 return Some(p);
             }
         }
         DeValue::Array(a) => {
             for (i, item) in a.iter().enumerate() {
-                if let Some(mut p) = locate_value(item, pos) {
+                if let Some(mut p) = locate_value(item, at) {
                     p.insert(0, Seg::Index(i));
                     return Some(p);
                 }
@@ -769,7 +799,7 @@ fn locate_value(value: &toml::Spanned<DeValue<'_>>, pos: usize) -> Option<Vec<Se
         }
         _ => {}
     }
-    value.span().contains(&pos).then(Vec::new)
+    within(at, &value.span()).then(Vec::new)
 }
 
 /// Positions keys for the multi-field checks.

@@ -378,7 +378,8 @@ mod tests {
     #[test]
     fn refuses_malformed_vips() {
         use VipSpecError::*;
-        let cases: &[(&str, fn(&VipSpecError) -> bool)] = &[
+        type Check = fn(&VipSpecError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("1.2.3.4:80", |e| matches!(e, UnknownProto(_) | Syntax(_))),
             ("1.2.3.4:80/sctp", |e| matches!(e, UnknownProto(_))),
             ("1.2.3.4/tcp", |e| matches!(e, Syntax(_))),

@@ -122,6 +122,9 @@ impl FakeDataplane {
     }
 
     /// Adds traffic to a VIP's and a slot's counters, as the program would.
+    ///
+    /// # Panics
+    /// If the index or slot is out of range.
     pub fn record_traffic(&mut self, vip_index: u32, slot: u32, bytes: u64) {
         for c in [
             &mut self.vip_stats[vip_index as usize],
@@ -308,7 +311,10 @@ impl Dataplane for FakeDataplane {
         self.mutation(lb_common::MAP_RING)?;
         let base = lb_common::ring_index(vip_index, half, 0, m) as usize;
         let mut changed = 0;
-        for (dst, &slot) in self.maps.ring[base..base + m as usize].iter_mut().zip(table) {
+        for (dst, &slot) in self.maps.ring[base..base + m as usize]
+            .iter_mut()
+            .zip(table)
+        {
             if *dst != slot {
                 *dst = slot;
                 changed += 1;

@@ -64,8 +64,11 @@ pub trait Dataplane: Send {
     }
 
     /// Zeroes a VIP index's and/or a backend slot's counters.
-    fn clear_stats(&mut self, vip_index: Option<u32>, slot: Option<u32>)
-    -> Result<(), DataplaneError>;
+    fn clear_stats(
+        &mut self,
+        vip_index: Option<u32>,
+        slot: Option<u32>,
+    ) -> Result<(), DataplaneError>;
 
     /// Global counters, indexed by [`lb_common::Stat`].
     fn stats(&self) -> Result<[u64; STAT_COUNT as usize], DataplaneError>;

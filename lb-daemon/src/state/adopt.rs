@@ -81,9 +81,8 @@ fn repair<D: Dataplane>(
     report: &mut AdoptReport,
 ) -> Result<(), StateError> {
     let sizes = tx.dp.sizes();
-    let read_err = |slot: u32| {
-        move |e| StateError::dataplane(&format!("reading backend slot {slot}"), &e)
-    };
+    let read_err =
+        |slot: u32| move |e| StateError::dataplane(&format!("reading backend slot {slot}"), &e);
 
     // 1. Slots of the state's backends, before any ring names them.
     for v in model.vips.values() {

@@ -74,7 +74,12 @@ impl<'a, D: Dataplane> Tx<'a, D> {
 
     /// `prev` is the count the map holds now; the maps cannot be asked
     /// (the real hash map has no reader here), the model knows it.
-    pub fn set_vip_addr(&mut self, key: &AddrKey, count: u32, prev: u32) -> Result<(), DataplaneError> {
+    pub fn set_vip_addr(
+        &mut self,
+        key: &AddrKey,
+        count: u32,
+        prev: u32,
+    ) -> Result<(), DataplaneError> {
         self.undo.push(Undo::VipAddr { key: *key, prev });
         self.dp.set_vip_addr(key, count)
     }
@@ -104,7 +109,11 @@ impl<'a, D: Dataplane> Tx<'a, D> {
 
     /// Zeroes counters. Not undone: counters of an index or slot being
     /// (re)allocated or freed carry no information worth restoring.
-    pub fn clear_stats(&mut self, index: Option<u32>, slot: Option<u32>) -> Result<(), DataplaneError> {
+    pub fn clear_stats(
+        &mut self,
+        index: Option<u32>,
+        slot: Option<u32>,
+    ) -> Result<(), DataplaneError> {
         self.dp.clear_stats(index, slot)
     }
 
@@ -268,7 +277,8 @@ pub(crate) fn install_vip<D: Dataplane>(
     addr_count: (u32, u32),
 ) -> Result<(), StateError> {
     let ctx = || format!("creating VIP {}", vip.spec);
-    tx.clear_stats(Some(vip.index), None).map_err(internal(ctx))?;
+    tx.clear_stats(Some(vip.index), None)
+        .map_err(internal(ctx))?;
     // Writing the table straight into both halves, rather than clearing them
     // and then publishing, leaves no moment where the new VIP drops packets
     // for want of a ring. Nothing reads the halves before the entry exists.

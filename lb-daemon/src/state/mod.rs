@@ -346,9 +346,9 @@ impl<D: Dataplane> LbState<D> {
         let mut sorted = backends.to_vec();
         sorted.sort_by_key(|b| b.address);
         for b in sorted {
-            let slot = pool.alloc().ok_or_else(|| {
-                StateError::ResourceExhausted("no free backend slot".to_owned())
-            })?;
+            let slot = pool
+                .alloc()
+                .ok_or_else(|| StateError::ResourceExhausted("no free backend slot".to_owned()))?;
             vip.backends.insert(
                 b.address,
                 Member {

@@ -162,7 +162,10 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
                 slot: b.slot,
             };
             if backends.insert(b.address, m).is_some() {
-                return Err(format!("backend {} listed twice in VIP {}", b.address, v.vip));
+                return Err(format!(
+                    "backend {} listed twice in VIP {}",
+                    b.address, v.vip
+                ));
             }
         }
         let vip = Vip {

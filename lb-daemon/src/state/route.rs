@@ -51,9 +51,9 @@ pub(crate) fn route<D: Dataplane>(
         .into_iter()
         .find(|s| model.vips.contains_key(s))
         .ok_or_else(|| StateError::NotFound(format!("no VIP serves {dst}")))?;
-    let meta = dp.vip(&vip.key()).ok_or_else(|| {
-        StateError::Internal(format!("VIP {vip} is missing from the data plane"))
-    })?;
+    let meta = dp
+        .vip(&vip.key())
+        .ok_or_else(|| StateError::Internal(format!("VIP {vip} is missing from the data plane")))?;
     let seed = dp
         .config()
         .map_err(|e| StateError::dataplane("reading the data-plane settings", &e))?

@@ -1,0 +1,428 @@
+use super::*;
+
+const FULL: &str = r#"
+[dataplane]
+interface = "eth1"
+xdp_mode = "native"
+gateway_mac = "02:00:00:00:00:fe"
+pin_path = "/sys/fs/bpf/lb2"
+mtu = 9000
+ring_size = 257
+max_vips = 8
+max_backends = 100
+conn_table_size = 4096
+hash_seed = 12345
+encap_source_v4 = "198.19.0.1/32"
+encap_source_v6 = "fd00:5::/96"
+
+[api]
+listen = "tcp://127.0.0.1:50051"
+
+[api.tls]
+cert = "/etc/lb/cert.pem"
+key = "/etc/lb/key.pem"
+client_ca = "/etc/lb/ca.pem"
+
+[state]
+dir = "/var/lib/lb2"
+
+[[vip]]
+address = "198.18.100.10:80/tcp"
+flags = ["no-sport", "no-conntrack"]
+backends = [ { address = "198.19.0.11", weight = 100 }, { address = "198.19.0.12" } ]
+
+[[vip]]
+address = "[fd00::10]:0/udp"
+backends = [ { address = "fd00:1::1", weight = 0 } ]
+"#;
+
+const MINIMAL: &str = r#"
+[dataplane]
+interface = "eth0"
+gateway_mac = "02:00:00:00:00:01"
+"#;
+
+#[test]
+fn full_file() {
+    let c: Config = FULL.parse().unwrap();
+    let dp = &c.dataplane;
+    assert_eq!(dp.interface.as_str(), "eth1");
+    assert_eq!(dp.xdp_mode, XdpMode::Native);
+    assert_eq!(dp.gateway_mac, MacAddr([2, 0, 0, 0, 0, 0xfe]));
+    assert_eq!(dp.pin_path, PathBuf::from("/sys/fs/bpf/lb2"));
+    assert_eq!(
+        dp.sizes(),
+        Sizes {
+            ring_size: 257,
+            max_vips: 8,
+            max_backends: 100,
+            conn_table: 4096
+        }
+    );
+    let bc = dp.balancer_config();
+    assert_eq!((bc.mtu, bc.hash_seed), (9000, 12345));
+    assert_eq!(
+        (bc.v4_src.to_string(), bc.v4_src_len),
+        ("198.19.0.1".into(), 32)
+    );
+    assert_eq!(
+        (bc.v6_src.to_string(), bc.v6_src_len),
+        ("fd00:5::".into(), 96)
+    );
+    bc.to_map().unwrap();
+    assert_eq!(
+        c.api.listen,
+        Listen::Tcp("127.0.0.1:50051".parse().unwrap())
+    );
+    let tls = c.api.tls.as_ref().unwrap();
+    assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/etc/lb/ca.pem")));
+    assert_eq!(c.state.dir, PathBuf::from("/var/lib/lb2"));
+    assert_eq!(c.vips.len(), 2);
+    assert_eq!(c.vips[0].address.to_string(), "198.18.100.10:80/tcp");
+    assert!(c.vips[0].flags.no_sport && c.vips[0].flags.no_conntrack);
+    assert_eq!(c.vips[0].backends[1].weight, 100, "default weight");
+    assert_eq!(c.vips[1].address.to_string(), "[fd00::10]:0/udp");
+    assert_eq!(c.vips[1].backends[0].weight, 0);
+    assert_eq!(
+        c.vips[0].backend_specs(),
+        [
+            BackendSpec::weighted("198.19.0.11".parse().unwrap(), 100),
+            BackendSpec::weighted("198.19.0.12".parse().unwrap(), 100),
+        ]
+    );
+}
+
+#[test]
+fn minimal_file_takes_defaults() {
+    let c: Config = MINIMAL.parse().unwrap();
+    let dp = &c.dataplane;
+    assert_eq!(dp.xdp_mode, XdpMode::Auto);
+    assert_eq!(dp.pin_path, PathBuf::from("/sys/fs/bpf/lb"));
+    assert_eq!(dp.mtu, 1500);
+    assert_eq!(dp.sizes(), Sizes::default());
+    assert_eq!(dp.hash_seed, 0);
+    assert_eq!(dp.encap_source_v4.to_string(), "172.16.0.0/16");
+    assert_eq!(dp.encap_source_v6.to_string(), "100::/96");
+    assert_eq!(
+        dp.balancer_config(),
+        BalancerConfig {
+            gateway_mac: [2, 0, 0, 0, 0, 1],
+            ..BalancerConfig::default()
+        }
+    );
+    assert_eq!(c.api.listen.to_string(), "unix:///run/lb/lb.sock");
+    assert_eq!(c.api.tls, None);
+    assert_eq!(c.state.dir, PathBuf::from("/var/lib/lb"));
+    assert!(c.vips.is_empty());
+}
+
+#[test]
+fn shipped_files_parse() {
+    let demo: Config = include_str!("../../../config/demo.toml").parse().unwrap();
+    assert_eq!(demo.dataplane.interface.as_str(), "lb0");
+    assert_eq!(demo.dataplane.gateway_mac.to_string(), "02:00:00:00:00:01");
+    assert_eq!(demo.api.listen.to_string(), "unix:///tmp/lb-demo/lb.sock");
+    assert_eq!(demo.state.dir, PathBuf::from("/tmp/lb-demo/state"));
+    assert_eq!(demo.vips.len(), 1);
+    assert_eq!(demo.vips[0].address.to_string(), "198.18.100.10:80/tcp");
+    let backends: Vec<String> = demo.vips[0]
+        .backends
+        .iter()
+        .map(|b| b.address.to_string())
+        .collect();
+    assert_eq!(backends, ["198.19.0.11", "198.19.0.12", "198.19.0.13"]);
+
+    let prod: Config = include_str!("../../../config/production.toml")
+        .parse()
+        .unwrap();
+    assert_eq!(prod.dataplane.sizes(), Sizes::default());
+    assert_eq!(prod.vips.len(), 2);
+}
+
+#[test]
+fn from_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lb.toml");
+    std::fs::write(
+        &p,
+        "[dataplane]\ninterface = \"eth0\"\ngateway_mac = \"nope\"\n",
+    )
+    .unwrap();
+    let e = Config::from_file(&p).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!("{}: line 3", p.display())),
+        "{text}"
+    );
+    let e = Config::from_file(dir.path().join("missing.toml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+    assert!(e.to_string().contains("missing.toml"));
+}
+
+/// Parses `text` expecting an error at `line` on `key` whose message
+/// contains `needle`.
+#[track_caller]
+fn bad(text: &str, line: usize, key: &str, needle: &str) {
+    let e = text.parse::<Config>().unwrap_err();
+    let shown = e.to_string();
+    let ConfigError::Invalid {
+        line: got_line,
+        key: got_key,
+        message,
+        ..
+    } = e
+    else {
+        panic!("not an Invalid error: {shown}");
+    };
+    assert_eq!(got_line, Some(line), "line, in: {shown}");
+    assert_eq!(got_key.as_deref(), Some(key), "key, in: {shown}");
+    assert!(
+        message.contains(needle),
+        "message lacks `{needle}`: {shown}"
+    );
+    assert!(shown.contains(&format!("line {line}")), "{shown}");
+    assert!(shown.contains(&format!("`{key}`")), "{shown}");
+}
+
+const HEAD: &str = "[dataplane]\ninterface = \"eth0\"\ngateway_mac = \"02:00:00:00:00:01\"\n";
+
+#[test]
+fn bad_values_are_reported_with_line_and_key() {
+    // Values refused by their own types (reported through the toml crate).
+    bad(
+        "[dataplane]\ninterface = \"eth0\"\ngateway_mac = \"02:00:00:00:01\"\n",
+        3,
+        "dataplane.gateway_mac",
+        "not a MAC address",
+    );
+    bad(
+        "[dataplane]\ninterface = \"eth0\"\ngateway_mac = \"01:00:5e:00:00:01\"\n",
+        3,
+        "dataplane.gateway_mac",
+        "multicast",
+    );
+    bad(
+        "[dataplane]\ninterface = \"a-very-long-interface\"\ngateway_mac = \"02:00:00:00:00:01\"\n",
+        2,
+        "dataplane.interface",
+        "1 to 15",
+    );
+    bad(
+        &format!("{HEAD}xdp_mode = \"turbo\"\n"),
+        4,
+        "dataplane.xdp_mode",
+        "unknown variant",
+    );
+    bad(
+        &format!("{HEAD}encap_source_v4 = \"172.16.0.1/16\"\n"),
+        4,
+        "dataplane.encap_source_v4",
+        "host bits",
+    );
+    bad(&format!("{HEAD}mtu = -5\n"), 4, "dataplane.mtu", "u32");
+    bad(
+        &format!("{HEAD}mtu = 1500\nbogus = 1\n"),
+        5,
+        "dataplane.bogus",
+        "unknown field",
+    );
+    bad(
+        &format!("{HEAD}\n[api]\nlisten = \"http://x\"\n"),
+        6,
+        "api.listen",
+        "not a listen address",
+    );
+    bad(
+        &format!("{HEAD}\n[[vip]]\naddress = \"198.18.0.1:80/sctp\"\n"),
+        6,
+        "vip[0].address",
+        "unknown protocol",
+    );
+    bad(
+        &format!("{HEAD}\n[[vip]]\naddress = \"198.18.0.1:70000/tcp\"\n"),
+        6,
+        "vip[0].address",
+        "out of range",
+    );
+    bad(
+        &format!("{HEAD}\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\nflags = [\"fast\"]\n"),
+        7,
+        "vip[0].flags",
+        "unknown VIP flag",
+    );
+    bad(
+        &format!(
+            "{HEAD}\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\nbackends = [\n  {{ address = \"198.19.0.1\" }},\n  {{ address = \"198.19.0.300\" }},\n]\n"
+        ),
+        9,
+        "vip[0].backends[1].address",
+        "invalid IP address",
+    );
+    // A TOML syntax error: line, and the key being defined.
+    bad(&format!("{HEAD}mtu = 15 00\n"), 4, "dataplane.mtu", "");
+}
+
+#[test]
+fn bad_combinations_are_reported_with_line_and_key() {
+    bad(
+        &format!("{HEAD}ring_size = 65536\n"),
+        4,
+        "dataplane.ring_size",
+        "not prime",
+    );
+    bad(
+        &format!("{HEAD}mtu = 100\n"),
+        4,
+        "dataplane.mtu",
+        "out of range",
+    );
+    bad(
+        &format!("{HEAD}max_backends = 1\n"),
+        4,
+        "dataplane.max_backends",
+        "at least 2",
+    );
+    bad(
+        &format!("{HEAD}max_vips = 100000\n"),
+        4,
+        "dataplane.max_vips",
+        "2^32",
+    );
+    bad(
+        &format!("{HEAD}encap_source_v6 = \"fd00::/64\"\n"),
+        4,
+        "dataplane.encap_source_v6",
+        "96..=128",
+    );
+    bad(
+        &format!("{HEAD}pin_path = \"bpf/lb\"\n"),
+        4,
+        "dataplane.pin_path",
+        "absolute",
+    );
+    bad(
+        &format!("{HEAD}\n[api]\nlisten = \"tcp://127.0.0.1:50051\"\n"),
+        6,
+        "api.listen",
+        "requires [api.tls]",
+    );
+    bad(
+        &format!(
+            "{HEAD}\n[api]\nlisten = \"unix:///run/x.sock\"\n[api.tls]\ncert = \"/c\"\nkey = \"/k\"\n"
+        ),
+        7,
+        "api.tls",
+        "tcp:// listeners only",
+    );
+    bad(
+        &format!("{HEAD}\n[state]\ndir = \"relative/dir\"\n"),
+        6,
+        "state.dir",
+        "absolute",
+    );
+    let two_vips = format!(
+        "{HEAD}\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\n\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\n"
+    );
+    bad(&two_vips, 9, "vip[1].address", "defined twice");
+    bad(
+        &format!("{HEAD}\n[[vip]]\naddress = \"127.0.0.1:80/tcp\"\n"),
+        6,
+        "vip[0].address",
+        "loopback",
+    );
+    bad(
+        &format!(
+            "{HEAD}\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\nbackends = [\n  {{ address = \"198.19.0.1\" }},\n  {{ address = \"198.19.0.1\" }},\n]\n"
+        ),
+        9,
+        "vip[0].backends[1].address",
+        "listed twice",
+    );
+    bad(
+        &format!(
+            "{HEAD}\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\nbackends = [\n  {{ address = \"198.19.0.1\", weight = 70000 }},\n]\n"
+        ),
+        8,
+        "vip[0].backends[0].weight",
+        "out of range",
+    );
+    bad(
+        &format!(
+            "{HEAD}max_vips = 1\n\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\n\n[[vip]]\naddress = \"198.18.0.2:80/tcp\"\n"
+        ),
+        10,
+        "vip[1].address",
+        "max_vips",
+    );
+    bad(
+        &format!(
+            "{HEAD}max_backends = 2\n\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\nbackends = [ {{ address = \"198.19.0.1\" }}, {{ address = \"198.19.0.2\" }} ]\n"
+        ),
+        8,
+        "vip[0].backends[1].address",
+        "max_backends",
+    );
+    bad(
+        &format!(
+            "{HEAD}\n[[vip]]\naddress = \"198.18.0.1:80/tcp\"\n\n[[vip]]\naddress = \"198.18.0.2:80/tcp\"\nbackends = [ {{ address = \"198.18.0.1\" }} ]\n"
+        ),
+        10,
+        "vip[1].backends[0].address",
+        "also a VIP address",
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    let e = "[dataplane]\ninterface = \"eth0\"\n"
+        .parse::<Config>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gateway_mac"), "{e}");
+    assert!(e.contains("line 1"), "{e}");
+    let e = "[api]\nlisten = \"unix:///x\"\n"
+        .parse::<Config>()
+        .unwrap_err();
+    let ConfigError::Invalid {
+        line, key, message, ..
+    } = e
+    else {
+        panic!("{e}");
+    };
+    // About the whole file: no line or key to point at.
+    assert_eq!((line, key), (None, None));
+    assert!(message.contains("missing field `dataplane`"), "{message}");
+}
+
+#[test]
+fn value_types_round_trip() {
+    for s in ["02:00:00:00:00:01", "aa:bb:cc:dd:ee:0f"] {
+        assert_eq!(s.parse::<MacAddr>().unwrap().to_string(), s);
+    }
+    assert!("AA:BB:CC:DD:EE:0F".parse::<MacAddr>().is_ok());
+    for bad in [
+        "",
+        "02:00:00:00:00",
+        "02:00:00:00:00:01:02",
+        "2:0:0:0:0:1",
+        "00:00:00:00:00:00",
+    ] {
+        assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+    }
+    assert!("0.0.0.0/0".parse::<Ipv4Prefix>().is_ok());
+    assert!("1.2.3.4/33".parse::<Ipv4Prefix>().is_err());
+    assert!("1.2.3.4/".parse::<Ipv4Prefix>().is_err());
+    assert!("fd00::1/128".parse::<Ipv6Prefix>().is_ok());
+    assert!("fd00::1/96".parse::<Ipv6Prefix>().is_err());
+    assert_eq!(
+        "tcp://[::1]:50051".parse::<Listen>().unwrap().to_string(),
+        "tcp://[::1]:50051"
+    );
+    assert!("unix://relative.sock".parse::<Listen>().is_err());
+    assert!(
+        format!("unix:///{}", "x".repeat(107))
+            .parse::<Listen>()
+            .is_err()
+    );
+    assert!("tcp://localhost:1".parse::<Listen>().is_err());
+}
