@@ -57,8 +57,10 @@ fn pinned_balancer_survives_its_process_and_is_adopted() {
         {
             let (mut lb, origin) = Balancer::open_pinned(sizes, &d2).unwrap();
             assert_eq!(origin, Origin::Loaded);
-            let mut cfg = lb_daemon::dataplane::BalancerConfig::default();
-            cfg.gateway_mac = pkt::GW_MAC;
+            let cfg = lb_daemon::dataplane::BalancerConfig {
+                gateway_mac: pkt::GW_MAC,
+                ..Default::default()
+            };
             lb.set_config(&cfg.to_map().unwrap()).unwrap();
             let (addr, family) = map_addr(vip);
             lb.set_vip_addr(

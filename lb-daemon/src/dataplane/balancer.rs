@@ -152,7 +152,7 @@ impl BalancerConfig {
 /// its bpffs pin (a restarted daemon).
 enum Prog {
     Object(Box<Ebpf>),
-    Pinned(Xdp),
+    Pinned(Box<Xdp>),
 }
 
 /// Every map of the balancer object (all are pinned together).
@@ -226,7 +226,7 @@ impl Balancer {
                     source,
                 })?;
             let maps_dir = dir.join("maps");
-            let lb = Self::from_maps(Prog::Pinned(prog), sizes, |name| {
+            let lb = Self::from_maps(Prog::Pinned(Box::new(prog)), sizes, |name| {
                 let data = MapData::from_pin(maps_dir.join(name)).map_err(map_err(name))?;
                 aya::maps::Map::from_map_data(data).map_err(map_err(name))
             })?;
@@ -349,7 +349,7 @@ impl Balancer {
                 .program_mut("lb_xdp")
                 .and_then(|p| <&mut Xdp>::try_from(p).ok())
                 .expect("lb_xdp was loaded as an XDP program"),
-            Prog::Pinned(p) => p,
+            Prog::Pinned(p) => p.as_mut(),
         }
     }
 
@@ -387,6 +387,28 @@ impl Balancer {
     /// Reads a VIP entry.
     pub fn vip(&self, key: &VipKey) -> Option<VipMeta> {
         self.vips.get(key, 0).ok()
+    }
+
+    /// Every VIP entry in the map (for adoption after a restart).
+    pub fn vip_entries(&self) -> Result<Vec<(VipKey, VipMeta)>, DataplaneError> {
+        self.vips
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err(lb_common::MAP_VIPS))
+    }
+
+    /// Every VIP-address refcount in the map.
+    pub fn vip_addr_entries(&self) -> Result<Vec<(AddrKey, u32)>, DataplaneError> {
+        self.vip_addrs
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err(lb_common::MAP_VIP_ADDRS))
+    }
+
+    /// One ring position (no copy of the half).
+    pub fn ring_slot(&self, vip_index: u32, half: u32, pos: u32) -> u32 {
+        let i = lb_common::ring_index(vip_index, half, pos, self.sizes.ring_size) as usize;
+        self.ring.get(i).unwrap_or(lb_common::SLOT_NONE)
     }
 
     /// Marks an address as carrying `count` VIPs (0 removes it).

@@ -99,6 +99,18 @@ impl Dataplane for Balancer {
         Balancer::remove_vip(self, key)
     }
 
+    fn vip_entries(&self) -> Option<Vec<(VipKey, VipMeta)>> {
+        Balancer::vip_entries(self).ok()
+    }
+
+    fn vip_addr_entries(&self) -> Option<Vec<(AddrKey, u32)>> {
+        Balancer::vip_addr_entries(self).ok()
+    }
+
+    fn ring_slot(&self, vip_index: u32, half: u32, pos: u32) -> u32 {
+        Balancer::ring_slot(self, vip_index, half, pos)
+    }
+
     fn vip(&self, key: &VipKey) -> Option<VipMeta> {
         Balancer::vip(self, key)
     }
