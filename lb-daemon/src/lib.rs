@@ -5,6 +5,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod grpc;
 pub mod maglev;
 pub mod state;
 pub mod vip;

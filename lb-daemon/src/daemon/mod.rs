@@ -1,6 +1,7 @@
 //! The `lb-daemon` command: argument parsing and the subcommands.
 
 mod decap_cmd;
+pub mod run;
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -22,6 +23,29 @@ pub struct Args {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the balancer: load or adopt the pinned XDP program, apply the
+    /// state, serve the gRPC API.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove the data plane: detach XDP and delete the pins. Forwarding
+    /// stops. The state directory is kept (the next `run` restores it).
+    Teardown {
+        /// Configuration file naming `pin_path`.
+        #[arg(long, short, conflicts_with = "pin_path")]
+        config: Option<PathBuf>,
+        /// The pin directory directly.
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit (prints the error with its line).
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Backend side: strip lb's IP-in-IP headers in XDP (for hosts without
     /// ipip/ip6tnl devices).
     Decap {
@@ -81,6 +105,22 @@ pub fn init_tracing() {
 /// Runs a parsed command line.
 pub fn main(args: Args) -> anyhow::Result<()> {
     match args.command {
+        Command::Run { config } => run::run(&config),
+        Command::Teardown { config, pin_path } => {
+            let pin = match (config, pin_path) {
+                (_, Some(p)) => p,
+                (Some(c), None) => crate::config::Config::from_file(&c)?.dataplane.pin_path,
+                (None, None) => anyhow::bail!("teardown needs --config or --pin-path"),
+            };
+            crate::dataplane::teardown(&pin)?;
+            tracing::info!(pin_path = %pin.display(), "data plane removed");
+            Ok(())
+        }
+        Command::Check { config } => {
+            crate::config::Config::from_file(&config)?;
+            println!("{}: ok", config.display());
+            Ok(())
+        }
         Command::Decap { action } => decap_cmd::run(action),
     }
 }

@@ -1,0 +1,153 @@
+//! `lb-daemon run`: open (or adopt) the pinned data plane, make the maps match
+//! the persisted state, serve the API until SIGTERM/SIGINT. Exiting — cleanly
+//! or not — leaves forwarding running; `lb-daemon teardown` removes it.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::{
+    config::{Config, Listen},
+    dataplane::{Balancer, Origin},
+    grpc::{self, LbService, Listener, StatusInfo},
+    state::{LbState, Store},
+};
+
+/// File in the state dir holding a gateway MAC set over the API.
+pub const GATEWAY_FILE: &str = "gateway";
+
+/// The MAC of `interface` in this network namespace (getifaddrs, not sysfs:
+/// /sys shows the namespace that mounted it, which may not be ours).
+pub fn interface_mac(interface: &str) -> Option<[u8; 6]> {
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = ifap;
+    while !cur.is_null() {
+        let ifa = unsafe { &*cur };
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy();
+        if name == interface
+            && !ifa.ifa_addr.is_null()
+            && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_PACKET
+        {
+            let ll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
+            if ll.sll_halen == 6 {
+                let mut m = [0u8; 6];
+                m.copy_from_slice(&ll.sll_addr[..6]);
+                found = Some(m);
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    unsafe { libc::freeifaddrs(ifap) };
+    found
+}
+
+fn ifindex(name: &str) -> u32 {
+    std::ffi::CString::new(name)
+        .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) })
+        .unwrap_or(0)
+}
+
+/// Everything up to serving: returns the service and where to listen.
+pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> {
+    let dp = &cfg.dataplane;
+    let iface = dp.interface.as_str();
+    let pin = &dp.pin_path;
+    let (mut lb, origin) = Balancer::open_pinned(dp.sizes(), pin)
+        .with_context(|| format!("opening the data plane pinned at {}", pin.display()))?;
+    tracing::info!(pin_path = %pin.display(), origin = ?origin, "data plane open");
+
+    // Node settings: from the configuration, the interface's MAC, and a
+    // gateway set over the API if there is one (it outlives restarts).
+    std::fs::create_dir_all(&cfg.state.dir)
+        .with_context(|| format!("creating state dir {}", cfg.state.dir.display()))?;
+    let gateway_file = cfg.state.dir.join(GATEWAY_FILE);
+    let mut bc = dp.balancer_config();
+    bc.if_mac = interface_mac(iface)
+        .with_context(|| format!("interface {iface} not found in this network namespace"))?;
+    if let Some(gw) = grpc::read_gateway_file(&gateway_file) {
+        bc.gateway_mac = gw;
+    }
+    lb.set_config(&bc.to_map()?)?;
+
+    let attached = lb
+        .attach_pinned(iface, dp.xdp_mode.attach_mode(), pin)
+        .with_context(|| format!("attaching to {iface}"))?;
+    let info = lb.program().info().ok();
+    let status = StatusInfo {
+        interface: iface.to_string(),
+        ifindex: ifindex(iface),
+        attached: Some(attached),
+        program_id: info.as_ref().map(|i| i.id()).unwrap_or(0),
+        verified_insns: info
+            .as_ref()
+            .and_then(|i| i.verified_instruction_count())
+            .unwrap_or(0),
+        adopted: origin == Origin::Adopted,
+        pin_path: pin.display().to_string(),
+        conn_table_capacity: dp.conn_table_size as u64,
+    };
+    tracing::info!(interface = iface, mode = attached.as_str(), "XDP attached");
+
+    // Desired state: persisted state wins; the configuration's VIPs only
+    // seed the very first start.
+    let store = Store::new(&cfg.state.dir);
+    let persisted = store.load()?;
+    let first_start = persisted.is_none();
+    let mut state = LbState::new(lb, persisted.unwrap_or_default(), Some(store))?;
+    let report = state.adopt()?;
+    tracing::info!(report = ?report, "maps reconciled with the persisted state");
+    if first_start {
+        for v in &cfg.vips {
+            state
+                .create_vip(v.address, v.flags, &v.backend_specs())
+                .with_context(|| format!("configuring vip {}", v.address))?;
+            tracing::info!(vip = %v.address, "vip created from the configuration");
+        }
+    }
+    let listener = match &cfg.api.listen {
+        Listen::Unix(p) => Listener::Unix(p.clone()),
+        Listen::Tcp(addr) => {
+            let tls = cfg
+                .api
+                .tls
+                .as_ref()
+                .context("[api] listen on TCP needs [api.tls]")?;
+            Listener::Tls {
+                addr: *addr,
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+                client_ca: tls.client_ca.clone(),
+            }
+        }
+    };
+    Ok((LbService::new(state, status, Some(gateway_file)), listener))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let cfg = Config::from_file(config_path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async {
+        let (svc, listener) = prepare(&cfg)?;
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down; XDP stays attached (lb-daemon teardown removes it)");
+        };
+        grpc::serve(svc, listener, shutdown).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,430 @@
+//! The `lb.v1.LoadBalancer` implementation over [`LbState`]. Every call takes
+//! the one state lock: mutations are validated and applied whole, one at a
+//! time, which is what makes "a rejected call changes nothing" hold.
+
+use std::{path::PathBuf, pin::Pin, sync::Arc, time::Instant};
+
+use lb_proto::v1::{self as pb, load_balancer_server::LoadBalancer};
+use tokio::sync::Mutex;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{
+    convert, stats,
+    status::{invalid, to_status},
+};
+use crate::{
+    dataplane::{Attached, Dataplane},
+    state::LbState,
+    vip::VipSpec,
+};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Facts about the running data plane that the state does not hold.
+#[derive(Clone, Debug, Default)]
+pub struct StatusInfo {
+    /// Interface the program is attached to.
+    pub interface: String,
+    /// Its index.
+    pub ifindex: u32,
+    /// How it is attached (`None`: not attached, e.g. a test).
+    pub attached: Option<Attached>,
+    /// Kernel program id.
+    pub program_id: u32,
+    /// Instructions the verifier processed.
+    pub verified_insns: u32,
+    /// Whether the program and maps were adopted from pins at start.
+    pub adopted: bool,
+    /// bpffs directory of the pins.
+    pub pin_path: String,
+    /// Connection-table capacity.
+    pub conn_table_capacity: u64,
+}
+
+/// The service. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct LbService<D: Dataplane + 'static> {
+    state: Arc<Mutex<LbState<D>>>,
+    info: Arc<StatusInfo>,
+    started: Instant,
+    gateway_file: Option<PathBuf>,
+}
+
+impl<D: Dataplane + 'static> LbService<D> {
+    /// Serves `state`. `gateway_file`: where SetGateway persists the MAC so
+    /// it survives a restart (`None`: not persisted).
+    pub fn new(state: LbState<D>, info: StatusInfo, gateway_file: Option<PathBuf>) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(state)),
+            info: Arc::new(info),
+            started: Instant::now(),
+            gateway_file,
+        }
+    }
+
+    /// The shared state (for the daemon's shutdown path and tests).
+    pub fn state(&self) -> Arc<Mutex<LbState<D>>> {
+        self.state.clone()
+    }
+}
+
+fn dp_err(e: crate::dataplane::DataplaneError) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// Reads a persisted gateway MAC override, if any.
+pub fn read_gateway_file(path: &std::path::Path) -> Option<[u8; 6]> {
+    let text = std::fs::read_to_string(path).ok()?;
+    convert::mac(text.trim()).ok()
+}
+
+fn write_atomic(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
+    async fn create_vip(&self, req: Request<pb::CreateVipRequest>) -> Reply<pb::CreateVipResponse> {
+        let r = req.into_inner();
+        let spec = convert::vip(r.vip.as_ref())?;
+        let flags = convert::flags(&r.flags)?;
+        let backends = r
+            .backends
+            .iter()
+            .map(convert::backend)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut st = self.state.lock().await;
+        let info = st.create_vip(spec, flags, &backends).map_err(to_status)?;
+        tracing::info!(vip = %spec, backends = backends.len(), "vip created");
+        Ok(Response::new(pb::CreateVipResponse {
+            vip: Some(convert::vip_info_out(&info)),
+        }))
+    }
+
+    async fn delete_vip(&self, req: Request<pb::DeleteVipRequest>) -> Reply<pb::DeleteVipResponse> {
+        let spec = convert::vip(req.get_ref().vip.as_ref())?;
+        self.state
+            .lock()
+            .await
+            .delete_vip(&spec)
+            .map_err(to_status)?;
+        tracing::info!(vip = %spec, "vip deleted");
+        Ok(Response::new(pb::DeleteVipResponse {}))
+    }
+
+    async fn get_vip(&self, req: Request<pb::GetVipRequest>) -> Reply<pb::GetVipResponse> {
+        let spec = convert::vip(req.get_ref().vip.as_ref())?;
+        let info = self.state.lock().await.get_vip(&spec).map_err(to_status)?;
+        Ok(Response::new(pb::GetVipResponse {
+            vip: Some(convert::vip_info_out(&info)),
+        }))
+    }
+
+    async fn list_vips(&self, _: Request<pb::ListVipsRequest>) -> Reply<pb::ListVipsResponse> {
+        let mut vips = self.state.lock().await.list_vips();
+        vips.sort_by(|a, b| a.spec.cmp(&b.spec));
+        Ok(Response::new(pb::ListVipsResponse {
+            vips: vips.iter().map(convert::vip_info_out).collect(),
+        }))
+    }
+
+    async fn add_backend(
+        &self,
+        req: Request<pb::AddBackendRequest>,
+    ) -> Reply<pb::AddBackendResponse> {
+        let r = req.into_inner();
+        let spec = convert::vip(r.vip.as_ref())?;
+        let b = convert::backend(
+            r.backend
+                .as_ref()
+                .ok_or_else(|| invalid("backend: required"))?,
+        )?;
+        let info = self
+            .state
+            .lock()
+            .await
+            .add_backend(&spec, b)
+            .map_err(to_status)?;
+        tracing::info!(vip = %spec, backend = %b.address, weight = b.weight, slot = info.slot, "backend added");
+        Ok(Response::new(pb::AddBackendResponse {
+            backend: Some(convert::backend_out(&info)),
+        }))
+    }
+
+    async fn remove_backend(
+        &self,
+        req: Request<pb::RemoveBackendRequest>,
+    ) -> Reply<pb::RemoveBackendResponse> {
+        let r = req.into_inner();
+        let spec = convert::vip(r.vip.as_ref())?;
+        let addr = convert::ip("address", &r.address)?;
+        self.state
+            .lock()
+            .await
+            .remove_backend(&spec, addr)
+            .map_err(to_status)?;
+        tracing::info!(vip = %spec, backend = %addr, "backend removed");
+        Ok(Response::new(pb::RemoveBackendResponse {}))
+    }
+
+    async fn set_backend_weight(
+        &self,
+        req: Request<pb::SetBackendWeightRequest>,
+    ) -> Reply<pb::SetBackendWeightResponse> {
+        let r = req.into_inner();
+        let spec = convert::vip(r.vip.as_ref())?;
+        let addr = convert::ip("address", &r.address)?;
+        let info = self
+            .state
+            .lock()
+            .await
+            .set_weight(&spec, addr, r.weight)
+            .map_err(to_status)?;
+        tracing::info!(vip = %spec, backend = %addr, weight = r.weight, "backend weight set");
+        Ok(Response::new(pb::SetBackendWeightResponse {
+            backend: Some(convert::backend_out(&info)),
+        }))
+    }
+
+    async fn replace_backends(
+        &self,
+        req: Request<pb::ReplaceBackendsRequest>,
+    ) -> Reply<pb::ReplaceBackendsResponse> {
+        let r = req.into_inner();
+        let spec = convert::vip(r.vip.as_ref())?;
+        let backends = r
+            .backends
+            .iter()
+            .map(convert::backend)
+            .collect::<Result<Vec<_>, _>>()?;
+        let info = self
+            .state
+            .lock()
+            .await
+            .replace_backends(&spec, &backends)
+            .map_err(to_status)?;
+        tracing::info!(vip = %spec, backends = backends.len(), "backends replaced");
+        Ok(Response::new(pb::ReplaceBackendsResponse {
+            backends: convert::vip_info_out(&info).backends,
+        }))
+    }
+
+    async fn list_backends(
+        &self,
+        req: Request<pb::ListBackendsRequest>,
+    ) -> Reply<pb::ListBackendsResponse> {
+        let spec = convert::vip(req.get_ref().vip.as_ref())?;
+        let info = self.state.lock().await.get_vip(&spec).map_err(to_status)?;
+        Ok(Response::new(pb::ListBackendsResponse {
+            backends: convert::vip_info_out(&info).backends,
+        }))
+    }
+
+    async fn get_stats(&self, req: Request<pb::GetStatsRequest>) -> Reply<pb::GetStatsResponse> {
+        let only = match req.get_ref().vip.as_ref() {
+            Some(v) => Some(convert::vip(Some(v))?),
+            None => None,
+        };
+        let snap = stats::snapshot(&*self.state.lock().await, only.as_ref()).map_err(to_status)?;
+        Ok(Response::new(pb::GetStatsResponse { stats: Some(snap) }))
+    }
+
+    type WatchStatsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchStatsResponse, Status>> + Send + 'static>>;
+
+    async fn watch_stats(
+        &self,
+        req: Request<pb::WatchStatsRequest>,
+    ) -> Reply<Self::WatchStatsStream> {
+        let r = req.into_inner();
+        if r.interval_seconds > 3600 {
+            return Err(invalid(format!(
+                "interval_seconds: {} out of range 0..=3600",
+                r.interval_seconds
+            )));
+        }
+        let interval = std::time::Duration::from_secs(r.interval_seconds.max(1) as u64);
+        let only: Option<VipSpec> = match r.vip.as_ref() {
+            Some(v) => Some(convert::vip(Some(v))?),
+            None => None,
+        };
+        let state = self.state.clone();
+        // Fail fast on an unknown VIP, before the stream starts.
+        let mut prev = stats::snapshot(&*state.lock().await, only.as_ref()).map_err(to_status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let snap = stats::snapshot(&*state.lock().await, only.as_ref());
+                let msg = match snap {
+                    Ok(now) => {
+                        let out = stats::with_rates(now.clone(), &prev);
+                        prev = now;
+                        Ok(pb::WatchStatsResponse { stats: Some(out) })
+                    }
+                    Err(e) => Err(to_status(e)),
+                };
+                let stop = msg.is_err();
+                if tx.send(msg).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get_gateway(
+        &self,
+        _: Request<pb::GetGatewayRequest>,
+    ) -> Reply<pb::GetGatewayResponse> {
+        let cfg = self
+            .state
+            .lock()
+            .await
+            .dataplane()
+            .config()
+            .map_err(dp_err)?;
+        Ok(Response::new(pb::GetGatewayResponse {
+            mac: convert::mac_out(&cfg.gateway_mac),
+        }))
+    }
+
+    async fn set_gateway(
+        &self,
+        req: Request<pb::SetGatewayRequest>,
+    ) -> Reply<pb::SetGatewayResponse> {
+        let mac = convert::mac(&req.get_ref().mac)?;
+        let mut st = self.state.lock().await;
+        let mut cfg = st.dataplane().config().map_err(dp_err)?;
+        let old = cfg.gateway_mac;
+        cfg.gateway_mac = mac;
+        // Persist first: a gateway that would be forgotten on restart is a
+        // trap for the next on-call. If that fails, nothing changed.
+        if let Some(path) = &self.gateway_file {
+            write_atomic(path, &format!("{}\n", convert::mac_out(&mac)))
+                .map_err(|e| Status::internal(format!("persisting gateway: {e}")))?;
+        }
+        if let Err(e) = st.dataplane_mut().set_config(&cfg) {
+            if let Some(path) = &self.gateway_file {
+                let _ = write_atomic(path, &format!("{}\n", convert::mac_out(&old)));
+            }
+            return Err(dp_err(e));
+        }
+        tracing::info!(gateway = %convert::mac_out(&mac), "gateway set");
+        Ok(Response::new(pb::SetGatewayResponse {
+            mac: convert::mac_out(&mac),
+        }))
+    }
+
+    async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> Reply<pb::GetStatusResponse> {
+        let st = self.state.lock().await;
+        let sizes = st.dataplane().sizes();
+        let vips = st.list_vips();
+        let slots: usize = vips.iter().map(|v| v.backends.len()).sum();
+        let cfg = st.dataplane().config().map_err(dp_err)?;
+        let i = &self.info;
+        Ok(Response::new(pb::GetStatusResponse {
+            interface: i.interface.clone(),
+            ifindex: i.ifindex,
+            attach_mode: match i.attached {
+                Some(Attached::Native) => pb::AttachMode::Native,
+                Some(Attached::Generic) => pb::AttachMode::Generic,
+                None => pb::AttachMode::Unspecified,
+            } as i32,
+            program_id: i.program_id,
+            verified_insns: i.verified_insns,
+            vips: Some(pb::MapUsage {
+                used: vips.len() as u64,
+                capacity: sizes.max_vips as u64,
+            }),
+            backend_slots: Some(pb::MapUsage {
+                used: slots as u64,
+                // Slot 0 is reserved as "no backend".
+                capacity: sizes.max_backends.saturating_sub(1) as u64,
+            }),
+            conn_table_capacity: sizes.conn_table as u64,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            hash_seed: cfg.hash_seed,
+            ring_size: sizes.ring_size,
+            adopted: i.adopted,
+            pin_path: i.pin_path.clone(),
+        }))
+    }
+
+    async fn route(&self, req: Request<pb::RouteRequest>) -> Reply<pb::RouteResponse> {
+        let r = req.into_inner();
+        let vip = convert::vip(r.vip.as_ref())?;
+        let client = convert::ip("client_address", &r.client_address)?;
+        let cport = u16::try_from(r.client_port)
+            .map_err(|_| invalid(format!("client_port: {} out of range", r.client_port)))?;
+        let dport = u16::try_from(r.destination_port).map_err(|_| {
+            invalid(format!(
+                "destination_port: {} out of range",
+                r.destination_port
+            ))
+        })?;
+        let dst_port = if vip.port == 0 {
+            if dport == 0 {
+                return Err(invalid(
+                    "destination_port: required for an all-ports VIP (it is part of the hash)",
+                ));
+            }
+            dport
+        } else {
+            if dport != 0 && dport != vip.port {
+                return Err(invalid(format!(
+                    "destination_port: {dport} differs from the VIP's port {}",
+                    vip.port
+                )));
+            }
+            vip.port
+        };
+        if client.is_ipv4() != vip.address.is_ipv4() {
+            return Err(invalid(
+                "client_address: must be of the VIP's address family",
+            ));
+        }
+        let dst = VipSpec::new(vip.address, dst_port, vip.proto);
+        let st = self.state.lock().await;
+        // The VIP asked about must exist (not just some VIP on the address).
+        let info = st.get_vip(&vip).map_err(to_status)?;
+        let route = st
+            .route(&dst, std::net::SocketAddr::new(client, cport))
+            .map_err(to_status)?;
+        let Some(addr) = route.backend else {
+            return Err(Status::failed_precondition(format!(
+                "vip {vip} has no backend in its ring (empty or all drained)"
+            )));
+        };
+        let b = info
+            .backends
+            .iter()
+            .find(|b| b.address == addr)
+            .copied()
+            .unwrap_or(crate::state::BackendInfo {
+                address: addr,
+                weight: 0,
+                slot: route.slot,
+            });
+        Ok(Response::new(pb::RouteResponse {
+            backend: Some(convert::backend_out(&b)),
+            ring_position: route.position,
+            flow_hash: route.hash,
+        }))
+    }
+}
