@@ -2,6 +2,8 @@
 //! plane handle, the desired state and how it reaches the maps, and (in later
 //! modules) the gRPC API.
 
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -132,7 +132,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
 
     async fn list_vips(&self, _: Request<pb::ListVipsRequest>) -> Reply<pb::ListVipsResponse> {
         let mut vips = self.state.lock().await.list_vips();
-        vips.sort_by(|a, b| a.spec.cmp(&b.spec));
+        vips.sort_by_key(|v| v.spec);
         Ok(Response::new(pb::ListVipsResponse {
             vips: vips.iter().map(convert::vip_info_out).collect(),
         }))

@@ -3,6 +3,7 @@
 //! through it with BPF_PROG_TEST_RUN.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod netns;
 pub mod pkt;
 

@@ -1,0 +1,299 @@
+//! Each `lbctl` command as calls on the `lb.v1` API and what it prints.
+
+use std::io::{self, Write};
+
+use lb_proto::v1::{
+    AddBackendRequest, Backend, CreateVipRequest, DeleteVipRequest, GetGatewayRequest,
+    GetStatsRequest, GetStatusRequest, ListBackendsRequest, ListVipsRequest, Protocol,
+    RemoveBackendRequest, RouteRequest, SetBackendWeightRequest, SetGatewayRequest, Vip, VipFlag,
+    WatchStatsRequest, load_balancer_client::LoadBalancerClient,
+};
+use tonic::transport::Channel;
+
+use super::{
+    CliError,
+    args::{Args, BackendCommand, Command, GatewayCommand, RouteArgs, StatsArgs, VipCommand},
+    output,
+};
+use crate::{
+    client,
+    vip::{Proto, VipSpec},
+};
+
+/// The API's form of a VIP parsed by [`VipSpec`].
+pub(super) fn proto_vip(v: &VipSpec) -> Vip {
+    Vip {
+        address: v.address.to_string(),
+        port: u32::from(v.port),
+        protocol: match v.proto {
+            Proto::Tcp => Protocol::Tcp,
+            Proto::Udp => Protocol::Udp,
+        }
+        .into(),
+    }
+}
+
+/// Writes one output unit and flushes it, so `--watch` output reaches a
+/// pipe as it happens.
+fn emit(out: &mut (dyn Write + Send), text: &str) -> Result<(), CliError> {
+    let write = |out: &mut (dyn Write + Send)| -> io::Result<()> {
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    write(out).map_err(CliError::Output)
+}
+
+/// Connects as the global options say and runs the command.
+pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
+    let tls = args.client_tls();
+    let mut lb = client::connect(&args.api, tls.as_ref())
+        .await
+        .map_err(CliError::Connect)?;
+    match &args.command {
+        Command::Vip(cmd) => vip(&mut lb, cmd, out).await,
+        Command::Backend(cmd) => backend(&mut lb, cmd, out).await,
+        Command::Stats(s) => match s.watch {
+            Some(secs) => watch_stats(&mut lb, s, secs, out).await,
+            None => stats(&mut lb, s, out).await,
+        },
+        Command::Status { json } => {
+            let s = lb.get_status(GetStatusRequest {}).await?.into_inner();
+            let text = if *json {
+                output::status_json(&s)
+            } else {
+                output::status_table(&s)
+            };
+            emit(out, &text)
+        }
+        Command::Route(r) => route(&mut lb, r, out).await,
+        Command::Gateway(GatewayCommand::Get { json }) => {
+            let mac = lb.get_gateway(GetGatewayRequest {}).await?.into_inner().mac;
+            let text = if *json {
+                output::gateway_json(&mac)
+            } else {
+                mac
+            };
+            emit(out, &text)
+        }
+        Command::Gateway(GatewayCommand::Set { mac }) => {
+            lb.set_gateway(SetGatewayRequest {
+                mac: mac.to_string(),
+            })
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+async fn vip(
+    lb: &mut LoadBalancerClient<Channel>,
+    cmd: &VipCommand,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    match cmd {
+        VipCommand::Add {
+            vip,
+            no_sport,
+            no_conntrack,
+        } => {
+            // Sorted by enum value, as the API documents flags.
+            let flags = [
+                (*no_sport, VipFlag::NoSport),
+                (*no_conntrack, VipFlag::NoConntrack),
+            ]
+            .into_iter()
+            .filter_map(|(on, f)| on.then_some(i32::from(f)))
+            .collect();
+            lb.create_vip(CreateVipRequest {
+                vip: Some(proto_vip(vip)),
+                flags,
+                backends: Vec::new(),
+            })
+            .await?;
+            Ok(())
+        }
+        VipCommand::Del { vip } => {
+            lb.delete_vip(DeleteVipRequest {
+                vip: Some(proto_vip(vip)),
+            })
+            .await?;
+            Ok(())
+        }
+        VipCommand::List { json } => {
+            let vips = lb.list_vips(ListVipsRequest {}).await?.into_inner().vips;
+            let text = if *json {
+                output::vip_list_json(&vips)
+            } else {
+                output::vip_list_table(&vips)
+            };
+            emit(out, &text)
+        }
+    }
+}
+
+async fn backend(
+    lb: &mut LoadBalancerClient<Channel>,
+    cmd: &BackendCommand,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    match cmd {
+        BackendCommand::Add {
+            vip,
+            address,
+            weight,
+        } => {
+            // The weight is always sent, so lbctl's default is the one in
+            // effect whatever the daemon's.
+            lb.add_backend(AddBackendRequest {
+                vip: Some(proto_vip(vip)),
+                backend: Some(Backend {
+                    address: address.to_string(),
+                    weight: Some(*weight),
+                }),
+            })
+            .await?;
+            Ok(())
+        }
+        BackendCommand::Del { vip, address } => {
+            lb.remove_backend(RemoveBackendRequest {
+                vip: Some(proto_vip(vip)),
+                address: address.to_string(),
+            })
+            .await?;
+            Ok(())
+        }
+        BackendCommand::Weight {
+            vip,
+            address,
+            weight,
+        } => {
+            lb.set_backend_weight(SetBackendWeightRequest {
+                vip: Some(proto_vip(vip)),
+                address: address.to_string(),
+                weight: *weight,
+            })
+            .await?;
+            Ok(())
+        }
+        BackendCommand::List { vip, json } => {
+            let backends = lb
+                .list_backends(ListBackendsRequest {
+                    vip: Some(proto_vip(vip)),
+                })
+                .await?
+                .into_inner()
+                .backends;
+            let text = if *json {
+                output::backend_list_json(&backends)
+            } else {
+                output::backend_list_table(&backends)
+            };
+            emit(out, &text)
+        }
+    }
+}
+
+async fn stats(
+    lb: &mut LoadBalancerClient<Channel>,
+    s: &StatsArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let stats = lb
+        .get_stats(GetStatsRequest {
+            vip: s.vip.as_ref().map(proto_vip),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .ok_or_else(|| CliError::BadResponse("GetStats answered without stats".into()))?;
+    let text = if s.json {
+        output::stats_json(&stats, false)
+    } else {
+        output::stats_table(&stats, false)
+    };
+    emit(out, &text)
+}
+
+async fn watch_stats(
+    lb: &mut LoadBalancerClient<Channel>,
+    s: &StatsArgs,
+    secs: u32,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let mut stream = lb
+        .watch_stats(WatchStatsRequest {
+            interval_seconds: secs,
+            vip: s.vip.as_ref().map(proto_vip),
+        })
+        .await?
+        .into_inner();
+    // Ctrl-C is how a watch normally ends: stop quietly with success. If the
+    // handler cannot be installed the default (terminate) still applies, so
+    // just never complete.
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(interrupted);
+    let mut first = true;
+    loop {
+        let msg = tokio::select! {
+            () = &mut interrupted => return Ok(()),
+            msg = stream.message() => msg?,
+        };
+        // The daemon ended the stream (shutting down cleanly): done.
+        let Some(msg) = msg else {
+            return Ok(());
+        };
+        let stats = msg.stats.ok_or_else(|| {
+            CliError::BadResponse("WatchStats sent a message without stats".into())
+        })?;
+        if s.json {
+            emit(out, &output::stats_json(&stats, true))?;
+        } else {
+            if !first {
+                emit(out, "")?;
+            }
+            emit(out, &output::stats_table(&stats, true))?;
+        }
+        first = false;
+    }
+}
+
+async fn route(
+    lb: &mut LoadBalancerClient<Channel>,
+    r: &RouteArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let dport = r.dport.unwrap_or(0);
+    let resp = lb
+        .route(RouteRequest {
+            vip: Some(proto_vip(&r.vip)),
+            client_address: r.client.ip().to_string(),
+            client_port: u32::from(r.client.port()),
+            destination_port: u32::from(dport),
+        })
+        .await?
+        .into_inner();
+    let backend = resp
+        .backend
+        .as_ref()
+        .ok_or_else(|| CliError::BadResponse("Route answered without a backend".into()))?;
+    let view = output::RouteView {
+        vip: &r.vip,
+        client: r.client,
+        destination_port: if r.vip.port == 0 { dport } else { r.vip.port },
+        backend,
+        response: &resp,
+    };
+    let text = if r.json {
+        output::route_json(&view)
+    } else {
+        output::route_table(&view)
+    };
+    emit(out, &text)
+}
