@@ -146,6 +146,12 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
     pin_thread();
     let mut env = DaemonEnv::new("dm", None, "");
     env.start();
+    {
+        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+        let meta = std::fs::metadata(&env.sock).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "API socket is 0600");
+    }
     let rt = rt();
     let vips = rt.block_on(async {
         let mut c = env.client().await;
