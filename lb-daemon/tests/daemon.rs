@@ -150,7 +150,11 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
         use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
         let meta = std::fs::metadata(&env.sock).unwrap();
         assert!(meta.file_type().is_socket());
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "API socket is 0600");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "API socket is 0600"
+        );
     }
     let rt = rt();
     let vips = rt.block_on(async {
