@@ -11,26 +11,7 @@ use common::{netns::Netns, *};
 
 fn attach_and_ping(mode: XdpMode, label: &str) {
     // Two hosts: the LB (XDP on lb0) and a client on the other end (peer0).
-    let ns = Netns::new(label);
-    let client = Netns::new(&format!("{label}c"));
-    let (lb_if, peer_if) = ("lb0", "peer0");
-    client.exec(&[
-        "ip", "link", "add", peer_if, "type", "veth", "peer", "name", lb_if,
-    ]);
-    client.exec(&["ip", "link", "set", lb_if, "netns", &ns.name]);
-    ns.exec(&["ip", "addr", "add", "198.18.0.2/24", "dev", lb_if]);
-    client.exec(&["ip", "addr", "add", "198.18.0.1/24", "dev", peer_if]);
-    ns.exec(&["ip", "link", "set", lb_if, "up"]);
-    client.exec(&["ip", "link", "set", peer_if, "up"]);
-    // The client reaches the VIP through the LB host.
-    client.exec(&[
-        "ip",
-        "route",
-        "add",
-        "198.18.100.10/32",
-        "via",
-        "198.18.0.2",
-    ]);
+    let (ns, client) = common::netns::lb_and_client(label);
     let client_name = client.name.clone();
 
     // Load + attach happen from inside the namespace (interface by name).

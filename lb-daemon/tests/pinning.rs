@@ -15,24 +15,7 @@ fn pinned_balancer_survives_its_process_and_is_adopted() {
     if !privileged("pinning") {
         return;
     }
-    let lb_ns = Netns::new("pin");
-    let client = Netns::new("pinc");
-    client.exec(&[
-        "ip", "link", "add", "peer0", "type", "veth", "peer", "name", "lb0",
-    ]);
-    client.exec(&["ip", "link", "set", "lb0", "netns", &lb_ns.name]);
-    lb_ns.exec(&["ip", "addr", "add", "198.18.0.2/24", "dev", "lb0"]);
-    client.exec(&["ip", "addr", "add", "198.18.0.1/24", "dev", "peer0"]);
-    lb_ns.exec(&["ip", "link", "set", "lb0", "up"]);
-    client.exec(&["ip", "link", "set", "peer0", "up"]);
-    client.exec(&[
-        "ip",
-        "route",
-        "add",
-        "198.18.100.10/32",
-        "via",
-        "198.18.0.2",
-    ]);
+    let (lb_ns, client) = lb_and_client("pin");
     let dir = PathBuf::from(format!("/sys/fs/bpf/lbtest-{}", unique_tag()));
     // Remove the pins even if an assertion fails.
     struct Cleanup(PathBuf);

@@ -44,17 +44,7 @@ impl DaemonEnv {
     /// Creates the namespaces and the config; `extra` is appended to the
     /// config file (e.g. `[[vip]]` tables), `api` replaces the [api] table.
     pub fn new(label: &str, api: Option<&str>, extra: &str) -> Self {
-        let lb = Netns::new(label);
-        let client = Netns::new(&format!("{label}c"));
-        client.exec(&[
-            "ip", "link", "add", "peer0", "type", "veth", "peer", "name", "lb0",
-        ]);
-        client.exec(&["ip", "link", "set", "lb0", "netns", &lb.name]);
-        lb.exec(&["ip", "addr", "add", "198.18.0.2/24", "dev", "lb0"]);
-        client.exec(&["ip", "addr", "add", "198.18.0.1/24", "dev", "peer0"]);
-        lb.exec(&["ip", "link", "set", "lb0", "up"]);
-        client.exec(&["ip", "link", "set", "peer0", "up"]);
-        client.exec(&["ip", "route", "add", "198.18.100.0/24", "via", "198.18.0.2"]);
+        let (lb, client) = super::netns::lb_and_client(label);
         let dir = tempfile::tempdir().unwrap();
         let tag = unique_tag();
         let pin = PathBuf::from(format!("/sys/fs/bpf/lbt-{label}-{tag}"));

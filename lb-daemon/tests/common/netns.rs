@@ -86,3 +86,20 @@ impl Drop for Netns {
             .output();
     }
 }
+
+/// Two hosts joined by a veth: `lb` gets `lb0` (198.18.0.2/24), `client` gets
+/// `peer0` (198.18.0.1/24) and routes the VIP range 198.18.100.0/24 via the LB.
+pub fn lb_and_client(label: &str) -> (Netns, Netns) {
+    let lb = Netns::new(label);
+    let client = Netns::new(&format!("{label}c"));
+    client.exec(&[
+        "ip", "link", "add", "peer0", "type", "veth", "peer", "name", "lb0",
+    ]);
+    client.exec(&["ip", "link", "set", "lb0", "netns", &lb.name]);
+    lb.exec(&["ip", "addr", "add", "198.18.0.2/24", "dev", "lb0"]);
+    client.exec(&["ip", "addr", "add", "198.18.0.1/24", "dev", "peer0"]);
+    lb.exec(&["ip", "link", "set", "lb0", "up"]);
+    client.exec(&["ip", "link", "set", "peer0", "up"]);
+    client.exec(&["ip", "route", "add", "198.18.100.0/24", "via", "198.18.0.2"]);
+    (lb, client)
+}
