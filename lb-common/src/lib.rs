@@ -49,8 +49,8 @@ pub const DEFAULT_MAX_VIPS: u32 = 64;
 /// Default number of backend slots (one slot per VIP/backend pair).
 pub const DEFAULT_MAX_BACKENDS: u32 = 16384;
 
-/// Backend slot 0 is never allocated: a zero ring entry means "no backend" and
-/// a zeroed per-CPU connection entry (another CPU's copy) means "no flow".
+/// Backend slot 0 is never allocated: a zero ring entry means "no backend"
+/// (and a zeroed connection entry "no flow").
 pub const SLOT_NONE: u32 = 0;
 
 /// Outer header overhead of an IPv4 outer header.

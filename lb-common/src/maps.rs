@@ -17,7 +17,8 @@ pub const MAP_VIP_ADDRS: &str = "LB_VIP_ADDRS";
 pub const MAP_RING: &str = "LB_RING";
 /// Backend slots: `u32` slot -> [`Backend`].
 pub const MAP_BACKENDS: &str = "LB_BACKENDS";
-/// Per-CPU LRU connection table: [`FlowKey`] -> [`ConnEntry`].
+/// Connection table, an LRU hash with per-CPU LRU lists: [`FlowKey`] ->
+/// [`ConnEntry`], one entry per flow seen from every CPU.
 pub const MAP_CONN: &str = "LB_CONN";
 /// Single-entry control array: `0` -> [`LbConfig`].
 pub const MAP_CONFIG: &str = "LB_CONFIG";
@@ -132,7 +133,7 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnEntry {
-    /// Backend slot the flow is pinned to ([`crate::SLOT_NONE`] = empty).
+    /// Backend slot the flow is pinned to ([`crate::SLOT_NONE`] = none).
     pub slot: u32,
     /// The slot's generation when the flow was pinned.
     pub generation: u32,

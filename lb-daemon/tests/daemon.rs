@@ -289,7 +289,7 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
             _pad: [0; 3],
         };
         assert!(
-            lb.conn_entries(&key).is_some(),
+            lb.conn_entry(&key).is_some(),
             "flow pinned in the conn table"
         );
         let meta = lb.vip(&vip_key(VIP.parse().unwrap(), 80, 6)).unwrap();
@@ -319,7 +319,7 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
     assert_eq!(v2, v1, "state restored");
     let lb = open_maps(&env);
     assert!(
-        lb.conn_entries(&key).is_some(),
+        lb.conn_entry(&key).is_some(),
         "conn table kept across restart"
     );
     let meta = lb.vip(&vip_key(VIP.parse().unwrap(), 80, 6)).unwrap();

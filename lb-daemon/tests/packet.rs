@@ -887,3 +887,46 @@ fn counters_reconcile_with_packets_sent() {
     assert_eq!(f.lb.backend_stats(1).unwrap(), va);
     assert_eq!(f.lb.backend_stats(2).unwrap(), vb);
 }
+
+fn pin_to(cpu: usize) {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+#[test]
+fn flow_moving_to_another_cpu_keeps_its_backend() {
+    if !privileged("cross_cpu_flow") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        assert!(std::env::var_os("CI").is_none(), "CI machines have 2 cores");
+        eprintln!("*** SKIPPED cross_cpu_flow: needs 2 CPUs ***");
+        return;
+    }
+    // Run in a thread of our own: the affinity changes must not leak.
+    std::thread::spawn(|| {
+        let mut f = Fixture::new();
+        f.vip(ip(VIP4), 80, TCP, 0);
+        f.backend(1, ip(BE4_A));
+        f.backend(2, ip(BE4_B));
+        f.ring(ip(VIP4), 80, TCP, &[1]);
+        pin_to(0);
+        f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 47000, 80, SYN, b""));
+        // Backend A drained; the flow's next packet arrives on another CPU
+        // (RSS change, veth, generic XDP): it must still find its entry.
+        f.ring(ip(VIP4), 80, TCP, &[2]);
+        pin_to(1);
+        let data = v4_tcp(v4(CLIENT4), v4(VIP4), 47000, 80, ACK, b"moved");
+        expect_encap(&mut f, &data, 0, ip(CLIENT4), 47000, BE4_A);
+        assert_eq!(f.stat(Stat::ConnHit), 1);
+    })
+    .join()
+    .unwrap();
+}

@@ -119,10 +119,11 @@ fn minimal_file_takes_defaults() {
 #[test]
 fn shipped_files_parse() {
     let demo: Config = include_str!("../../../config/demo.toml").parse().unwrap();
-    assert_eq!(demo.dataplane.interface.as_str(), "lb0");
+    assert_eq!(demo.dataplane.interface.as_str(), "lblb0");
     assert_eq!(demo.dataplane.gateway_mac.to_string(), "02:00:00:00:00:01");
-    assert_eq!(demo.api.listen.to_string(), "unix:///tmp/lb-demo/lb.sock");
-    assert_eq!(demo.state.dir, PathBuf::from("/tmp/lb-demo/state"));
+    assert_eq!(demo.api.listen.to_string(), "unix:///run/lb-lab/lb.sock");
+    assert_eq!(demo.state.dir, PathBuf::from("/run/lb-lab/state"));
+    assert_eq!(demo.dataplane.mtu, 1600);
     assert_eq!(demo.vips.len(), 1);
     assert_eq!(demo.vips[0].address.to_string(), "198.18.100.10:80/tcp");
     let backends: Vec<String> = demo.vips[0]

@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuArray},
     programs::Xdp,
 };
 use lb_common::{
@@ -185,7 +185,7 @@ pub struct Balancer {
     vips: HashMap<MapData, VipKey, VipMeta>,
     vip_addrs: HashMap<MapData, AddrKey, u32>,
     backends: Array<MapData, Backend>,
-    conn: PerCpuHashMap<MapData, FlowKey, ConnEntry>,
+    conn: HashMap<MapData, FlowKey, ConnEntry>,
     config: Array<MapData, LbConfig>,
     stats: PerCpuArray<MapData, u64>,
     vip_stats: PerCpuArray<MapData, PktBytes>,
@@ -249,10 +249,12 @@ impl Balancer {
         let got_backends = max(self.backends.map());
         let got_conn = max(self.conn.map());
         let want = self.sizes;
+        // The kernel rounds a per-CPU-LRU map up to a multiple of the CPUs.
+        let cpus = aya::util::nr_cpus().unwrap_or(1).max(1) as u32;
         if got_ring != want.ring_elements()
             || got_vips != want.max_vips
             || got_backends != want.max_backends
-            || got_conn != want.conn_table
+            || got_conn != want.conn_table.div_ceil(cpus) * cpus
         {
             return Err(DataplaneError::Sizes(format!(
                 "pinned maps were created with max_vips={got_vips} max_backends={got_backends} \
@@ -328,7 +330,7 @@ impl Balancer {
             vips: HashMap::try_from(take(MAP_VIPS)?).map_err(map_err(MAP_VIPS))?,
             vip_addrs: HashMap::try_from(take(MAP_VIP_ADDRS)?).map_err(map_err(MAP_VIP_ADDRS))?,
             backends: Array::try_from(take(MAP_BACKENDS)?).map_err(map_err(MAP_BACKENDS))?,
-            conn: PerCpuHashMap::try_from(take(MAP_CONN)?).map_err(map_err(MAP_CONN))?,
+            conn: HashMap::try_from(take(MAP_CONN)?).map_err(map_err(MAP_CONN))?,
             config: Array::try_from(take(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?,
             stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_err(MAP_STATS))?,
             vip_stats: PerCpuArray::try_from(take(MAP_VIP_STATS)?)
@@ -541,12 +543,9 @@ impl Balancer {
         Ok(())
     }
 
-    /// The per-CPU connection entries of a flow (`None`: not in the table).
-    pub fn conn_entries(&self, key: &FlowKey) -> Option<Vec<ConnEntry>> {
-        self.conn
-            .get(key, 0)
-            .ok()
-            .map(|v| v.iter().copied().collect())
+    /// The connection entry of a flow (`None`: not in the table).
+    pub fn conn_entry(&self, key: &FlowKey) -> Option<ConnEntry> {
+        self.conn.get(key, 0).ok()
     }
 }
 

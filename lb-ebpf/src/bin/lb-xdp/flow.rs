@@ -73,7 +73,6 @@ pub fn choose(pkt: &Packet, vip: &VipMeta, seed: u32) -> Option<Chosen> {
     // stale entry for the same 5-tuple (port reuse) is still cached.
     if use_conn && !pkt.syn {
         match LB_CONN.get_ptr(key) {
-            // Another CPU's zeroed copy reads as slot 0: a miss on this CPU.
             Some(e) if unsafe { (*e).slot } != SLOT_NONE => {
                 let e = unsafe { *e };
                 match backend_at(e.slot) {

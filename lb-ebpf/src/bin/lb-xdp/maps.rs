@@ -2,7 +2,7 @@
 //! the real ones at load time (`EbpfLoader::map_max_entries`).
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use lb_common::{
@@ -30,9 +30,22 @@ const BPF_F_MMAPABLE: usize = 0x400;
 #[btf_map]
 pub static LB_BACKENDS: Array<Backend, MAX_BACKENDS> = Array::new();
 
+/// The connection table: one entry per flow visible from every CPU, with
+/// per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`: no cross-CPU lock on insert or
+/// eviction). A per-CPU *value* map would lose a flow whose packets move to
+/// another CPU (RSS table change, veth, generic XDP): the miss re-hashes it,
+/// and after a drain or ring change that sends an established connection to
+/// a different server.
 #[btf_map]
-pub static LB_CONN: LruPerCpuHashMap<FlowKey, ConnEntry, { DEFAULT_CONN_TABLE_SIZE as usize }> =
-    LruPerCpuHashMap::new();
+pub static LB_CONN: LruHashMap<
+    FlowKey,
+    ConnEntry,
+    { DEFAULT_CONN_TABLE_SIZE as usize },
+    BPF_F_NO_COMMON_LRU,
+> = LruHashMap::new();
+
+/// `BPF_F_NO_COMMON_LRU`: per-CPU LRU lists.
+const BPF_F_NO_COMMON_LRU: usize = 0x2;
 
 #[btf_map]
 pub static LB_CONFIG: Array<LbConfig, 1> = Array::new();
