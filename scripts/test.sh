@@ -15,6 +15,8 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 # Privileged tests fail (never skip) under CI=true when not root.
 cargo test --locked 2>&1 | tee /tmp/lb-test.log
+echo "== lab selfcheck"
+LB_DAEMON="$PWD/target/debug/lb-daemon" ./deploy/lab/selfcheck.sh
 # Leftover namespaces would mean a test leaked; make it loud.
 if ip netns list | grep -q '^lbt'; then
     echo "test namespaces left behind:" >&2
