@@ -284,10 +284,12 @@ start_server() {  # i kind
     ns="$(ns_b "$i")"
     pidf="$RUN_DIR/b$i-$kind.pid"
     # setsid: no controlling terminal, survives the shell that ran `up`.
+    # 3>&-: fd 3 is `up`'s saved stderr; a server holding it open would keep
+    # a caller that reads our stderr through a pipe waiting forever.
     setsid nsenter --net="/run/netns/$ns" -- \
         "$LAB_PYTHON" "$HERE/servers.py" "$kind" --name "backend-$i" \
         --pidfile "$pidf" --lab "$P" \
-        </dev/null >>"$RUN_DIR/b$i-$kind.log" 2>&1 &
+        </dev/null >>"$RUN_DIR/b$i-$kind.log" 2>&1 3>&- &
 }
 
 wait_ready() {
