@@ -28,6 +28,8 @@ pub const MAP_STATS: &str = "LB_STATS";
 pub const MAP_VIP_STATS: &str = "LB_VIP_STATS";
 /// Per-CPU per-backend-slot traffic: slot -> [`PktBytes`].
 pub const MAP_BACKEND_STATS: &str = "LB_BACKEND_STATS";
+/// Per-CPU token bucket of the ICMP "too big" limit: index 0 -> [`RateState`].
+pub const MAP_ICMP_RATE: &str = "LB_ICMP_RATE";
 /// Host addresses `lb_decap` decapsulates for: [`AddrKey`] -> `u32` (unused).
 pub const MAP_DECAP_ADDRS: &str = "LB_DECAP_ADDRS";
 /// Per-CPU decap counters: [`crate::DecapStat`] index -> `u64`.
@@ -166,8 +168,25 @@ pub struct LbConfig {
     pub v6_src: [u32; 4],
     /// Mask of the fixed part of `v6_src` word 3 (map layout).
     pub v6_src_mask: u32,
+    /// ICMP "too big" replies allowed per second and CPU (burst: one
+    /// second's worth); 0 = unlimited. Without a limit, a client (or a
+    /// spoofer) sending large DF packets gets one reply per packet.
+    pub icmp_too_big_rate: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<LbConfig>() == 48);
+const _: () = assert!(core::mem::size_of::<LbConfig>() == 56);
+
+/// State of the per-CPU ICMP token bucket (time credit in nanoseconds).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    /// `bpf_ktime_get_ns` of the last refill.
+    pub last_ns: u64,
+    /// Unspent credit, at most one second.
+    pub credit_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<RateState>() == 16);
 
 /// Packet and byte counter pair (bytes are L3 lengths as received).
 #[repr(C)]
@@ -193,4 +212,5 @@ mod pod {
     unsafe impl aya::Pod for ConnEntry {}
     unsafe impl aya::Pod for LbConfig {}
     unsafe impl aya::Pod for PktBytes {}
+    unsafe impl aya::Pod for RateState {}
 }

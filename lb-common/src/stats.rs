@@ -40,10 +40,12 @@ pub enum Stat {
     DropEncapFailed = 15,
     /// Connection-table inserts that failed (the flow is still forwarded).
     ConnInsertFailed = 16,
+    /// Dropped: too big, and the ICMP reply was rate-limited.
+    IcmpRateLimited = 17,
 }
 
 /// Number of [`Stat`] counters (size of [`crate::MAP_STATS`]).
-pub const STAT_COUNT: u32 = 17;
+pub const STAT_COUNT: u32 = 18;
 
 impl Stat {
     /// Every counter, in index order.
@@ -65,6 +67,7 @@ impl Stat {
         Stat::DropTooBig,
         Stat::DropEncapFailed,
         Stat::ConnInsertFailed,
+        Stat::IcmpRateLimited,
     ];
 
     /// Stable snake_case name, used in the API and JSON output.
@@ -87,6 +90,7 @@ impl Stat {
             Stat::DropTooBig => "drop_too_big",
             Stat::DropEncapFailed => "drop_encap_failed",
             Stat::ConnInsertFailed => "conn_insert_failed",
+            Stat::IcmpRateLimited => "icmp_rate_limited",
         }
     }
 }

@@ -107,6 +107,10 @@ pub struct DataplaneConfig {
     /// Outer IPv6 source: /96 to /128, /128 fixed.
     #[serde(default = "default_encap_v6")]
     pub encap_source_v6: Ipv6Prefix,
+    /// ICMP "fragmentation needed"/"packet too big" replies per second and
+    /// CPU; 0 = unlimited.
+    #[serde(default = "default_icmp_too_big_rate")]
+    pub icmp_too_big_rate: u32,
 }
 
 /// `[api]`.
@@ -200,6 +204,9 @@ fn default_pin_path() -> PathBuf {
 }
 fn default_mtu() -> u32 {
     1500
+}
+fn default_icmp_too_big_rate() -> u32 {
+    crate::dataplane::DEFAULT_ICMP_TOO_BIG_RATE
 }
 fn default_ring_size() -> u32 {
     lb_common::DEFAULT_RING_SIZE
@@ -515,6 +522,7 @@ impl DataplaneConfig {
             v4_src_len: self.encap_source_v4.len,
             v6_src: self.encap_source_v6.addr,
             v6_src_len: self.encap_source_v6.len,
+            icmp_too_big_rate: self.icmp_too_big_rate,
         }
     }
 }

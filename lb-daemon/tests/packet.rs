@@ -930,3 +930,25 @@ fn flow_moving_to_another_cpu_keeps_its_backend() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn icmp_too_big_replies_are_rate_limited() {
+    if !privileged("icmp_rate_limit") {
+        return;
+    }
+    // 2 per second per CPU: a burst of two, then drops (the runs take µs).
+    let mut f = Fixture::with(|c| c.icmp_too_big_rate = 2);
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 48000, 80, ACK, &[0xab; 1460]);
+    let big = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    let actions: Vec<u32> = (0..5).map(|_| f.run(&big).0).collect();
+    assert_eq!(actions[..2], [XDP_TX, XDP_TX], "the burst is answered");
+    assert!(actions[2..].iter().all(|&a| a == XDP_DROP), "{actions:?}");
+    assert_eq!(f.stat(Stat::IcmpTooBigSent), 2);
+    assert_eq!(f.stat(Stat::IcmpRateLimited), 3);
+    // The limit is on replies only: packets that fit still flow.
+    let small = v4_tcp(v4(CLIENT4), v4(VIP4), 48000, 80, ACK, b"ok");
+    expect_encap(&mut f, &small, 0, ip(CLIENT4), 48000, BE4_A);
+}

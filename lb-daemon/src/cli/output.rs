@@ -802,7 +802,7 @@ mod tests {
         let want = format!(
             concat!(
                 r#"{{"counters":{{{zero}"forwarded":900,"icmp_echo_reply":0,"#,
-                r#""icmp_too_big_sent":0,"new_counter":5,"new_flow":0,"pass":0,"#,
+                r#""icmp_rate_limited":0,"icmp_too_big_sent":0,"new_counter":5,"new_flow":0,"pass":0,"#,
                 r#""ring_lookup":0,"rx":1000}},"#,
                 r#""vips":[{{"vip":"198.18.0.10:80/tcp","packets":900,"bytes":90000,"#,
                 r#""backends":[{{"address":"198.19.0.11","slot":0,"packets":900,"bytes":90000}}]}}],"#,
@@ -853,7 +853,10 @@ mod tests {
             "forwarded             900\n",
         );
         assert!(table.starts_with(head), "{table}");
-        assert!(table.ends_with("conn_insert_failed      0\nnew_counter             5\n"));
+        assert!(
+            table.ends_with("icmp_rate_limited       0\nnew_counter             5\n"),
+            "{table}"
+        );
         // Three table lines, a blank, the counter header, every counter, one extra.
         assert_eq!(table.lines().count(), 3 + 1 + 1 + Stat::ALL.len() + 1);
 

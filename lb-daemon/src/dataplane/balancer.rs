@@ -92,6 +92,8 @@ pub struct BalancerConfig {
     pub v6_src: Ipv6Addr,
     /// Its length, 96..=128: < 128 crafts the low bits per flow, 128 = fixed.
     pub v6_src_len: u8,
+    /// ICMP "too big" replies per second per CPU (0 = unlimited).
+    pub icmp_too_big_rate: u32,
 }
 
 impl Default for BalancerConfig {
@@ -107,9 +109,14 @@ impl Default for BalancerConfig {
             v4_src_len: 16,
             v6_src: Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
             v6_src_len: 96,
+            icmp_too_big_rate: DEFAULT_ICMP_TOO_BIG_RATE,
         }
     }
 }
+
+/// Default limit of ICMP "too big" replies per second and CPU (the kernel's
+/// own ICMP limit is in the same order: 1000/s).
+pub const DEFAULT_ICMP_TOO_BIG_RATE: u32 = 1000;
 
 impl BalancerConfig {
     /// The kernel representation. Fails on prefix lengths out of range.
@@ -144,6 +151,8 @@ impl BalancerConfig {
             v4_src_mask: mask(self.v4_src_len),
             v6_src: addr::from_v6(self.v6_src.octets()),
             v6_src_mask: mask(self.v6_src_len - 96),
+            icmp_too_big_rate: self.icmp_too_big_rate,
+            _pad: 0,
         })
     }
 }
@@ -156,7 +165,7 @@ enum Prog {
 }
 
 /// Every map of the balancer object (all are pinned together).
-pub const MAP_NAMES: [&str; 9] = [
+pub const MAP_NAMES: [&str; 10] = [
     lb_common::MAP_VIPS,
     lb_common::MAP_VIP_ADDRS,
     lb_common::MAP_RING,
@@ -166,6 +175,7 @@ pub const MAP_NAMES: [&str; 9] = [
     lb_common::MAP_STATS,
     lb_common::MAP_VIP_STATS,
     lb_common::MAP_BACKEND_STATS,
+    lb_common::MAP_ICMP_RATE,
 ];
 
 /// How [`Balancer::open_pinned`] got its program and maps.

@@ -97,6 +97,8 @@ impl Fixture {
             v4_src_len: 17,
             v6_src: "fd00:5::".parse().unwrap(),
             v6_src_len: 96,
+            // Unlimited unless a test is about the limit.
+            icmp_too_big_rate: 0,
         };
         f(&mut cfg);
         let mut lb = Balancer::load(test_sizes()).expect("load lb_xdp");

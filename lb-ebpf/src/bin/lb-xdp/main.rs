@@ -73,6 +73,9 @@ fn forward(ctx: &XdpContext, pkt: &Packet, cfg: &LbConfig) -> u32 {
     let overhead = encap::overhead(&chosen.backend);
     if pkt.l3_len + overhead > cfg.mtu {
         let mtu = cfg.mtu.saturating_sub(overhead);
+        if (pkt.family != FAMILY_V4 || pkt.df) && !icmp::too_big_allowed(cfg.icmp_too_big_rate) {
+            return drop(Stat::IcmpRateLimited);
+        }
         let sent = if pkt.family == FAMILY_V4 {
             if pkt.df {
                 icmp::frag_needed_v4(ctx, pkt.l3_off, mtu as u16, cfg)

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     AddrKey, Backend, ConnEntry, DEFAULT_CONN_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
-    DEFAULT_RING_SIZE, FlowKey, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta,
+    DEFAULT_RING_SIZE, FlowKey, LbConfig, PktBytes, RateState, STAT_COUNT, VipKey, VipMeta,
 };
 
 const MAX_VIPS: usize = DEFAULT_MAX_VIPS as usize;
@@ -49,6 +49,9 @@ const BPF_F_NO_COMMON_LRU: usize = 0x2;
 
 #[btf_map]
 pub static LB_CONFIG: Array<LbConfig, 1> = Array::new();
+
+#[btf_map]
+pub static LB_ICMP_RATE: PerCpuArray<RateState, 1> = PerCpuArray::new();
 
 #[btf_map]
 pub static LB_STATS: PerCpuArray<u64, { STAT_COUNT as usize }> = PerCpuArray::new();
