@@ -95,6 +95,8 @@ struct Filler {
     skip: u64,
     /// The member's weight, above zero.
     weight: u64,
+    /// `skip^-1 mod M`, computed on first use in the tail (0 = not yet).
+    inv_skip: u64,
 }
 
 /// The rounds (1-based) in which one member takes a turn, up to `last`.
@@ -206,6 +208,7 @@ pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevE
                 // ring_size is prime, so >= 2 and m - 1 >= 1.
                 skip: xxh64(key, SKIP_SEED) % (m - 1) + 1,
                 weight: u64::from(members[i].weight),
+                inv_skip: 0,
             }
         })
         .collect();
@@ -224,16 +227,37 @@ pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevE
         return Ok(table);
     };
 
-    // The turn order is every member's turns sorted by (round, key order);
-    // within a round members go in key order, as in the paper's loop. A
-    // counting sort by round produces it in O(M + N): a heap over members
-    // costs O(M log N) and measured twice as slow as all the probing.
+    let mut placer = Placer::new(size);
+    let total: u128 = fillers.iter().map(|f| u128::from(f.weight)).sum();
+    // The turn order is every member's turns sorted by (round, key order):
+    // under the cumulative-credit scheme a member of weight w gains w credit
+    // per round and takes a turn (paying `max`) whenever it has `max`.
+    if u128::from(max_weight) * n as u128 <= 8 * total {
+        // Weights within 8x of the mean (the usual case): walk the rounds
+        // directly, N credit checks per round, about M * max / mean in all.
+        let mut credit = vec![0u64; n];
+        'fill: loop {
+            for (f, c) in fillers.iter_mut().zip(credit.iter_mut()) {
+                *c += f.weight;
+                if *c >= max_weight {
+                    *c -= max_weight;
+                    placer.place(f, &mut table);
+                    if placer.full() {
+                        break 'fill;
+                    }
+                }
+            }
+        }
+        return Ok(table);
+    }
+
+    // Skewed weights: rounds would mostly be empty, so build the turn order
+    // with a counting sort by round instead, O(M + N).
     //
     // Rounds needed: after round R there have been
     // sum(floor(R * w / max)) > R * total / max - N turns, which is >= M (a
     // full table) once R >= (M + N) * max / total. As total >= max, that
     // bound is at most M + N, and the turns generated up to it at most M + 2N.
-    let total: u128 = fillers.iter().map(|f| u128::from(f.weight)).sum();
     let needed = ((u128::from(m) + n as u128) * u128::from(max_weight)).div_ceil(total);
     let last_round = u64::try_from(needed).unwrap_or(u64::MAX).min(m + n as u64);
     let rounds = usize::try_from(last_round).unwrap_or(usize::MAX);
@@ -260,22 +284,104 @@ pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevE
     // Each turn takes exactly one position, so the first M turns fill the table.
     debug_assert!(turns.len() >= size, "round bound too low");
     for &s in turns.iter().take(size) {
-        let f = &mut fillers[s as usize];
-        // Walk the permutation to the first free position. It exists because
-        // the table is not full and the permutation covers the whole ring.
+        placer.place(&mut fillers[s as usize], &mut table);
+    }
+    Ok(table)
+}
+
+/// Takes positions for members, each the first free one on its permutation.
+///
+/// Probing costs about M ln M steps in all, half of them for the last few
+/// hundred positions, where a member may probe thousands of taken ones. So
+/// once at most ~sqrt(M) positions are free, [`Placer`] stops walking and,
+/// for each free position q, computes how many steps the member's walk would
+/// take to reach it, `(q - pos) * skip^-1 mod M`, and takes the nearest:
+/// the same position the walk would find, at a cost of one multiplication
+/// per free position.
+struct Placer {
+    m: u64,
+    /// Occupancy bitmap: M/8 bytes stay in L1 while probes jump around.
+    filled: Vec<u64>,
+    free: usize,
+    /// Switch to the direct computation at this many free positions.
+    tail_at: usize,
+    /// The free positions, once in the tail.
+    tail: Option<Vec<u64>>,
+}
+
+impl Placer {
+    fn new(size: usize) -> Self {
+        Self {
+            m: size as u64,
+            filled: vec![0; size.div_ceil(64)],
+            free: size,
+            tail_at: (size as f64).sqrt() as usize,
+            tail: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.free == 0
+    }
+
+    fn take(&mut self, p: u64, f: &mut Filler, table: &mut [u32]) {
+        self.filled[(p / 64) as usize] |= 1 << (p % 64);
+        table[p as usize] = f.caller;
+        self.free -= 1;
+        if self.tail.is_none() && self.free <= self.tail_at {
+            let free = (0..self.m)
+                .filter(|&q| self.filled[(q / 64) as usize] & (1 << (q % 64)) == 0)
+                .collect();
+            self.tail = Some(free);
+        }
+    }
+
+    /// Gives `f` the first free position on its permutation (there is one:
+    /// the table is not full and a permutation of a prime ring covers it).
+    fn place(&mut self, f: &mut Filler, table: &mut [u32]) {
+        let m = self.m;
+        if let Some(tail) = self.tail.as_mut() {
+            if f.inv_skip == 0 {
+                f.inv_skip = mod_inverse(f.skip, m);
+            }
+            let (mut best, mut at) = (u64::MAX, 0);
+            for (i, &q) in tail.iter().enumerate() {
+                let steps = (q + m - f.pos) % m * f.inv_skip % m;
+                if steps < best {
+                    (best, at) = (steps, i);
+                }
+            }
+            let p = tail.swap_remove(at);
+            f.pos = (p + f.skip) % m;
+            self.filled[(p / 64) as usize] |= 1 << (p % 64);
+            table[p as usize] = f.caller;
+            self.free -= 1;
+            return;
+        }
         loop {
-            let p = f.pos as usize;
+            let p = f.pos;
             f.pos += f.skip;
             if f.pos >= m {
                 f.pos -= m;
             }
-            if table[p] == EMPTY {
-                table[p] = f.caller;
-                break;
+            if self.filled[(p / 64) as usize] & (1 << (p % 64)) == 0 {
+                self.take(p, f, table);
+                return;
             }
         }
     }
-    Ok(table)
+}
+
+/// `a^-1 mod m` for `a` in `1..m`, `m` prime (extended Euclid).
+fn mod_inverse(a: u64, m: u64) -> u64 {
+    let (mut r0, mut r1) = (m as i128, a as i128);
+    let (mut t0, mut t1) = (0i128, 1i128);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (t0, t1) = (t1, t0 - q * t1);
+    }
+    t0.rem_euclid(m as i128) as u64
 }
 
 /// Whether `n` is prime, for validating ring sizes ([`build`] needs a prime
