@@ -17,7 +17,7 @@ pub const MAP_VIP_ADDRS: &str = "LB_VIP_ADDRS";
 pub const MAP_RING: &str = "LB_RING";
 /// Backend slots: `u32` slot -> [`Backend`].
 pub const MAP_BACKENDS: &str = "LB_BACKENDS";
-/// Connection table, an LRU hash with per-CPU LRU lists: [`FlowKey`] ->
+/// Connection table, one LRU hash shared by all CPUs: [`FlowKey`] ->
 /// [`ConnEntry`], one entry per flow seen from every CPU.
 pub const MAP_CONN: &str = "LB_CONN";
 /// Single-entry control array: `0` -> [`LbConfig`].

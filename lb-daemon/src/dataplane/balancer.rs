@@ -259,12 +259,10 @@ impl Balancer {
         let got_backends = max(self.backends.map());
         let got_conn = max(self.conn.map());
         let want = self.sizes;
-        // The kernel rounds a per-CPU-LRU map up to a multiple of the CPUs.
-        let cpus = aya::util::nr_cpus().unwrap_or(1).max(1) as u32;
         if got_ring != want.ring_elements()
             || got_vips != want.max_vips
             || got_backends != want.max_backends
-            || got_conn != want.conn_table.div_ceil(cpus) * cpus
+            || got_conn != want.conn_table
         {
             return Err(DataplaneError::Sizes(format!(
                 "pinned maps were created with max_vips={got_vips} max_backends={got_backends} \

@@ -13,13 +13,11 @@ mod port;
 mod ring;
 
 pub use attach::{AttachMode, Attached, attached_to, teardown};
-pub use balancer::{
-    Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAMES, Origin, Sizes,
-};
+pub use balancer::{Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAMES, Origin, Sizes};
 pub use decap::Decap;
 pub use error::DataplaneError;
 pub use fake::{FakeDataplane, FakeMaps};
-pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
+pub use object::{BALANCER_OBJECT, BENCH_OBJECT, DECAP_OBJECT};
 pub use port::Dataplane;
 pub use ring::RingMap;
 

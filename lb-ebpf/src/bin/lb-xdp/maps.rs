@@ -30,22 +30,17 @@ const BPF_F_MMAPABLE: usize = 0x400;
 #[btf_map]
 pub static LB_BACKENDS: Array<Backend, MAX_BACKENDS> = Array::new();
 
-/// The connection table: one entry per flow visible from every CPU, with
-/// per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`: no cross-CPU lock on insert or
-/// eviction). A per-CPU *value* map would lose a flow whose packets move to
-/// another CPU (RSS table change, veth, generic XDP): the miss re-hashes it,
-/// and after a drain or ring change that sends an established connection to
-/// a different server.
+/// The connection table: one entry per flow, visible from every CPU, in one
+/// LRU of the full size (the kernel still keeps per-CPU free lists, so inserts
+/// rarely touch the shared list). Not a per-CPU *value* map: a flow whose
+/// packets move to another CPU (RSS table change, veth, generic XDP) would
+/// miss there and be re-hashed, which after a drain or ring change sends an
+/// established connection to another server. Not `BPF_F_NO_COMMON_LRU`
+/// either: that splits the capacity per CPU, so traffic concentrated on one
+/// CPU could use only 1/ncpus of the table (measured in bench/).
 #[btf_map]
-pub static LB_CONN: LruHashMap<
-    FlowKey,
-    ConnEntry,
-    { DEFAULT_CONN_TABLE_SIZE as usize },
-    BPF_F_NO_COMMON_LRU,
-> = LruHashMap::new();
-
-/// `BPF_F_NO_COMMON_LRU`: per-CPU LRU lists.
-const BPF_F_NO_COMMON_LRU: usize = 0x2;
+pub static LB_CONN: LruHashMap<FlowKey, ConnEntry, { DEFAULT_CONN_TABLE_SIZE as usize }> =
+    LruHashMap::new();
 
 #[btf_map]
 pub static LB_CONFIG: Array<LbConfig, 1> = Array::new();

@@ -1,0 +1,241 @@
+//! `bench`: runs the lb benchmark suite and writes the results files.
+//! `scripts/bench.sh` is the intended entry point (it builds and runs the
+//! criterion Maglev bench first); see bench/README.md for the method.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use bench::{
+    control, harness::Bench, lab::Lab, live, maglev_report, perpkt, report, report::Results, sys,
+};
+use clap::{Parser, ValueEnum};
+
+#[derive(Parser)]
+#[command(about = "lb benchmarks: per-packet cost, live forwarding, Maglev, control plane")]
+struct Args {
+    /// Where to write <date>.md, <date>.json and <date>.svg.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Criterion's output directory (for the Maglev build times).
+    #[arg(long, default_value = "target/criterion")]
+    criterion: PathBuf,
+    /// The daemon binary (default: lb-daemon next to this binary).
+    #[arg(long)]
+    daemon: Option<PathBuf>,
+    /// Figures to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Figure>,
+    /// Fewer and shorter rounds: for checking the bench itself, not for results.
+    #[arg(long)]
+    quick: bool,
+    /// Print the report but do not write files.
+    #[arg(long)]
+    no_write: bool,
+    /// Re-render the Markdown and SVG of an earlier run from its JSON (no
+    /// measuring; goals are judged again), into --out.
+    #[arg(long)]
+    render: Option<PathBuf>,
+    /// Live figure: frames per call (default 2,000,000; --quick 500,000).
+    #[arg(long)]
+    live_repeat: Option<u32>,
+    /// Live figure: rounds per flow count (default 7; --quick 3).
+    #[arg(long)]
+    live_rounds: Option<usize>,
+    /// Live figure: flow counts (default 1,10000,1000000), each run against a
+    /// connection table whose per-CPU share holds 1,000,000 flows.
+    #[arg(long, value_delimiter = ',')]
+    live_flows: Vec<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Figure {
+    Perpkt,
+    Live,
+    Maglev,
+    Control,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(json) = &args.render {
+        let mut r: Results = serde_json::from_str(&std::fs::read_to_string(json)?)
+            .with_context(|| format!("reading {}", json.display()))?;
+        r.goals = report::goals(&r);
+        return write_report(&args, &r);
+    }
+    let want = |f: Figure| args.only.is_empty() || args.only.contains(&f);
+    let mut r = Results {
+        date: sys::today(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: sys::Machine::detect(),
+        commit: sys::commit(),
+        load_before: sys::loadavg(),
+        ..Default::default()
+    };
+    if let Ok(cmd) = std::env::var("LB_BENCH_COMMAND") {
+        r.command = cmd;
+    }
+    let cpu = sys::bench_cpu();
+    let root = sys::is_root();
+
+    if want(Figure::Perpkt) || want(Figure::Live) {
+        if !root {
+            r.errors
+                .push("per-packet and live figures: need root (BPF, netns)".into());
+        } else {
+            kernel_figures(&args, &mut r, cpu, want(Figure::Perpkt), want(Figure::Live))?;
+        }
+    }
+    if want(Figure::Maglev) {
+        eprintln!("== Maglev balance and disruption");
+        let mut m = maglev_report::MaglevResults {
+            build: maglev_report::read_criterion(&args.criterion),
+            quality: vec![],
+        };
+        if m.build.is_empty() {
+            r.errors.push(format!(
+                "Maglev build time: no criterion results under {} (cargo bench -p bench --bench maglev)",
+                args.criterion.display()
+            ));
+        }
+        for ring in maglev_report::RING_SIZES {
+            for n in maglev_report::BACKEND_COUNTS {
+                m.quality.push(maglev_report::quality(ring, n)?);
+            }
+        }
+        r.maglev = Some(m);
+    }
+    if want(Figure::Control) {
+        if !root {
+            r.errors
+                .push("control plane: needs root (netns, XDP attach)".into());
+        } else {
+            eprintln!("== control plane (lb-daemon in a namespace)");
+            let bin = match &args.daemon {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("exe dir")?
+                    .join("lb-daemon"),
+            };
+            let p = if args.quick {
+                control::Params {
+                    add_samples: 30,
+                    create_runs: 2,
+                }
+            } else {
+                control::Params {
+                    add_samples: 300,
+                    create_runs: 7,
+                }
+            };
+            match control::run(&bin, p) {
+                Ok(c) => r.control = Some(c),
+                Err(e) => r.errors.push(format!("control plane: {e:#}")),
+            }
+        }
+    }
+    r.load_after = sys::loadavg();
+    r.goals = report::goals(&r);
+    write_report(&args, &r)
+}
+
+/// Prints the Markdown report and, unless --no-write, writes the files.
+fn write_report(args: &Args, r: &Results) -> anyhow::Result<()> {
+    let md = report::markdown(r);
+    println!("{md}");
+    if !args.no_write {
+        std::fs::create_dir_all(&args.out)?;
+        let base = args.out.join(&r.date);
+        std::fs::write(
+            base.with_extension("json"),
+            serde_json::to_string_pretty(&r)?,
+        )?;
+        std::fs::write(base.with_extension("md"), &md)?;
+        if let Some(p) = &r.per_packet {
+            let title = format!(
+                "lb_xdp per-packet cost, BPF_PROG_TEST_RUN, {} ({})",
+                r.machine.cpu_model, r.date
+            );
+            std::fs::write(base.with_extension("svg"), report::svg(p, &title))?;
+        }
+        eprintln!("wrote {}.{{md,json,svg}}", base.display());
+    }
+    Ok(())
+}
+
+/// Figures 1 and 2 share one loaded `lb_xdp` and the bench programs.
+fn kernel_figures(
+    args: &Args,
+    r: &mut Results,
+    cpu: usize,
+    perpkt_on: bool,
+    live_on: bool,
+) -> anyhow::Result<()> {
+    lb_daemon::dataplane::ensure_bpffs()?;
+    let default_table = lb_common::DEFAULT_CONN_TABLE_SIZE;
+    // The connection table has per-CPU LRU lists (BPF_F_NO_COMMON_LRU): one
+    // CPU can hold only its 1/ncpus share. The live figure runs on one core,
+    // so its table is sized for that core to hold 1,000,000 flows; one more
+    // row shows the default size, where it cannot.
+    let ncpus = aya::util::nr_cpus().map_err(|(_, e)| e)? as u32;
+    let fitted_table = default_table * ncpus;
+    let mut labs = vec![Lab::new(default_table)?];
+    let mut bench = Bench::load()?;
+    if perpkt_on {
+        eprintln!("== per-packet cost (CPU {cpu})");
+        let p = if args.quick {
+            perpkt::Params {
+                repeat: 200_000,
+                rounds: 5,
+            }
+        } else {
+            perpkt::Params {
+                repeat: 1_000_000,
+                rounds: 11,
+            }
+        };
+        // A thread of its own, pinned: the main thread's affinity would be
+        // inherited by the daemon the control-plane figure starts.
+        let res = std::thread::scope(|s| {
+            s.spawn(|| {
+                sys::pin_thread(cpu)?;
+                perpkt::run(&mut labs[0], &mut bench, p, cpu)
+            })
+            .join()
+        });
+        match res {
+            Ok(Ok(v)) => r.per_packet = Some(v),
+            Ok(Err(e)) => r.errors.push(format!("per-packet: {e:#}")),
+            Err(_) => r.errors.push("per-packet: thread panicked".into()),
+        }
+    }
+    if live_on {
+        eprintln!("== live forwarding (CPU {cpu})");
+        let p = live::Params {
+            repeat: args
+                .live_repeat
+                .unwrap_or(if args.quick { 500_000 } else { 2_000_000 }),
+            rounds: args.live_rounds.unwrap_or(if args.quick { 3 } else { 7 }),
+            batch: 64,
+            runs: if args.live_flows.is_empty() {
+                vec![
+                    (1, fitted_table),
+                    (10_000, fitted_table),
+                    (1_000_000, fitted_table),
+                    (1_000_000, default_table),
+                ]
+            } else {
+                args.live_flows.iter().map(|&n| (n, fitted_table)).collect()
+            },
+        };
+        if fitted_table != default_table {
+            labs.push(Lab::new(fitted_table)?);
+        }
+        match live::run(&mut labs, &mut bench, &p, cpu) {
+            Ok(v) => r.live = Some(v),
+            Err(e) => r.errors.push(format!("live forwarding: {e:#}")),
+        }
+    }
+    Ok(())
+}

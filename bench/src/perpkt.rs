@@ -1,0 +1,317 @@
+//! Figure 1: what one packet costs in `lb_xdp`, path by path, under
+//! BPF_PROG_TEST_RUN, next to the MAC-swap baseline.
+//!
+//! Method (see bench/README.md): with repeat > 1 the kernel reruns the
+//! program on one buffer, so an encapsulating program would see its own
+//! output. Every case therefore runs behind `lb_bench_harness`, which restores
+//! the original frame and tail-calls `lb_xdp`; the same harness tail-calling
+//! the baseline is timed in the same round, and so is the bare baseline. Per
+//! round, `net = (harness + lb_xdp) - (harness + baseline) + baseline` is what
+//! `lb_xdp` would cost if frames could be reset for free. After every run the
+//! program's own counters must show exactly the claimed path, `repeat` times.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{bail, ensure};
+use lb_common::{STAT_COUNT, Stat};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    frames::{self, GW_MAC, L4, TCP_ACK, TCP_SYN},
+    harness::{self, Bench, XDP_PASS, XDP_TX},
+    lab::{Lab, VIP4, VIP4_TO6, VIP6, delta},
+    stats::Summary,
+};
+
+/// How long and how often to measure.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Params {
+    /// Runs per BPF_PROG_TEST_RUN call.
+    pub repeat: u32,
+    /// Rounds (each round times every case once).
+    pub rounds: usize,
+}
+
+/// One path through `lb_xdp`.
+struct Case {
+    id: &'static str,
+    label: &'static str,
+    frame: Vec<u8>,
+    /// Run once before timing so the flow is in the connection table.
+    prime: bool,
+    action: u32,
+    /// Bytes the program prepends.
+    grow: usize,
+    /// Counters that must grow by exactly one per run; all others stay.
+    per_run: &'static [Stat],
+}
+
+fn cases() -> Vec<Case> {
+    let client4 = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 50));
+    let client6: IpAddr = "fd00:18::50".parse().expect("literal");
+    let vip4 = IpAddr::V4(VIP4);
+    let vip6 = IpAddr::V6(VIP6);
+    let hit: &'static [Stat] = &[Stat::Rx, Stat::ConnHit, Stat::Forwarded];
+    vec![
+        Case {
+            id: "v4_tcp_hit",
+            label: "IPv4 TCP, conn-table hit",
+            frame: frames::frame(client4, vip4, 40000, 80, L4::Tcp(TCP_ACK), 64),
+            prime: true,
+            action: XDP_TX,
+            grow: 20,
+            per_run: hit,
+        },
+        Case {
+            id: "v4_tcp_syn",
+            label: "IPv4 TCP SYN (Maglev ring)",
+            frame: frames::frame(client4, vip4, 40001, 80, L4::Tcp(TCP_SYN), 64),
+            prime: false,
+            action: XDP_TX,
+            grow: 20,
+            per_run: &[Stat::Rx, Stat::RingLookup, Stat::NewFlow, Stat::Forwarded],
+        },
+        Case {
+            id: "v4_udp",
+            label: "IPv4 UDP, conn-table hit",
+            frame: frames::frame(client4, vip4, 40002, 53, L4::Udp, 64),
+            prime: true,
+            action: XDP_TX,
+            grow: 20,
+            per_run: hit,
+        },
+        Case {
+            id: "v6_tcp_hit",
+            label: "IPv6 TCP, conn-table hit",
+            frame: frames::frame(client6, vip6, 40003, 80, L4::Tcp(TCP_ACK), 80),
+            prime: true,
+            action: XDP_TX,
+            grow: 40,
+            per_run: hit,
+        },
+        Case {
+            id: "v4_to_v6_hit",
+            label: "IPv4 VIP to IPv6 backend, hit",
+            frame: frames::frame(
+                client4,
+                IpAddr::V4(VIP4_TO6),
+                40004,
+                80,
+                L4::Tcp(TCP_ACK),
+                64,
+            ),
+            prime: true,
+            action: XDP_TX,
+            grow: 40,
+            per_run: hit,
+        },
+        Case {
+            id: "pass",
+            label: "not for a VIP (XDP_PASS)",
+            frame: frames::frame(
+                client4,
+                IpAddr::V4(Ipv4Addr::new(198, 18, 200, 1)),
+                40005,
+                80,
+                L4::Tcp(TCP_ACK),
+                64,
+            ),
+            prime: false,
+            action: XDP_PASS,
+            grow: 0,
+            per_run: &[Stat::Rx, Stat::Pass],
+        },
+    ]
+}
+
+/// Result for one path.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// Short id (JSON key, chart label).
+    pub id: String,
+    /// What the path is.
+    pub label: String,
+    /// Harness + `lb_xdp`, kernel ns per packet.
+    pub raw_ns: Summary,
+    /// `lb_xdp` alone (harness subtracted, baseline added back), ns.
+    pub net_ns: Summary,
+    /// Median net cost over median baseline cost.
+    pub ratio_to_baseline: f64,
+    /// Harness + `lb_xdp`, wall-clock ns per packet (cross-check).
+    pub raw_wall_ns: Summary,
+    /// The counters that proved the path, per packet.
+    pub verified: String,
+}
+
+/// Figure 1.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PerPacket {
+    /// Measurement parameters.
+    pub params: Params,
+    /// CPU the runs were pinned to.
+    pub cpu: usize,
+    /// Bare baseline (MAC swap + XDP_TX), kernel ns per packet.
+    pub baseline_ns: Summary,
+    /// Harness + baseline, kernel ns per packet.
+    pub harness_baseline_ns: Summary,
+    /// Median cost of the harness itself (restore + tail call), ns.
+    pub harness_overhead_ns: f64,
+    /// `lb_xdp` on the pass frame run directly (no harness: the pass path
+    /// leaves the frame untouched, so repeat is honest there), kernel ns. It
+    /// checks the subtraction: it should match the "pass" case's net figure.
+    pub pass_direct_ns: Summary,
+    /// Cost of one `bpf_xdp_adjust_head` call, ns: half of what
+    /// `lb_bench_adjust` (grow + shrink + baseline) costs over the baseline.
+    /// The harness shrinks the frame before each encapsulating case and not
+    /// before the baseline, so those cases' net figures are high by this much.
+    pub adjust_head_ns: f64,
+    /// Every path.
+    pub cases: Vec<CaseResult>,
+}
+
+fn check_counters(
+    case: &Case,
+    before: &[u64; STAT_COUNT as usize],
+    after: &[u64; STAT_COUNT as usize],
+    repeat: u32,
+) -> anyhow::Result<()> {
+    for (stat, d) in delta(before, after) {
+        let want = if case.per_run.contains(&stat) {
+            u64::from(repeat)
+        } else {
+            0
+        };
+        ensure!(
+            d == want,
+            "{}: counter {} grew by {d}, expected {want} for {repeat} runs: \
+             the measured path is not the one claimed",
+            case.id,
+            stat.name()
+        );
+    }
+    Ok(())
+}
+
+fn check_output(case: &Case, out: &[u8]) -> anyhow::Result<()> {
+    ensure!(
+        out.len() == case.frame.len() + case.grow,
+        "{}: output frame is {} bytes, expected {}",
+        case.id,
+        out.len(),
+        case.frame.len() + case.grow
+    );
+    if case.grow == 0 {
+        ensure!(out == case.frame, "{}: passed frame was modified", case.id);
+    } else {
+        ensure!(
+            out[..6] == GW_MAC,
+            "{}: not sent to the gateway MAC",
+            case.id
+        );
+        ensure!(
+            out[frames::ETH_LEN + case.grow..] == case.frame[frames::ETH_LEN..],
+            "{}: inner packet differs from the client's",
+            case.id
+        );
+    }
+    Ok(())
+}
+
+/// Runs figure 1. The calling thread must be pinned (per-CPU connection table).
+pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::Result<PerPacket> {
+    let cases = cases();
+    for c in cases.iter().filter(|c| c.prime) {
+        let r = harness::run(lab.lb.program(), &c.frame, 1)?;
+        ensure!(
+            r.action == c.action,
+            "{}: priming run returned {}",
+            c.id,
+            r.action
+        );
+    }
+    let baseline_frame = &cases[0].frame;
+    let (mut base, mut hbase, mut pass_direct, mut adjust) = (vec![], vec![], vec![], vec![]);
+    let mut raw = vec![vec![]; cases.len()];
+    let mut wall = vec![vec![]; cases.len()];
+    let mut net = vec![vec![]; cases.len()];
+    for round in 0..p.rounds {
+        let b = harness::run(bench.baseline()?, baseline_frame, p.repeat)?;
+        ensure!(b.action == XDP_TX, "baseline returned {}", b.action);
+        bench.target_baseline()?;
+        bench.set_template(&harness::template(baseline_frame, None)?)?;
+        let hb = harness::run(bench.harness()?, baseline_frame, p.repeat)?;
+        ensure!(
+            hb.action == XDP_TX,
+            "harness + baseline returned {}",
+            hb.action
+        );
+        base.push(b.kernel_ns);
+        hbase.push(hb.kernel_ns);
+        let a = harness::run(bench.adjust()?, baseline_frame, p.repeat)?;
+        ensure!(a.action == XDP_TX, "adjust program returned {}", a.action);
+        adjust.push((a.kernel_ns - b.kernel_ns) / 2.0);
+
+        bench.set_target(lab.lb.program().fd()?)?;
+        for (i, c) in cases.iter().enumerate() {
+            bench.set_template(&harness::template(&c.frame, None)?)?;
+            let before = lab.stats()?;
+            let r = harness::run(bench.harness()?, &c.frame, p.repeat)?;
+            let after = lab.stats()?;
+            if r.action != c.action {
+                bail!("{}: harness + lb_xdp returned {}", c.id, r.action);
+            }
+            check_counters(c, &before, &after, p.repeat)?;
+            check_output(c, &r.out)?;
+            raw[i].push(r.kernel_ns);
+            wall[i].push(r.wall_ns);
+            net[i].push(r.kernel_ns - hb.kernel_ns + b.kernel_ns);
+        }
+        let pass = cases.iter().find(|c| c.id == "pass").expect("pass case");
+        let before = lab.stats()?;
+        let d = harness::run(lab.lb.program(), &pass.frame, p.repeat)?;
+        let after = lab.stats()?;
+        check_counters(pass, &before, &after, p.repeat)?;
+        pass_direct.push(d.kernel_ns);
+        eprintln!(
+            "  per-packet round {}/{}: baseline {} ns, harness+baseline {} ns, conn hit {} ns",
+            round + 1,
+            p.rounds,
+            b.kernel_ns,
+            hb.kernel_ns,
+            raw[0].last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    let baseline_ns = Summary::of(&base);
+    let harness_baseline_ns = Summary::of(&hbase);
+    let results = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let net_ns = Summary::of(&net[i]);
+            CaseResult {
+                id: c.id.into(),
+                label: c.label.into(),
+                raw_ns: Summary::of(&raw[i]),
+                ratio_to_baseline: net_ns.median / baseline_ns.median,
+                net_ns,
+                raw_wall_ns: Summary::of(&wall[i]),
+                verified: c
+                    .per_run
+                    .iter()
+                    .map(|s| format!("{} +1", s.name()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })
+        .collect();
+    Ok(PerPacket {
+        params: p,
+        cpu,
+        harness_overhead_ns: harness_baseline_ns.median - baseline_ns.median,
+        baseline_ns,
+        harness_baseline_ns,
+        pass_direct_ns: Summary::of(&pass_direct),
+        adjust_head_ns: Summary::of(&adjust).median,
+        cases: results,
+    })
+}
