@@ -52,7 +52,7 @@ pub struct Row {
     pub flows: u32,
     /// Connection-table size, entries.
     pub conn_table: u32,
-    /// What one CPU can hold of it (per-CPU LRU lists split the table).
+    /// What one CPU can hold of it: all of it, the LRU is shared.
     pub conn_table_per_cpu: u32,
     /// Harness + `lb_xdp`, kernel ns per frame.
     pub lb_ns: Summary,
@@ -157,7 +157,6 @@ fn measure(
     let frame = frames::frame(client, IpAddr::V4(VIP4), 10000, 80, L4::Tcp(TCP_ACK), 64);
     let mut direct = vec![];
     let mut rows = vec![];
-    let ncpus = aya::util::nr_cpus().map_err(|(_, e)| e)? as u32;
     for &(n, table) in &p.runs {
         let lab = labs
             .iter_mut()
@@ -223,7 +222,7 @@ fn measure(
         rows.push(Row {
             flows: n,
             conn_table: table,
-            conn_table_per_cpu: table / ncpus,
+            conn_table_per_cpu: table,
             lb_pps: lb_ns.map(pps),
             baseline_pps: baseline_ns.map(pps),
             rate_vs_baseline: baseline_ns.median / lb_ns.median,

@@ -115,7 +115,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
         Some((one, mil, small)) => {
             let ratio = mil.net_ns.median / one.net_ns.median;
             let mut measured = format!(
-                "{ratio:.2}x ({:.1} vs {:.1} ns/frame, {:.2} vs {:.2} Mpps; table of {} = {} per CPU)",
+                "{ratio:.2}x ({:.1} vs {:.1} ns/frame, {:.2} vs {:.2} Mpps; shared table of {} entries, {} usable by one CPU)",
                 mil.net_ns.median,
                 one.net_ns.median,
                 mil.net_pps.median / 1e6,
@@ -126,7 +126,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             if let Some(s) = small {
                 let _ = write!(
                     measured,
-                    "; with the default {}-entry table ({} per CPU, {:.0}% hits) {:.2}x",
+                    "; with a {}-entry table ({} usable by one CPU, {:.0}% hits) {:.2}x",
                     s.conn_table,
                     s.conn_table_per_cpu,
                     s.conn_hit_share * 100.0,
@@ -294,7 +294,7 @@ pub fn markdown(r: &Results) -> String {
         );
         let _ = writeln!(
             o,
-            "| flows | conn table (per CPU) | lb_xdp Mpps (net) | spread | lb_xdp ns (net) | harness + lb_xdp Mpps | harness + baseline Mpps | rate vs baseline | conn hits | delivered |\n|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"
+            "| flows | conn table (usable by one CPU) | lb_xdp Mpps (net) | spread | lb_xdp ns (net) | harness + lb_xdp Mpps | harness + baseline Mpps | rate vs baseline | conn hits | delivered |\n|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"
         );
         for row in &l.rows {
             let _ = writeln!(
