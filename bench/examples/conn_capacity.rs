@@ -4,9 +4,10 @@
 //! harness, BPF_PROG_TEST_RUN, pinned to the last CPU) into a table of the
 //! given size, then looks every flow up from userspace.
 //!
-//! Why it exists: the table has per-CPU LRU lists (BPF_F_NO_COMMON_LRU), and
-//! each CPU's list gets `size / possible CPUs` of the entries, so a CPU that
-//! receives every flow (one queue, veth, RSS skew) keeps only that share.
+//! Why it exists: with per-CPU LRU lists (BPF_F_NO_COMMON_LRU) each CPU's
+//! list got `size / possible CPUs` of the entries, so a CPU that receives
+//! every flow (one queue, veth, RSS skew) kept only that share. The table is
+//! now one shared LRU; this checks it keeps (nearly) all `n` flows.
 
 use std::net::{IpAddr, Ipv4Addr};
 
