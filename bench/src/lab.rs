@@ -8,10 +8,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use lb_common::{
-    AddrKey, BACKEND_F_VALID, Backend, FAMILY_V4, FAMILY_V6, SLOT_NONE, STAT_COUNT, Stat, VipKey,
-    VipMeta, addr,
-};
+use lb_common::{AddrKey, BACKEND_F_VALID, Backend, SLOT_NONE, STAT_COUNT, Stat, VipKey, VipMeta};
 use lb_daemon::{
     dataplane::{Balancer, BalancerConfig, Sizes},
     maglev,
@@ -28,23 +25,12 @@ pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 0, 0, 0, 0, 0, 0x10);
 /// Backends per VIP: a realistic ring, not a one-backend shortcut.
 pub const BACKENDS_PER_VIP: u16 = 100;
 
-/// Map layout of an address and its family tag.
-pub fn map_addr(a: IpAddr) -> ([u32; 4], u8) {
-    match a {
-        IpAddr::V4(v) => (addr::from_v4(v.octets()), FAMILY_V4),
-        IpAddr::V6(v) => (addr::from_v6(v.octets()), FAMILY_V6),
-    }
-}
+pub use lb_daemon::vip::map_addr;
 
 /// VIP key of `addr:port/proto`.
 pub fn vip_key(a: IpAddr, port: u16, proto: u8) -> VipKey {
-    let (addr, family) = map_addr(a);
-    VipKey {
-        addr,
-        port: port.to_be(),
-        proto,
-        family,
-    }
+    let proto = lb_daemon::vip::Proto::from_number(proto).expect("tcp or udp");
+    lb_daemon::vip::VipSpec::new(a, port, proto).key()
 }
 
 /// The balancer under test.
@@ -164,12 +150,7 @@ impl Lab {
                 _pad: 0,
             },
         )?;
-        let (addr, family) = map_addr(a);
-        let ak = AddrKey {
-            addr,
-            family,
-            _pad: [0; 3],
-        };
+        let ak = lb_daemon::vip::addr_key(a);
         let n = self.addr_counts.entry(ak).or_default();
         *n += 1;
         self.lb.set_vip_addr(&ak, *n)?;

@@ -6,7 +6,7 @@ mod common;
 use std::net::IpAddr;
 
 use common::{pkt::*, *};
-use lb_common::{AddrKey, DecapStat};
+use lb_common::DecapStat;
 use lb_daemon::dataplane::Decap;
 
 fn ip(s: &str) -> IpAddr {
@@ -20,13 +20,7 @@ fn decap() -> Decap {
     pin_thread();
     let mut d = Decap::load().expect("load lb_decap");
     for a in [HOST4, HOST6] {
-        let (addr, family) = map_addr(ip(a));
-        d.add_address(&AddrKey {
-            addr,
-            family,
-            _pad: [0; 3],
-        })
-        .unwrap();
+        d.add_address(&lb_daemon::vip::addr_key(ip(a))).unwrap();
     }
     d
 }

@@ -45,16 +45,7 @@ fn pinned_balancer_survives_its_process_and_is_adopted() {
                 ..Default::default()
             };
             lb.set_config(&cfg.to_map().unwrap()).unwrap();
-            let (addr, family) = map_addr(vip);
-            lb.set_vip_addr(
-                &lb_common::AddrKey {
-                    addr,
-                    family,
-                    _pad: [0; 3],
-                },
-                1,
-            )
-            .unwrap();
+            lb.set_vip_addr(&lb_daemon::vip::addr_key(vip), 1).unwrap();
             let attached = lb.attach_pinned("lb0", AttachMode::Auto, &d2).unwrap();
             assert_eq!(attached, Attached::Native, "veth supports native XDP");
         } // the process "exits": every fd we held is closed.

@@ -3,10 +3,10 @@
 use std::net::IpAddr;
 
 use anyhow::Context as _;
-use lb_common::{AddrKey, DecapStat, FAMILY_V4, FAMILY_V6, addr};
+use lb_common::DecapStat;
 
 use super::DecapAction;
-use crate::dataplane::Decap;
+use crate::{dataplane::Decap, vip::addr_key};
 
 /// Every unicast address configured in this network namespace.
 fn local_addresses() -> anyhow::Result<Vec<IpAddr>> {
@@ -40,18 +40,6 @@ fn local_addresses() -> anyhow::Result<Vec<IpAddr>> {
     Ok(out)
 }
 
-fn key(a: IpAddr) -> AddrKey {
-    let (addr, family) = match a {
-        IpAddr::V4(v) => (addr::from_v4(v.octets()), FAMILY_V4),
-        IpAddr::V6(v) => (addr::from_v6(v.octets()), FAMILY_V6),
-    };
-    AddrKey {
-        addr,
-        family,
-        _pad: [0; 3],
-    }
-}
-
 /// Runs a decap action.
 pub fn run(action: DecapAction) -> anyhow::Result<()> {
     match action {
@@ -68,7 +56,7 @@ pub fn run(action: DecapAction) -> anyhow::Result<()> {
             };
             let mut d = Decap::load().context("loading lb_decap")?;
             for a in &addresses {
-                d.add_address(&key(*a))
+                d.add_address(&addr_key(*a))
                     .with_context(|| format!("adding {a}"))?;
             }
             d.attach_pinned(&interface, pass_only, &pin_path)?;

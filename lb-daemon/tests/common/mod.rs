@@ -11,9 +11,7 @@ pub mod pkt;
 use std::net::IpAddr;
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use lb_common::{
-    AddrKey, BACKEND_F_VALID, Backend, FAMILY_V4, FAMILY_V6, Stat, VipKey, VipMeta, addr,
-};
+use lb_common::{AddrKey, BACKEND_F_VALID, Backend, Stat, VipKey, VipMeta};
 use lb_daemon::dataplane::{Balancer, BalancerConfig, Sizes};
 
 /// True when the test may use root-only kernel features. Outside CI a
@@ -41,23 +39,12 @@ pub fn pin_thread() {
     }
 }
 
-/// Address in the map layout with its family tag.
-pub fn map_addr(a: IpAddr) -> ([u32; 4], u8) {
-    match a {
-        IpAddr::V4(v) => (addr::from_v4(v.octets()), FAMILY_V4),
-        IpAddr::V6(v) => (addr::from_v6(v.octets()), FAMILY_V6),
-    }
-}
+pub use lb_daemon::vip::map_addr;
 
 /// VIP key for `addr:port/proto`.
 pub fn vip_key(a: IpAddr, port: u16, proto: u8) -> VipKey {
-    let (addr, family) = map_addr(a);
-    VipKey {
-        addr,
-        port: port.to_be(),
-        proto,
-        family,
-    }
+    let proto = lb_daemon::vip::Proto::from_number(proto).expect("tcp or udp");
+    lb_daemon::vip::VipSpec::new(a, port, proto).key()
 }
 
 /// The real balancer program with maps filled by test code.
@@ -127,12 +114,7 @@ impl Fixture {
                 },
             )
             .unwrap();
-        let (addr, family) = map_addr(a);
-        let ak = AddrKey {
-            addr,
-            family,
-            _pad: [0; 3],
-        };
+        let ak = lb_daemon::vip::addr_key(a);
         let n = self.addr_counts.entry(ak).or_default();
         *n += 1;
         self.lb.set_vip_addr(&ak, *n).unwrap();
