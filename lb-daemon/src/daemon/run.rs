@@ -45,12 +45,6 @@ pub fn interface_mac(interface: &str) -> Option<[u8; 6]> {
     found
 }
 
-fn ifindex(name: &str) -> u32 {
-    std::ffi::CString::new(name)
-        .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) })
-        .unwrap_or(0)
-}
-
 /// Everything up to serving: returns the service and where to listen.
 pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> {
     let dp = &cfg.dataplane;
@@ -79,7 +73,7 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
     let info = lb.program().info().ok();
     let status = StatusInfo {
         interface: iface.to_string(),
-        ifindex: ifindex(iface),
+        ifindex: crate::dataplane::ifindex(iface).unwrap_or(0),
         attached: Some(attached),
         program_id: info.as_ref().map(|i| i.id()).unwrap_or(0),
         verified_insns: info

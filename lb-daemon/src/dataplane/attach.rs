@@ -46,7 +46,8 @@ impl Attached {
 /// hence the name itself records how and where, by interface index.
 const LINK_PREFIX: &str = "link_";
 
-fn ifindex(name: &str) -> Option<u32> {
+/// Index of interface `name` in this network namespace.
+pub fn ifindex(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (i != 0).then_some(i)
@@ -95,6 +96,29 @@ fn attach_err(interface: &str, reason: impl ToString) -> DataplaneError {
     }
 }
 
+/// Attaches `prog` to `interface` in `mode` and pins the resulting link at
+/// `link_pin`, so it outlives this process. Shared by the balancer and the
+/// decap program.
+pub(crate) fn attach_and_pin(
+    prog: &mut aya::programs::Xdp,
+    interface: &str,
+    mode: XdpMode,
+    link_pin: &Path,
+) -> Result<(), DataplaneError> {
+    let id = prog
+        .attach(interface, mode)
+        .map_err(|e| attach_err(interface, format!("{mode:?}: {e}")))?;
+    let link = prog
+        .take_link(id)
+        .map_err(|e| attach_err(interface, format!("take link: {e}")))?;
+    let fd_link =
+        FdLink::try_from(link).map_err(|e| attach_err(interface, format!("link fd: {e}")))?;
+    fd_link
+        .pin(link_pin)
+        .map_err(|e| attach_err(interface, format!("pin {}: {e}", link_pin.display())))?;
+    Ok(())
+}
+
 impl Balancer {
     /// Makes sure `lb_xdp` runs on `interface`, with the link pinned under
     /// `dir`. If a pinned link is already there (restart), it is kept as is:
@@ -126,28 +150,18 @@ impl Balancer {
                 (XdpMode::Skb, Attached::Generic),
             ],
         };
-        let mut last = String::new();
+        let index = ifindex(interface).ok_or_else(|| attach_err(interface, "no such interface"))?;
+        let mut last = None;
         for &(xdp_mode, attached) in tries {
-            let prog = self.program();
-            match prog.attach(interface, xdp_mode) {
-                Ok(id) => {
-                    let index = ifindex(interface)
-                        .ok_or_else(|| attach_err(interface, "no such interface"))?;
-                    let link_pin = dir.join(format!("{LINK_PREFIX}{}_{index}", attached.as_str()));
-                    let link = prog
-                        .take_link(id)
-                        .map_err(|e| attach_err(interface, format!("take link: {e}")))?;
-                    let fd_link = FdLink::try_from(link)
-                        .map_err(|e| attach_err(interface, format!("link fd: {e}")))?;
-                    fd_link.pin(&link_pin).map_err(|e| {
-                        attach_err(interface, format!("pin {}: {e}", link_pin.display()))
-                    })?;
+            let link_pin = dir.join(format!("{LINK_PREFIX}{}_{index}", attached.as_str()));
+            match attach_and_pin(self.program(), interface, xdp_mode, &link_pin) {
+                Ok(()) => {
                     return Ok(attached);
                 }
-                Err(e) => last = format!("{xdp_mode:?}: {e}"),
+                Err(e) => last = Some(e),
             }
         }
-        Err(attach_err(interface, last))
+        Err(last.unwrap_or_else(|| attach_err(interface, "no attach mode to try")))
     }
 }
 

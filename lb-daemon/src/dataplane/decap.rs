@@ -109,14 +109,10 @@ impl Decap {
         } else {
             self.decap_program()
         };
-        let id = prog
-            .attach(interface, aya::programs::XdpMode::Driver)
-            .or_else(|_| prog.attach(interface, aya::programs::XdpMode::Skb))
-            .map_err(|e| err(e.to_string()))?;
-        let link = prog.take_link(id).map_err(|e| err(e.to_string()))?;
-        let fd_link =
-            aya::programs::links::FdLink::try_from(link).map_err(|e| err(e.to_string()))?;
-        fd_link.pin(&link_pin).map_err(|e| err(e.to_string()))?;
+        super::attach::attach_and_pin(prog, interface, aya::programs::XdpMode::Driver, &link_pin)
+            .or_else(|_| {
+            super::attach::attach_and_pin(prog, interface, aya::programs::XdpMode::Skb, &link_pin)
+        })?;
         for (map, name) in [
             (self.addrs.map(), lb_common::MAP_DECAP_ADDRS),
             (self.stats.map(), lb_common::MAP_DECAP_STATS),

@@ -12,7 +12,7 @@ mod object;
 mod port;
 mod ring;
 
-pub use attach::{AttachMode, Attached, attached_to, teardown};
+pub use attach::{AttachMode, Attached, attached_to, ifindex, teardown};
 pub use balancer::{Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAMES, Origin, Sizes};
 pub use decap::Decap;
 pub use error::DataplaneError;
