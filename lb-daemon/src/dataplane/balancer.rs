@@ -70,6 +70,27 @@ impl Sizes {
     pub fn ring_elements(&self) -> u32 {
         self.max_vips * self.ring_size
     }
+
+    /// `slot` is a backend slot of these maps.
+    pub fn check_slot(&self, slot: u32) -> Result<(), DataplaneError> {
+        out_of_range("backend slot", slot, self.max_backends)
+    }
+
+    /// `index` is a VIP index of these maps.
+    pub fn check_vip_index(&self, index: u32) -> Result<(), DataplaneError> {
+        out_of_range("VIP index", index, self.max_vips)
+    }
+}
+
+fn out_of_range(what: &'static str, index: u32, capacity: u32) -> Result<(), DataplaneError> {
+    if index >= capacity {
+        return Err(DataplaneError::OutOfRange {
+            what,
+            index,
+            capacity,
+        });
+    }
+    Ok(())
 }
 
 /// Node-wide data-plane settings in operator terms; [`Self::to_map`] turns
@@ -436,7 +457,7 @@ impl Balancer {
 
     /// Writes a backend slot.
     pub fn set_backend(&mut self, slot: u32, b: &Backend) -> Result<(), DataplaneError> {
-        self.check_slot(slot)?;
+        self.sizes.check_slot(slot)?;
         self.backends
             .set(slot, b, 0)
             .map_err(map_err(lb_common::MAP_BACKENDS))
@@ -444,21 +465,10 @@ impl Balancer {
 
     /// Reads a backend slot.
     pub fn backend(&self, slot: u32) -> Result<Backend, DataplaneError> {
-        self.check_slot(slot)?;
+        self.sizes.check_slot(slot)?;
         self.backends
             .get(&slot, 0)
             .map_err(map_err(lb_common::MAP_BACKENDS))
-    }
-
-    fn check_slot(&self, slot: u32) -> Result<(), DataplaneError> {
-        if slot >= self.sizes.max_backends {
-            return Err(DataplaneError::OutOfRange {
-                what: "backend slot",
-                index: slot,
-                capacity: self.sizes.max_backends,
-            });
-        }
-        Ok(())
     }
 
     /// Makes half `half` of VIP `vip_index`'s ring equal `table` (backend slots,
@@ -471,13 +481,7 @@ impl Balancer {
         table: &[u32],
     ) -> Result<usize, DataplaneError> {
         let m = self.sizes.ring_size;
-        if vip_index >= self.sizes.max_vips {
-            return Err(DataplaneError::OutOfRange {
-                what: "VIP index",
-                index: vip_index,
-                capacity: self.sizes.max_vips,
-            });
-        }
+        self.sizes.check_vip_index(vip_index)?;
         if table.len() != m as usize {
             return Err(DataplaneError::Sizes(format!(
                 "ring table has {} entries, ring size is {m}",

@@ -190,28 +190,6 @@ impl FakeDataplane {
             self.violations.extend(found);
         }
     }
-
-    fn check_vip_index(&self, vip_index: u32) -> Result<(), DataplaneError> {
-        if vip_index >= self.sizes.max_vips {
-            return Err(DataplaneError::OutOfRange {
-                what: "VIP index",
-                index: vip_index,
-                capacity: self.sizes.max_vips,
-            });
-        }
-        Ok(())
-    }
-
-    fn check_slot(&self, slot: u32) -> Result<(), DataplaneError> {
-        if slot >= self.sizes.max_backends {
-            return Err(DataplaneError::OutOfRange {
-                what: "backend slot",
-                index: slot,
-                capacity: self.sizes.max_backends,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// What a full BPF hash map answers to an insert of a new key.
@@ -282,7 +260,7 @@ impl Dataplane for FakeDataplane {
     }
 
     fn set_backend(&mut self, slot: u32, b: &Backend) -> Result<(), DataplaneError> {
-        self.check_slot(slot)?;
+        self.sizes.check_slot(slot)?;
         self.mutation(lb_common::MAP_BACKENDS)?;
         self.maps.backends[slot as usize] = *b;
         self.written();
@@ -290,7 +268,7 @@ impl Dataplane for FakeDataplane {
     }
 
     fn backend(&self, slot: u32) -> Result<Backend, DataplaneError> {
-        self.check_slot(slot)?;
+        self.sizes.check_slot(slot)?;
         Ok(self.maps.backends[slot as usize])
     }
 
@@ -301,7 +279,7 @@ impl Dataplane for FakeDataplane {
         table: &[u32],
     ) -> Result<usize, DataplaneError> {
         let m = self.sizes.ring_size;
-        self.check_vip_index(vip_index)?;
+        self.sizes.check_vip_index(vip_index)?;
         if table.len() != m as usize {
             return Err(DataplaneError::Sizes(format!(
                 "ring table has {} entries, ring size is {m}",
@@ -349,10 +327,10 @@ impl Dataplane for FakeDataplane {
         slot: Option<u32>,
     ) -> Result<(), DataplaneError> {
         if let Some(i) = vip_index {
-            self.check_vip_index(i)?;
+            self.sizes.check_vip_index(i)?;
         }
         if let Some(s) = slot {
-            self.check_slot(s)?;
+            self.sizes.check_slot(s)?;
         }
         self.mutation(lb_common::MAP_VIP_STATS)?;
         if let Some(i) = vip_index {
@@ -370,12 +348,12 @@ impl Dataplane for FakeDataplane {
     }
 
     fn vip_stats(&self, vip_index: u32) -> Result<PktBytes, DataplaneError> {
-        self.check_vip_index(vip_index)?;
+        self.sizes.check_vip_index(vip_index)?;
         Ok(self.vip_stats[vip_index as usize])
     }
 
     fn backend_stats(&self, slot: u32) -> Result<PktBytes, DataplaneError> {
-        self.check_slot(slot)?;
+        self.sizes.check_slot(slot)?;
         Ok(self.backend_stats[slot as usize])
     }
 
