@@ -11,7 +11,6 @@ use aya::{
         ProgramFd, TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId,
     },
 };
-use lb_daemon::dataplane::BENCH_OBJECT;
 
 use crate::layout::{FRAME_WORDS, MAX_FRAME, Template};
 
@@ -82,7 +81,7 @@ impl Bench {
     /// Loads the three programs (verifier included).
     pub fn load() -> anyhow::Result<Self> {
         let mut ebpf = EbpfLoader::new()
-            .load(BENCH_OBJECT)
+            .load(crate::objects::BENCH)
             .context("loading the lb-bench object")?;
         for name in [HARNESS, BASELINE, SINK, ADJUST] {
             let p: &mut Xdp = ebpf

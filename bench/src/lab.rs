@@ -51,7 +51,8 @@ impl Lab {
             conn_table,
             ..Sizes::default()
         };
-        let mut lb = Balancer::load(sizes).context("loading lb_xdp")?;
+        let mut lb = Balancer::load_object(sizes, crate::objects::BALANCER)
+            .context("loading lb_xdp (the bench build, with its variants)")?;
         let cfg = BalancerConfig {
             gateway_mac: GW_MAC,
             if_mac: LB_MAC,

@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod breakdown;
 pub mod control;
 pub mod frames;
 pub mod harness;
@@ -23,11 +24,15 @@ pub mod report;
 pub mod stats;
 pub mod sys;
 
-/// The template layout shared with the `lb_bench_harness` XDP program: the
-/// same source file is compiled into both, so they cannot drift apart.
-#[path = "../../lb-ebpf/src/bin/lb-bench/layout.rs"]
-pub mod layout;
+/// The template layout shared with the `lb_bench_harness` XDP program.
+pub use lb_common::bench as layout;
 
-// SAFETY: `Template` is `#[repr(C)]`, `Copy`, plain integers with no padding
-// (its size is asserted in layout.rs), so any byte pattern is a valid value.
-unsafe impl aya::Pod for layout::Template {}
+/// The XDP objects built by build.rs from lb-ebpf with its `bench` feature.
+pub mod objects {
+    /// The harness programs (`lb_bench_*`).
+    pub static BENCH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench"));
+    /// The balancer object with `lb_xdp` and its cut-down variants
+    /// (`lb_xdp_upto_*`, `lb_xdp_nocount`), same maps as the daemon's.
+    pub static BALANCER: &[u8] =
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
+}

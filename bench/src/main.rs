@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use bench::{
-    control, harness::Bench, lab::Lab, live, maglev_report, perpkt, report, report::Results, sys,
+    breakdown, control, harness::Bench, lab::Lab, live, maglev_report, perpkt, report, report::Results, sys,
 };
 use clap::{Parser, ValueEnum};
 
@@ -50,6 +50,7 @@ struct Args {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Figure {
     Perpkt,
+    Breakdown,
     Live,
     Maglev,
     Control,
@@ -78,12 +79,17 @@ fn main() -> anyhow::Result<()> {
     let cpu = sys::bench_cpu();
     let root = sys::is_root();
 
-    if want(Figure::Perpkt) || want(Figure::Live) {
+    if want(Figure::Perpkt) || want(Figure::Breakdown) || want(Figure::Live) {
         if !root {
             r.errors
                 .push("per-packet and live figures: need root (BPF, netns)".into());
         } else {
-            kernel_figures(&args, &mut r, cpu, want(Figure::Perpkt), want(Figure::Live))?;
+            let on = KernelFigures {
+                perpkt: want(Figure::Perpkt),
+                breakdown: want(Figure::Breakdown),
+                live: want(Figure::Live),
+            };
+            kernel_figures(&args, &mut r, cpu, on)?;
         }
     }
     if want(Figure::Maglev) {
@@ -164,13 +170,19 @@ fn write_report(args: &Args, r: &Results) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Figures 1 and 2 share one loaded `lb_xdp` and the bench programs.
+/// Which of the figures that load `lb_xdp` to run.
+struct KernelFigures {
+    perpkt: bool,
+    breakdown: bool,
+    live: bool,
+}
+
+/// Figures 1, 1b and 2 share one loaded `lb_xdp` and the bench programs.
 fn kernel_figures(
     args: &Args,
     r: &mut Results,
     cpu: usize,
-    perpkt_on: bool,
-    live_on: bool,
+    on: KernelFigures,
 ) -> anyhow::Result<()> {
     lb_daemon::dataplane::ensure_bpffs()?;
     let default_table = lb_common::DEFAULT_CONN_TABLE_SIZE;
@@ -180,19 +192,19 @@ fn kernel_figures(
     let fitted_table = default_table;
     let mut labs = vec![Lab::new(default_table)?];
     let mut bench = Bench::load()?;
-    if perpkt_on {
+    let p = if args.quick {
+        perpkt::Params {
+            repeat: 200_000,
+            rounds: 5,
+        }
+    } else {
+        perpkt::Params {
+            repeat: 1_000_000,
+            rounds: 11,
+        }
+    };
+    if on.perpkt {
         eprintln!("== per-packet cost (CPU {cpu})");
-        let p = if args.quick {
-            perpkt::Params {
-                repeat: 200_000,
-                rounds: 5,
-            }
-        } else {
-            perpkt::Params {
-                repeat: 1_000_000,
-                rounds: 11,
-            }
-        };
         // A thread of its own, pinned: the main thread's affinity would be
         // inherited by the daemon the control-plane figure starts.
         let res = std::thread::scope(|s| {
@@ -208,7 +220,22 @@ fn kernel_figures(
             Err(_) => r.errors.push("per-packet: thread panicked".into()),
         }
     }
-    if live_on {
+    if on.breakdown {
+        eprintln!("== per-stage breakdown (CPU {cpu})");
+        let res = std::thread::scope(|s| {
+            s.spawn(|| {
+                sys::pin_thread(cpu)?;
+                breakdown::run(&mut labs[0], &mut bench, p, cpu)
+            })
+            .join()
+        });
+        match res {
+            Ok(Ok(v)) => r.breakdown = Some(v),
+            Ok(Err(e)) => r.errors.push(format!("breakdown: {e:#}")),
+            Err(_) => r.errors.push("breakdown: thread panicked".into()),
+        }
+    }
+    if on.live {
         eprintln!("== live forwarding (CPU {cpu})");
         let p = live::Params {
             repeat: args

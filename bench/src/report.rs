@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    breakdown::Breakdown,
     control::Control, live::Live, maglev_report::MaglevResults, perpkt::PerPacket, sys::Machine,
 };
 
@@ -27,6 +28,9 @@ pub struct Results {
     pub load_after: [f64; 3],
     /// Figure 1.
     pub per_packet: Option<PerPacket>,
+    /// Figure 1b: the per-stage breakdown.
+    #[serde(default)]
+    pub breakdown: Option<Breakdown>,
     /// Figure 2.
     pub live: Option<Live>,
     /// Figure 3.
@@ -246,11 +250,12 @@ pub fn markdown(r: &Results) -> String {
         );
         let _ = writeln!(
             o,
-            "| path | lb_xdp ns (median) | spread | x baseline | harness + lb_xdp ns | verified per packet |\n|---|---:|---|---:|---:|---|"
+            "| path | lb_xdp ns (min) | lb_xdp ns (median) | spread | x baseline | harness + lb_xdp ns | verified per packet |\n|---|---:|---:|---|---:|---:|---|"
         );
         let _ = writeln!(
             o,
-            "| baseline: MAC swap + XDP_TX | {:.1} | {} | 1.00 | {:.1} (harness + baseline) | |",
+            "| baseline: MAC swap + XDP_TX | {:.1} | {:.1} | {} | 1.00 | {:.1} (harness + baseline) | |",
+            p.baseline_ns.min,
             p.baseline_ns.median,
             spread(&p.baseline_ns, 1.0, 1),
             p.harness_baseline_ns.median
@@ -258,8 +263,9 @@ pub fn markdown(r: &Results) -> String {
         for c in &p.cases {
             let _ = writeln!(
                 o,
-                "| {} | {:.1} | {} | {:.2} | {:.1} | {} |",
+                "| {} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {} |",
                 c.label,
+                c.net_min_ns,
                 c.net_ns.median,
                 spread(&c.net_ns, 1.0, 1),
                 c.ratio_to_baseline,
@@ -284,6 +290,10 @@ pub fn markdown(r: &Results) -> String {
                 .unwrap_or(f64::NAN)
         );
         let _ = writeln!(o, "![per-packet cost]({}.svg)\n", r.date);
+    }
+
+    if let Some(b) = &r.breakdown {
+        breakdown_md(&mut o, b);
     }
 
     if let Some(l) = &r.live {
@@ -526,4 +536,42 @@ pub fn svg(p: &PerPacket, title: &str) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// Figure 1b as tables: one per path, a row per stage.
+fn breakdown_md(o: &mut String, b: &Breakdown) {
+    let _ = writeln!(
+        o,
+        "## 1b. Per-stage cost (cut-down variants of lb_xdp, {} runs x {} rounds, CPU {})\n",
+        b.params.repeat, b.params.rounds, b.cpu
+    );
+    let _ = writeln!(
+        o,
+        "Each row is a build of the same packet path that stops after the stage named \
+         (`lb_xdp_upto_*`, no counters), then everything but the counters, then `lb_xdp`; \
+         net ns as in figure 1, min = min(HX) − min(HB) + min(B) over rounds. \
+         \"stage\" is the difference to the row above: min = difference of the \
+         two min(HX), median = median of the per-round differences. Baseline this run: {:.1} ns (min {:.1}).\n",
+        b.baseline_ns.median, b.baseline_ns.min
+    );
+    for p in &b.paths {
+        let _ = writeln!(o, "**{}**\n", p.label);
+        let _ = writeln!(
+            o,
+            "| stage | program | cumulative ns min | cumulative ns median | stage ns min | stage ns median |\n|---|---|---:|---:|---:|---:|"
+        );
+        for s in &p.stages {
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {:.1} | {:.1} | {:.1} | {:.1} |",
+                s.stage,
+                s.program,
+                s.cumulative_min_ns,
+                s.cumulative_ns.median,
+                s.stage_ns_min,
+                s.stage_ns_median
+            );
+        }
+        o.push('\n');
+    }
 }

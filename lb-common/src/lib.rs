@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod addr;
+pub mod bench;
 pub mod hash;
 pub mod maps;
 pub mod stats;

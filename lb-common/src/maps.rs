@@ -213,4 +213,5 @@ mod pod {
     unsafe impl aya::Pod for LbConfig {}
     unsafe impl aya::Pod for PktBytes {}
     unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for crate::bench::Template {}
 }

@@ -222,6 +222,9 @@ pub struct Balancer {
     vip_stats: PerCpuArray<MapData, PktBytes>,
     backend_stats: PerCpuArray<MapData, PktBytes>,
     ring: RingMap,
+    /// Only the program uses it; held so that its fd stays open for
+    /// programs of the same object loaded later ([`Balancer::load_variant`]).
+    _icmp_rate: aya::maps::Map,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
@@ -236,7 +239,38 @@ impl Balancer {
     /// Loads `lb_xdp` into the kernel (verifier included) with fresh maps of
     /// the given sizes. Not attached anywhere yet.
     pub fn load(sizes: Sizes) -> Result<Self, DataplaneError> {
-        Self::load_with(sizes, None)
+        Self::load_with(sizes, None, BALANCER_OBJECT)
+    }
+
+    /// Like [`Balancer::load`], from another build of the `lb-xdp` object:
+    /// the bench's, which also holds cut-down variants of the packet path
+    /// (see [`Balancer::load_variant`]).
+    pub fn load_object(sizes: Sizes, object: &[u8]) -> Result<Self, DataplaneError> {
+        Self::load_with(sizes, None, object)
+    }
+
+    /// Loads another XDP program of the same object, sharing the balancer's
+    /// maps (the bench's `lb_xdp_upto_*` variants). Only for a balancer
+    /// loaded from an object, not adopted from pins.
+    pub fn load_variant(&mut self, name: &str) -> Result<&mut Xdp, DataplaneError> {
+        let Prog::Object(ebpf) = &mut self.prog else {
+            return Err(DataplaneError::MissingMap("variant of an adopted program"));
+        };
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::MissingMap("variant program"))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                name: "variant",
+                source,
+            })?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|source| DataplaneError::Program {
+                name: "variant",
+                source,
+            })?;
+        }
+        Ok(prog)
     }
 
     /// Opens the balancer pinned under `dir` (e.g. /sys/fs/bpf/lb): adopts
@@ -264,7 +298,7 @@ impl Balancer {
             lb.check_adopted_sizes()?;
             return Ok((lb, Origin::Adopted));
         }
-        let mut lb = Self::load_with(sizes, Some(dir))?;
+        let mut lb = Self::load_with(sizes, Some(dir), BALANCER_OBJECT)?;
         lb.program()
             .pin(&prog_pin)
             .map_err(|e| DataplaneError::Pin(format!("{}: {e}", prog_pin.display())))?;
@@ -299,7 +333,11 @@ impl Balancer {
         Ok(())
     }
 
-    fn load_with(sizes: Sizes, pin_dir: Option<&Path>) -> Result<Self, DataplaneError> {
+    fn load_with(
+        sizes: Sizes,
+        pin_dir: Option<&Path>,
+        object: &[u8],
+    ) -> Result<Self, DataplaneError> {
         use lb_common::*;
         sizes.validate()?;
         let pins: Vec<(&'static str, std::path::PathBuf)> = pin_dir
@@ -323,7 +361,7 @@ impl Balancer {
             .map_max_entries(MAP_CONN, sizes.conn_table)
             .map_max_entries(MAP_VIP_STATS, sizes.max_vips)
             .map_max_entries(MAP_BACKEND_STATS, sizes.max_backends)
-            .load(BALANCER_OBJECT)?;
+            .load(object)?;
         let prog: &mut Xdp = ebpf
             .program_mut("lb_xdp")
             .ok_or(DataplaneError::MissingMap("lb_xdp program"))?
@@ -367,6 +405,7 @@ impl Balancer {
             backend_stats: PerCpuArray::try_from(take(MAP_BACKEND_STATS)?)
                 .map_err(map_err(MAP_BACKEND_STATS))?,
             ring,
+            _icmp_rate: take(MAP_ICMP_RATE)?,
             prog,
             sizes,
         })

@@ -17,7 +17,7 @@ pub use balancer::{Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAME
 pub use decap::Decap;
 pub use error::DataplaneError;
 pub use fake::{FakeDataplane, FakeMaps};
-pub use object::{BALANCER_OBJECT, BENCH_OBJECT, DECAP_OBJECT};
+pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
 pub use port::Dataplane;
 pub use ring::RingMap;
 

@@ -7,6 +7,3 @@ pub static BALANCER_OBJECT: &[u8] =
 
 /// ELF object with `lb_decap`, `lb_pass` and the decap maps.
 pub static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-decap"));
-
-/// ELF object with the benchmark programs (harness, baseline, sink); `bench/` only.
-pub static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench"));

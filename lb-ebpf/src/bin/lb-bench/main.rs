@@ -21,8 +21,6 @@
 #![no_std]
 #![no_main]
 
-mod layout;
-
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, PerCpuArray, ProgramArray},
@@ -34,7 +32,9 @@ use lb_ebpf::{
     ptr::{adjust_head, frame_len, ptr_at},
 };
 
-use crate::layout::{COUNT_HARNESS, COUNT_SINK, FLOWS_PER_ADDR, FRAME_WORDS, MAX_FRAME, Template};
+use lb_common::bench::{
+    COUNT_HARNESS, COUNT_SINK, FLOWS_PER_ADDR, FRAME_WORDS, MAX_FRAME, Template,
+};
 
 /// Index 0: the program under test.
 #[btf_map]

@@ -16,7 +16,10 @@ use lb_ebpf::{
     ptr::{frame_len, ptr_at},
 };
 
-use crate::maps::LB_VIP_ADDRS;
+use crate::{
+    maps::LB_VIP_ADDRS,
+    variant::{Stage, Variant, stop},
+};
 
 /// A TCP/UDP packet for a VIP address, with the facts forwarding needs.
 #[derive(Clone, Copy)]
@@ -57,6 +60,8 @@ pub enum Parsed {
     Pass,
     /// For a VIP but unusable: drop and count this reason.
     Drop(Stat),
+    /// A bench variant reached its checkpoint (never in production).
+    Stopped,
 }
 
 const IPV6_HDR_LEN: usize = 40;
@@ -83,27 +88,33 @@ fn is_ipv6_ext(nh: u8) -> bool {
 
 /// Parses from L2 onwards.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Parsed {
+pub fn parse<B: Variant>(ctx: &XdpContext) -> Parsed {
     let Some(L2 { proto, l3_off }) = lb_ebpf::eth::parse(ctx) else {
         // Shorter than an Ethernet header: nothing can use it.
         return Parsed::Drop(Stat::DropMalformed);
     };
     match proto {
-        ETH_P_IP => ipv4(ctx, l3_off),
-        ETH_P_IPV6 => ipv6(ctx, l3_off),
+        ETH_P_IP => ipv4::<B>(ctx, l3_off),
+        ETH_P_IPV6 => ipv6::<B>(ctx, l3_off),
         _ => Parsed::Pass,
     }
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, l3_off: usize) -> Parsed {
+fn ipv4<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3_off) else {
         return Parsed::Drop(Stat::DropMalformed);
     };
     let ip = unsafe { *ip };
+    if stop::<B>(Stage::L3, ip.daddr as u64 ^ ip.saddr as u64 ^ ip.tot_len as u64) {
+        return Parsed::Stopped;
+    }
     let dst = [ip.daddr, 0, 0, 0];
     if !is_vip_addr(dst, FAMILY_V4) {
         return Parsed::Pass;
+    }
+    if stop::<B>(Stage::VipAddr, 0) {
+        return Parsed::Stopped;
     }
     let ihl = ip.version_ihl & 0x0f;
     if ip.version_ihl >> 4 != 4 || ihl < 5 {
@@ -145,6 +156,9 @@ fn ipv4(ctx: &XdpContext, l3_off: usize) -> Parsed {
         }
         _ => return Parsed::Pass,
     };
+    if stop::<B>(Stage::Ports, sport as u64 ^ dport as u64 ^ syn as u64) {
+        return Parsed::Stopped;
+    }
     Parsed::Flow(Packet {
         l3_off,
         family: FAMILY_V4,
@@ -161,13 +175,19 @@ fn ipv4(ctx: &XdpContext, l3_off: usize) -> Parsed {
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, l3_off: usize) -> Parsed {
+fn ipv6<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, l3_off) else {
         return Parsed::Drop(Stat::DropMalformed);
     };
     let ip = unsafe { *ip };
+    if stop::<B>(Stage::L3, ip.daddr[3] as u64 ^ ip.saddr[3] as u64) {
+        return Parsed::Stopped;
+    }
     if !is_vip_addr(ip.daddr, FAMILY_V6) {
         return Parsed::Pass;
+    }
+    if stop::<B>(Stage::VipAddr, 0) {
+        return Parsed::Stopped;
     }
     if ip.vtc_flow[0] >> 4 != 6 {
         return Parsed::Drop(Stat::DropMalformed);
@@ -202,6 +222,9 @@ fn ipv6(ctx: &XdpContext, l3_off: usize) -> Parsed {
         nh if is_ipv6_ext(nh) => return Parsed::Drop(Stat::DropIpOptions),
         _ => return Parsed::Pass,
     };
+    if stop::<B>(Stage::Ports, sport as u64 ^ dport as u64 ^ syn as u64) {
+        return Parsed::Stopped;
+    }
     Parsed::Flow(Packet {
         l3_off,
         family: FAMILY_V6,

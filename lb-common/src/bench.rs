@@ -1,6 +1,7 @@
-//! The harness's template layout, shared by `lb_bench_harness` and the
-//! userspace benchmark (which includes this very file with `#[path]`), so the
-//! two sides cannot disagree on it. Plain `core` only: it compiles in both.
+//! The bench harness's template layout, shared by `lb_bench_harness` (in
+//! lb-ebpf, built only with its `bench` feature) and the userspace benchmark
+//! in bench/, so the two sides cannot disagree on it. Nothing in the daemon
+//! or `lb_xdp` uses it.
 
 /// Largest frame the harness restores, bytes. The benchmark frames are
 /// 64–80 bytes; 128 leaves room without making the copy loop long.
