@@ -54,14 +54,13 @@ fn main() -> anyhow::Result<()> {
     let mut kept = 0u32;
     for f in 0..n {
         let src = IpAddr::V4(Ipv4Addr::from(u32::from(client) + f / FLOWS_PER_ADDR));
-        let key = FlowKey {
-            src: map_addr(src).0,
-            dst: map_addr(VIP4.into()).0,
-            sport: ((10000 + f % FLOWS_PER_ADDR) as u16).to_be(),
-            dport: 80u16.to_be(),
-            proto: lb_common::PROTO_TCP,
-            _pad: [0; 3],
-        };
+        let key = FlowKey::new(
+            map_addr(src).0,
+            map_addr(VIP4.into()).0,
+            ((10000 + f % FLOWS_PER_ADDR) as u16).to_be(),
+            80u16.to_be(),
+            lb_common::PROTO_TCP,
+        );
         if lab.lb.conn_entry(&key).is_some_and(|e| e.slot != SLOT_NONE) {
             kept += 1;
         }

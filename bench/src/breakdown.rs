@@ -56,18 +56,18 @@ fn chain(syn: bool) -> Vec<Step> {
         },
         Step {
             prog: "lb_xdp_upto_vip_addr",
-            stage: "VIP-address check",
+            stage: "VIP-address filter",
         },
         Step {
             prog: "lb_xdp_upto_ports",
             stage: "parse ports / flags",
         },
-        Step {
-            prog: "lb_xdp_upto_vip",
-            stage: "VIP lookup",
-        },
     ];
     if syn {
+        v.push(Step {
+            prog: "lb_xdp_upto_vip",
+            stage: "VIP lookup",
+        });
         v.push(Step {
             prog: "lb_xdp_upto_ring",
             stage: "flow hash + ring position + backend read",
@@ -186,7 +186,12 @@ pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::R
     let cases = paths();
     for c in cases.iter().filter(|c| c.prime) {
         let r = harness::run(lab.lb.program(), &c.frame, 1)?;
-        ensure!(r.action == XDP_TX, "{}: priming run returned {}", c.id, r.action);
+        ensure!(
+            r.action == XDP_TX,
+            "{}: priming run returned {}",
+            c.id,
+            r.action
+        );
     }
     let chains: Vec<Vec<Step>> = cases.iter().map(|c| chain(c.syn)).collect();
     // Load every variant once (the verifier runs here, not in the rounds).
@@ -206,7 +211,11 @@ pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::R
         bench.target_baseline()?;
         bench.set_template(&harness::template(frame0, None)?)?;
         let hb = harness::run(bench.harness()?, frame0, p.repeat)?;
-        ensure!(hb.action == XDP_TX, "harness + baseline returned {}", hb.action);
+        ensure!(
+            hb.action == XDP_TX,
+            "harness + baseline returned {}",
+            hb.action
+        );
         base.push(b.kernel_ns);
         hbase.push(hb.kernel_ns);
         for (ci, c) in cases.iter().enumerate() {

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use lb_common::{AddrKey, BACKEND_F_VALID, Backend, SLOT_NONE, STAT_COUNT, Stat, VipKey, VipMeta};
+use lb_common::{AddrKey, Backend, SLOT_NONE, STAT_COUNT, Stat, VipKey, VipMeta};
 use lb_daemon::{
     dataplane::{Balancer, BalancerConfig, Sizes},
     maglev,
@@ -105,16 +105,8 @@ impl Lab {
             let (addr, family) = map_addr(b);
             let slot = self.next_slot;
             self.next_slot += 1;
-            self.lb.set_backend(
-                slot,
-                &Backend {
-                    addr,
-                    family,
-                    flags: BACKEND_F_VALID,
-                    _pad: 0,
-                    generation: 1,
-                },
-            )?;
+            self.lb
+                .set_backend(slot, &Backend::valid(addr, family, 1, index))?;
             slots.push(slot);
         }
         let keys: Vec<Vec<u8>> = backends

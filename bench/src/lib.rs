@@ -33,6 +33,5 @@ pub mod objects {
     pub static BENCH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench"));
     /// The balancer object with `lb_xdp` and its cut-down variants
     /// (`lb_xdp_upto_*`, `lb_xdp_nocount`), same maps as the daemon's.
-    pub static BALANCER: &[u8] =
-        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
+    pub static BALANCER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use bench::{
-    breakdown, control, harness::Bench, lab::Lab, live, maglev_report, perpkt, report, report::Results, sys,
+    breakdown, control, harness::Bench, lab::Lab, live, maglev_report, perpkt, report,
+    report::Results, sys,
 };
 use clap::{Parser, ValueEnum};
 

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    breakdown::Breakdown,
-    control::Control, live::Live, maglev_report::MaglevResults, perpkt::PerPacket, sys::Machine,
+    breakdown::Breakdown, control::Control, live::Live, maglev_report::MaglevResults,
+    perpkt::PerPacket, sys::Machine,
 };
 
 /// Everything one run of the `bench` binary measured.

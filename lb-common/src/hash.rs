@@ -55,6 +55,29 @@ pub const fn flow_hash(
     fmix(h ^ 40)
 }
 
+/// `ceil(2^64 / m)`: the constant that makes [`ring_pos`] equal `h % m`
+/// without a division (for `m >= 2`; `m` need not be prime or a power of two).
+pub const fn ring_reciprocal(m: u32) -> u64 {
+    (u64::MAX / m as u64).wrapping_add(1)
+}
+
+/// `h % m`, computed as `h - floor(h * c / 2^64) * m` with `c =
+/// ring_reciprocal(m)`: exact for every 32-bit `h` and `m` (Lemire, Kaser and
+/// Kurz, "Faster remainder by direct computation", 2019, theorem 1 with N = 32,
+/// F = 64). BPF has no 64x64->128 multiply, so the product is taken in two
+/// 32-bit halves of `c`; neither partial product nor their sum can overflow
+/// 64 bits. A hardware division costs some 25 cycles on every new flow; this
+/// is three multiplications. The result is the position a plain `%` gives,
+/// so nodes running older releases still agree on every flow.
+#[inline(always)]
+pub const fn ring_pos(h: u32, m: u32, c: u64) -> u32 {
+    let h = h as u64;
+    let hi = h * (c >> 32);
+    let lo = (h * (c & 0xffff_ffff)) >> 32;
+    let q = (hi + lo) >> 32;
+    (h - q * m as u64) as u32
+}
+
 /// Index into the flat `LB_RING` array: each VIP owns two consecutive halves of
 /// `ring_size` entries (the double buffer); `half` is the VIP's active half.
 #[inline(always)]
@@ -102,6 +125,48 @@ mod tests {
         // Frozen value (cross-checked with the Python `mmh3` package): the fleet
         // relies on this never changing between releases.
         assert_eq!(flow_hash(0, &[0; 4], &[0; 4], 0, 0, 0), 0xc206_7ae9);
+    }
+
+    /// `ring_pos` must be exactly `%`: the fleet's flows depend on it.
+    #[test]
+    fn ring_pos_is_the_remainder() {
+        let ms = [
+            2u32,
+            3,
+            7,
+            251,
+            65521,
+            65537,
+            131071,
+            655373,
+            1 << 16,
+            1 << 20,
+            4_294_967_291,
+            u32::MAX,
+        ];
+        let mut x = 0x1234_5678u32;
+        for &m in &ms {
+            let c = ring_reciprocal(m);
+            for h in [
+                0,
+                1,
+                m - 1,
+                m,
+                m.wrapping_add(1),
+                u32::MAX,
+                u32::MAX - 1,
+                u32::MAX - m,
+            ] {
+                assert_eq!(ring_pos(h, m, c), h % m, "h={h} m={m}");
+            }
+            for _ in 0..200_000 {
+                // xorshift32: cheap, deterministic spread over all of u32.
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                assert_eq!(ring_pos(x, m, c), x % m, "h={x} m={m}");
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod hash;
 pub mod maps;
 pub mod stats;
 
-pub use hash::{encap_src_suffix, flow_hash, ring_index};
+pub use hash::{encap_src_suffix, flow_hash, ring_index, ring_pos, ring_reciprocal};
 pub use maps::*;
 pub use stats::*;
 

@@ -9,6 +9,14 @@ pub const MAP_VIPS: &str = "LB_VIPS";
 /// Addresses that carry at least one VIP: [`AddrKey`] -> `u32` (VIP count).
 /// Lets the program tell "for a VIP but malformed" from "not ours".
 pub const MAP_VIP_ADDRS: &str = "LB_VIP_ADDRS";
+/// A bitmap over hashed destination addresses ([`vip_filter_bucket`]), two
+/// bits per bucket ([`FILTER_VIP`], [`FILTER_VIP_FIRST`]), as an array of
+/// `u64` words: the first question every packet asks, answered with one
+/// array read instead of a hash lookup. A clear bucket means "certainly not a
+/// VIP address"; a set one means "maybe" (two addresses may share a bucket),
+/// and the exact maps decide. Kept by the daemon in step with
+/// [`MAP_VIP_ADDRS`] and the VIP flags.
+pub const MAP_VIP_FILTER: &str = "LB_VIP_FILTER";
 /// Maglev rings, all VIPs, double-buffered, as one dense array of `u32`
 /// backend slots addressed by [`crate::ring_index`]. Stored as `[u32; 2]`
 /// elements (element `i / 2`, lane `i % 2`) because array map elements are
@@ -22,7 +30,8 @@ pub const MAP_BACKENDS: &str = "LB_BACKENDS";
 pub const MAP_CONN: &str = "LB_CONN";
 /// Single-entry control array: `0` -> [`LbConfig`].
 pub const MAP_CONFIG: &str = "LB_CONFIG";
-/// Per-CPU global counters: [`crate::Stat`] index -> `u64`.
+/// Per-CPU global counters: index 0 -> [`crate::Counters`] (one record per
+/// CPU, indexed by [`crate::Stat`]).
 pub const MAP_STATS: &str = "LB_STATS";
 /// Per-CPU per-VIP traffic: VIP index -> [`PktBytes`].
 pub const MAP_VIP_STATS: &str = "LB_VIP_STATS";
@@ -37,6 +46,33 @@ pub const MAP_DECAP_STATS: &str = "LB_DECAP_STATS";
 
 /// Name of the load-time global holding the Maglev ring size.
 pub const GLOBAL_RING_SIZE: &str = "LB_RING_SIZE";
+/// Name of the load-time global holding [`crate::ring_reciprocal`] of the
+/// ring size, which turns the per-flow `hash % M` into multiplications.
+pub const GLOBAL_RING_RECIPROCAL: &str = "LB_RING_RECIPROCAL";
+
+/// Buckets of [`MAP_VIP_FILTER`] (a power of two).
+pub const VIP_FILTER_BUCKETS: u32 = 1 << 15;
+/// Buckets per `u64` word of [`MAP_VIP_FILTER`] (two bits each).
+pub const VIP_FILTER_PER_WORD: u32 = 32;
+/// Words of [`MAP_VIP_FILTER`].
+pub const VIP_FILTER_WORDS: u32 = VIP_FILTER_BUCKETS / VIP_FILTER_PER_WORD;
+/// Filter bit (of a bucket's two): some VIP address hashes to this bucket.
+pub const FILTER_VIP: u64 = 1;
+/// Filter bit: some VIP on an address of this bucket has flags
+/// ([`VIP_F_NO_SPORT`], [`VIP_F_NO_CONNTRACK`]) that need the VIP entry
+/// before the connection table can be asked; packets to such buckets look
+/// the VIP up first. Only a speed hint: either order forwards the same way.
+pub const FILTER_VIP_FIRST: u64 = 2;
+
+/// The [`MAP_VIP_FILTER`] bucket of an address (map layout, as in the
+/// packet): the four words folded, then a multiplicative hash (Knuth) whose
+/// top bits pick the bucket. Not a secret hash: a collision only costs the
+/// colliding packet the exact lookups it would have needed anyway.
+#[inline(always)]
+pub const fn vip_filter_bucket(addr: &[u32; 4]) -> u32 {
+    let fold = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
+    fold.wrapping_mul(0x9e37_79b1) >> (32 - 15)
+}
 
 /// VIP flag: hash without the source port (all flows of a client address go
 /// to one backend; e.g. for protocols with several related connections).
@@ -48,6 +84,11 @@ pub const VIP_F_ALL: u32 = VIP_F_NO_SPORT | VIP_F_NO_CONNTRACK;
 
 /// Backend flag: the slot is allocated and may be forwarded to.
 pub const BACKEND_F_VALID: u8 = 1 << 0;
+
+const _: () = assert!(
+    VIP_FILTER_BUCKETS == 1 << 15,
+    "vip_filter_bucket takes 15 bits"
+);
 
 /// Key of [`MAP_VIPS`]: a service address, port (0 = all ports) and protocol.
 #[repr(C)]
@@ -81,6 +122,9 @@ pub struct VipMeta {
 const _: () = assert!(core::mem::size_of::<VipMeta>() == 16);
 
 /// Key of [`MAP_VIP_ADDRS`] and [`MAP_DECAP_ADDRS`]: an address alone.
+///
+/// Padding is a `u8` and a `u16`, not `[u8; 3]`: LLVM zeroes a 3-byte array
+/// with a call to `memset`, which in BPF is a bpf-to-bpf call per key built.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AddrKey {
@@ -89,9 +133,24 @@ pub struct AddrKey {
     /// [`crate::FAMILY_V4`] or [`crate::FAMILY_V6`].
     pub family: u8,
     /// Explicit padding.
-    pub _pad: [u8; 3],
+    pub _pad1: u8,
+    /// Explicit padding.
+    pub _pad2: u16,
 }
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
+
+impl AddrKey {
+    /// The key of `addr` (map layout) of `family`.
+    #[inline(always)]
+    pub const fn new(addr: [u32; 4], family: u8) -> Self {
+        Self {
+            addr,
+            family,
+            _pad1: 0,
+            _pad2: 0,
+        }
+    }
+}
 
 /// Value of [`MAP_BACKENDS`]: where a backend slot forwards to.
 #[repr(C)]
@@ -109,8 +168,30 @@ pub struct Backend {
     /// the generation it was made with; a mismatch means the slot was freed
     /// (and maybe handed to another server) since, so the flow is re-hashed.
     pub generation: u32,
+    /// Index of the VIP this slot serves (slots are per VIP/backend pair):
+    /// a connection-table hit finds its VIP's counters here, without a VIP
+    /// lookup.
+    pub vip: u32,
+    /// Explicit padding.
+    pub _pad2: u32,
 }
-const _: () = assert!(core::mem::size_of::<Backend>() == 24);
+const _: () = assert!(core::mem::size_of::<Backend>() == 32);
+
+impl Backend {
+    /// A valid slot forwarding to `addr` (map layout) of `family` for VIP
+    /// index `vip`, under `generation`.
+    pub const fn valid(addr: [u32; 4], family: u8, generation: u32, vip: u32) -> Self {
+        Self {
+            addr,
+            family,
+            flags: BACKEND_F_VALID,
+            _pad: 0,
+            generation,
+            vip,
+            _pad2: 0,
+        }
+    }
+}
 
 /// Key of [`MAP_CONN`]: the flow's 5-tuple as seen on the wire.
 #[repr(C)]
@@ -126,10 +207,28 @@ pub struct FlowKey {
     pub dport: u16,
     /// IP protocol.
     pub proto: u8,
+    /// Explicit padding (a `u8` and a `u16`: see [`AddrKey`]).
+    pub _pad1: u8,
     /// Explicit padding.
-    pub _pad: [u8; 3],
+    pub _pad2: u16,
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+impl FlowKey {
+    /// The key of a flow (addresses in map layout, raw ports).
+    #[inline(always)]
+    pub const fn new(src: [u32; 4], dst: [u32; 4], sport: u16, dport: u16, proto: u8) -> Self {
+        Self {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            _pad1: 0,
+            _pad2: 0,
+        }
+    }
+}
 
 /// Value of [`MAP_CONN`].
 #[repr(C)]
@@ -212,6 +311,7 @@ mod pod {
     unsafe impl aya::Pod for ConnEntry {}
     unsafe impl aya::Pod for LbConfig {}
     unsafe impl aya::Pod for PktBytes {}
+    unsafe impl aya::Pod for crate::Counters {}
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for crate::bench::Template {}
 }

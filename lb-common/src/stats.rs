@@ -44,8 +44,17 @@ pub enum Stat {
     IcmpRateLimited = 17,
 }
 
-/// Number of [`Stat`] counters (size of [`crate::MAP_STATS`]).
+/// Number of [`Stat`] counters.
 pub const STAT_COUNT: u32 = 18;
+
+/// The value of [`crate::MAP_STATS`] (a per-CPU array of one element): every
+/// global counter of one CPU, indexed by [`Stat`]. One record rather than one
+/// array element per counter so the program looks the CPU's record up once
+/// per packet and then only adds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters(pub [u64; STAT_COUNT as usize]);
+const _: () = assert!(core::mem::size_of::<Counters>() == 8 * STAT_COUNT as usize);
 
 impl Stat {
     /// Every counter, in index order.

@@ -348,11 +348,7 @@ pub fn unmap_addr(a: [u32; 4], family: u8) -> Option<IpAddr> {
 /// The `LB_VIP_ADDRS` key of an address.
 pub fn addr_key(ip: IpAddr) -> AddrKey {
     let (addr, family) = map_addr(ip);
-    AddrKey {
-        addr,
-        family,
-        _pad: [0; 3],
-    }
+    AddrKey::new(addr, family)
 }
 
 #[cfg(test)]

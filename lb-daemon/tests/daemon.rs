@@ -280,14 +280,13 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
     let (backend, key, ring) = {
         let mut lb = open_maps(&env);
         let b = kernel_pick(&mut lb, client, 40000, SYN);
-        let key = lb_common::FlowKey {
-            src: map_addr(client.into()).0,
-            dst: map_addr(VIP.parse().unwrap()).0,
-            sport: 40000u16.to_be(),
-            dport: 80u16.to_be(),
-            proto: 6,
-            _pad: [0; 3],
-        };
+        let key = lb_common::FlowKey::new(
+            map_addr(client.into()).0,
+            map_addr(VIP.parse().unwrap()).0,
+            40000u16.to_be(),
+            80u16.to_be(),
+            6,
+        );
         assert!(
             lb.conn_entry(&key).is_some(),
             "flow pinned in the conn table"

@@ -48,6 +48,11 @@ pub struct Ipv4Hdr {
 
 /// IPv4 "don't fragment" flag in host-order `frag_off`.
 pub const IP_DF: u16 = 0x4000;
+/// Length of an IPv4 header without options (`size_of::<Ipv4Hdr>()`).
+pub const IPV4_HDR_LEN: usize = core::mem::size_of::<Ipv4Hdr>();
+/// Length of the fixed IPv6 header (`size_of::<Ipv6Hdr>()`).
+pub const IPV6_HDR_LEN: usize = core::mem::size_of::<Ipv6Hdr>();
+const _: () = assert!(IPV4_HDR_LEN == 20 && IPV6_HDR_LEN == 40);
 /// IPv4 "more fragments" flag and offset mask in host-order `frag_off`.
 pub const IP_MF_OFFSET: u16 = 0x3FFF;
 

@@ -12,10 +12,11 @@ use aya::{
     programs::Xdp,
 };
 use lb_common::{
-    AddrKey, Backend, ConnEntry, FlowKey, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
+    AddrKey, Backend, ConnEntry, Counters, FlowKey, LbConfig, PktBytes, STAT_COUNT, VipKey,
+    VipMeta, addr,
 };
 
-use super::{DataplaneError, RingMap, object::BALANCER_OBJECT};
+use super::{DataplaneError, RingMap, filter::VipFilter, object::BALANCER_OBJECT};
 
 /// Map sizes fixed at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,9 +187,10 @@ enum Prog {
 }
 
 /// Every map of the balancer object (all are pinned together).
-pub const MAP_NAMES: [&str; 10] = [
+pub const MAP_NAMES: [&str; 11] = [
     lb_common::MAP_VIPS,
     lb_common::MAP_VIP_ADDRS,
+    lb_common::MAP_VIP_FILTER,
     lb_common::MAP_RING,
     lb_common::MAP_BACKENDS,
     lb_common::MAP_CONN,
@@ -218,7 +220,10 @@ pub struct Balancer {
     backends: Array<MapData, Backend>,
     conn: HashMap<MapData, FlowKey, ConnEntry>,
     config: Array<MapData, LbConfig>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, Counters>,
+    filter_map: Array<MapData, u64>,
+    /// What `filter_map` holds, derived from the VIP and address entries.
+    filter: VipFilter,
     vip_stats: PerCpuArray<MapData, PktBytes>,
     backend_stats: PerCpuArray<MapData, PktBytes>,
     ring: RingMap,
@@ -291,11 +296,12 @@ impl Balancer {
                     source,
                 })?;
             let maps_dir = dir.join("maps");
-            let lb = Self::from_maps(Prog::Pinned(Box::new(prog)), sizes, |name| {
+            let mut lb = Self::from_maps(Prog::Pinned(Box::new(prog)), sizes, |name| {
                 let data = MapData::from_pin(maps_dir.join(name)).map_err(map_err(name))?;
                 aya::maps::Map::from_map_data(data).map_err(map_err(name))
             })?;
             lb.check_adopted_sizes()?;
+            lb.rebuild_filter()?;
             return Ok((lb, Origin::Adopted));
         }
         let mut lb = Self::load_with(sizes, Some(dir), BALANCER_OBJECT)?;
@@ -352,8 +358,10 @@ impl Balancer {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
+        let reciprocal = ring_reciprocal(sizes.ring_size);
         let mut ebpf = loader
             .override_global(GLOBAL_RING_SIZE, &sizes.ring_size, true)
+            .override_global(GLOBAL_RING_RECIPROCAL, &reciprocal, true)
             .map_max_entries(MAP_VIPS, sizes.max_vips)
             .map_max_entries(MAP_VIP_ADDRS, sizes.max_vips)
             .map_max_entries(MAP_RING, sizes.ring_elements())
@@ -378,9 +386,13 @@ impl Balancer {
         for name in MAP_NAMES {
             maps.insert(name, take(&mut ebpf, name)?);
         }
-        Self::from_maps(Prog::Object(Box::new(ebpf)), sizes, |name| {
+        let mut lb = Self::from_maps(Prog::Object(Box::new(ebpf)), sizes, |name| {
             maps.remove(name).ok_or(DataplaneError::MissingMap(name))
-        })
+        })?;
+        // Maps reused from pins may hold entries already: derive the filter
+        // from what is there (empty maps give an all-zero filter).
+        lb.rebuild_filter()?;
+        Ok(lb)
     }
 
     fn from_maps(
@@ -400,6 +412,8 @@ impl Balancer {
             conn: HashMap::try_from(take(MAP_CONN)?).map_err(map_err(MAP_CONN))?,
             config: Array::try_from(take(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?,
             stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_err(MAP_STATS))?,
+            filter_map: Array::try_from(take(MAP_VIP_FILTER)?).map_err(map_err(MAP_VIP_FILTER))?,
+            filter: VipFilter::default(),
             vip_stats: PerCpuArray::try_from(take(MAP_VIP_STATS)?)
                 .map_err(map_err(MAP_VIP_STATS))?,
             backend_stats: PerCpuArray::try_from(take(MAP_BACKEND_STATS)?)
@@ -446,12 +460,46 @@ impl Balancer {
     pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
         self.vips
             .insert(key, meta, 0)
-            .map_err(map_err(lb_common::MAP_VIPS))
+            .map_err(map_err(lb_common::MAP_VIPS))?;
+        let w = self.filter.set_vip(key, meta.flags);
+        self.write_filter(w)
     }
 
     /// Removes a VIP entry.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
-        self.vips.remove(key).map_err(map_err(lb_common::MAP_VIPS))
+        self.vips
+            .remove(key)
+            .map_err(map_err(lb_common::MAP_VIPS))?;
+        let w = self.filter.remove_vip(key);
+        self.write_filter(w)
+    }
+
+    fn write_filter(&mut self, w: Option<(u32, u64)>) -> Result<(), DataplaneError> {
+        let Some((index, word)) = w else {
+            return Ok(());
+        };
+        self.filter_map
+            .set(index, word, 0)
+            .map_err(map_err(lb_common::MAP_VIP_FILTER))
+    }
+
+    /// Recomputes the VIP filter from the VIP and address maps and writes
+    /// all of it (adopted maps: whatever wrote them before us).
+    fn rebuild_filter(&mut self) -> Result<(), DataplaneError> {
+        let addrs = self.vip_addr_entries()?.into_iter().map(|(k, _)| k);
+        let vips = self.vip_entries()?.into_iter().map(|(k, m)| (k, m.flags));
+        self.filter = VipFilter::from_entries(addrs, vips);
+        for (i, w) in self.filter.words().to_vec().into_iter().enumerate() {
+            self.filter_map
+                .set(i as u32, w, 0)
+                .map_err(map_err(lb_common::MAP_VIP_FILTER))?;
+        }
+        Ok(())
+    }
+
+    /// The VIP filter's two bits for an address (tests, diagnostics).
+    pub fn filter_bits(&self, key: &AddrKey) -> u64 {
+        self.filter.bits(key)
     }
 
     /// Reads a VIP entry.
@@ -484,14 +532,17 @@ impl Balancer {
     /// Marks an address as carrying `count` VIPs (0 removes it).
     pub fn set_vip_addr(&mut self, key: &AddrKey, count: u32) -> Result<(), DataplaneError> {
         if count == 0 {
-            return match self.vip_addrs.remove(key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-                Err(e) => Err(map_err(lb_common::MAP_VIP_ADDRS)(e)),
-            };
+            match self.vip_addrs.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(lb_common::MAP_VIP_ADDRS)(e)),
+            }
+        } else {
+            self.vip_addrs
+                .insert(key, count, 0)
+                .map_err(map_err(lb_common::MAP_VIP_ADDRS))?;
         }
-        self.vip_addrs
-            .insert(key, count, 0)
-            .map_err(map_err(lb_common::MAP_VIP_ADDRS))
+        let w = self.filter.set_addr(key, count > 0);
+        self.write_filter(w)
     }
 
     /// Writes a backend slot.
@@ -550,12 +601,14 @@ impl Balancer {
     /// Global counters summed over CPUs, indexed by [`lb_common::Stat`].
     pub fn stats(&self) -> Result<[u64; STAT_COUNT as usize], DataplaneError> {
         let mut out = [0u64; STAT_COUNT as usize];
-        for (i, o) in out.iter_mut().enumerate() {
-            let v = self
-                .stats
-                .get(&(i as u32), 0)
-                .map_err(map_err(lb_common::MAP_STATS))?;
-            *o = v.iter().sum();
+        let per_cpu = self
+            .stats
+            .get(&0, 0)
+            .map_err(map_err(lb_common::MAP_STATS))?;
+        for cpu in per_cpu.iter() {
+            for (o, v) in out.iter_mut().zip(cpu.0.iter()) {
+                *o += v;
+            }
         }
         Ok(out)
     }

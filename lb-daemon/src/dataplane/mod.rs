@@ -8,6 +8,7 @@ mod balancer;
 mod decap;
 mod error;
 mod fake;
+mod filter;
 mod object;
 mod port;
 mod ring;
@@ -17,6 +18,7 @@ pub use balancer::{Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAME
 pub use decap::Decap;
 pub use error::DataplaneError;
 pub use fake::{FakeDataplane, FakeMaps};
+pub use filter::VipFilter;
 pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
 pub use port::Dataplane;
 pub use ring::RingMap;

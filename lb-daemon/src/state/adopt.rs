@@ -89,8 +89,12 @@ fn repair<D: Dataplane>(
         for (a, m) in &v.backends {
             let cur = tx.dp.backend(m.slot).map_err(read_err(m.slot))?;
             let (addr, family) = map_addr(*a);
-            if cur.flags & BACKEND_F_VALID == 0 || cur.addr != addr || cur.family != family {
-                alloc_slot(tx, m.slot, *a)?;
+            if cur.flags & BACKEND_F_VALID == 0
+                || cur.addr != addr
+                || cur.family != family
+                || cur.vip != v.index
+            {
+                alloc_slot(tx, m.slot, *a, v.index)?;
                 report.backends_written += 1;
             }
         }

@@ -189,12 +189,13 @@ fn internal(context: impl FnOnce() -> String) -> impl FnOnce(DataplaneError) -> 
     move |e| StateError::dataplane(&context(), &e)
 }
 
-/// Makes `slot` a valid backend for `address` under a new generation, with
-/// zeroed counters.
+/// Makes `slot` a valid backend for `address` of VIP index `vip` under a new
+/// generation, with zeroed counters.
 pub(crate) fn alloc_slot<D: Dataplane>(
     tx: &mut Tx<'_, D>,
     slot: u32,
     address: std::net::IpAddr,
+    vip: u32,
 ) -> Result<(), StateError> {
     let ctx = || format!("writing backend slot {slot} ({address})");
     let cur = tx.dp.backend(slot).map_err(internal(ctx))?;
@@ -202,13 +203,7 @@ pub(crate) fn alloc_slot<D: Dataplane>(
     tx.clear_stats(None, Some(slot)).map_err(internal(ctx))?;
     tx.set_backend(
         slot,
-        &Backend {
-            addr,
-            family,
-            flags: BACKEND_F_VALID,
-            _pad: 0,
-            generation: next_generation(cur.generation),
-        },
+        &Backend::valid(addr, family, next_generation(cur.generation), vip),
     )
     .map_err(internal(ctx))
 }
@@ -316,7 +311,7 @@ pub(crate) fn sync_vip<D: Dataplane>(
         (None, None) => Ok(()),
         (None, Some(v)) => {
             for (a, m) in &v.backends {
-                alloc_slot(tx, m.slot, *a)?;
+                alloc_slot(tx, m.slot, *a, v.index)?;
             }
             let table = table_of(v, ring_size)?;
             let counts = (
@@ -347,7 +342,7 @@ pub(crate) fn sync_vip<D: Dataplane>(
         (Some(o), Some(n)) => {
             for (a, m) in &n.backends {
                 if o.backends.get(a).map(|om| om.slot) != Some(m.slot) {
-                    alloc_slot(tx, m.slot, *a)?;
+                    alloc_slot(tx, m.slot, *a, n.index)?;
                 }
             }
             let current = tx.dp.vip(&n.spec.key()).ok_or_else(|| {

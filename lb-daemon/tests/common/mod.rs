@@ -11,7 +11,7 @@ pub mod pkt;
 use std::net::IpAddr;
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use lb_common::{AddrKey, BACKEND_F_VALID, Backend, Stat, VipKey, VipMeta};
+use lb_common::{AddrKey, Backend, Stat, VipKey, VipMeta};
 use lb_daemon::dataplane::{Balancer, BalancerConfig, Sizes};
 
 /// True when the test may use root-only kernel features. Outside CI a
@@ -121,20 +121,12 @@ impl Fixture {
         index
     }
 
-    /// Writes backend `slot` -> `a` with `generation`.
+    /// Writes backend `slot` -> `a` with `generation` (for VIP index 0 until
+    /// a ring of another VIP names it: see [`Fixture::ring_table`]).
     pub fn backend_gen(&mut self, slot: u32, a: IpAddr, generation: u32) {
         let (addr, family) = map_addr(a);
         self.lb
-            .set_backend(
-                slot,
-                &Backend {
-                    addr,
-                    family,
-                    flags: BACKEND_F_VALID,
-                    _pad: 0,
-                    generation,
-                },
-            )
+            .set_backend(slot, &Backend::valid(addr, family, generation, 0))
             .unwrap();
     }
 
@@ -156,6 +148,19 @@ impl Fixture {
     pub fn ring_table(&mut self, vip: IpAddr, port: u16, proto: u8, table: &[u32]) {
         let key = vip_key(vip, port, proto);
         let mut meta = self.lb.vip(&key).expect("VIP exists");
+        // Slots are per VIP/backend pair and name their VIP, as the daemon
+        // writes them: a slot in this VIP's ring belongs to this VIP.
+        let slots: std::collections::BTreeSet<u32> = table.iter().copied().collect();
+        for slot in slots {
+            if slot == lb_common::SLOT_NONE {
+                continue;
+            }
+            let mut b = self.lb.backend(slot).unwrap();
+            if b.vip != meta.index {
+                b.vip = meta.index;
+                self.lb.set_backend(slot, &b).unwrap();
+            }
+        }
         let next = meta.ring_half ^ 1;
         self.lb.write_ring_half(meta.index, next, table).unwrap();
         meta.ring_half = next;

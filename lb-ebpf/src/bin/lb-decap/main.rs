@@ -40,12 +40,7 @@ fn count(s: DecapStat) {
 
 #[inline(always)]
 fn is_local(addr: [u32; 4], family: u8) -> bool {
-    let key = AddrKey {
-        addr,
-        family,
-        _pad: [0; 3],
-    };
-    LB_DECAP_ADDRS.get_ptr(key).is_some()
+    LB_DECAP_ADDRS.get_ptr(AddrKey::new(addr, family)).is_some()
 }
 
 #[xdp]

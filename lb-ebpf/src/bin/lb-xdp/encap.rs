@@ -3,7 +3,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    Backend, ENCAP_V4_OVERHEAD, ENCAP_V6_OVERHEAD, FAMILY_V4, LbConfig, PROTO_IPIP, PROTO_IPV6,
+    ENCAP_V4_OVERHEAD, ENCAP_V6_OVERHEAD, FAMILY_V4, LbConfig, PROTO_IPIP, PROTO_IPV6,
     encap_src_suffix,
 };
 use lb_ebpf::{
@@ -12,14 +12,14 @@ use lb_ebpf::{
     ptr::{adjust_head, ptr_at},
 };
 
-use crate::parse::Packet;
+use crate::{flow::Chosen, parse::Packet};
 
 const OUTER_TTL: u8 = 64;
 
-/// Outer header length for a backend.
+/// Outer header length for a backend of `family`.
 #[inline(always)]
-pub fn overhead(backend: &Backend) -> u32 {
-    if backend.family == FAMILY_V4 {
+pub fn overhead(family: u8) -> u32 {
+    if family == FAMILY_V4 {
         ENCAP_V4_OVERHEAD
     } else {
         ENCAP_V6_OVERHEAD
@@ -38,15 +38,10 @@ pub fn our_mac(cfg: &LbConfig, received_dst: [u8; 6]) -> [u8; 6] {
 
 /// Prepends the outer header. The caller has checked the size budget.
 #[inline(always)]
-pub fn encapsulate(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    backend: &Backend,
-    cfg: &LbConfig,
-) -> Option<()> {
+pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Chosen, cfg: &LbConfig) -> Option<()> {
     let l3 = pkt.l3_off;
     let v4_outer = backend.family == FAMILY_V4;
-    let grow = overhead(backend) as usize;
+    let grow = overhead(backend.family) as usize;
     adjust_head(ctx, -(grow as i32))?;
     // The received L2 header now starts at `grow`; the new one goes at 0.
     let (rx_dst, _, tci) = eth::read(ctx, grow, l3)?;

@@ -1,27 +1,45 @@
-//! Where a backend is chosen: VIP lookup, the connection table, the Maglev ring.
+//! Where a backend is chosen: the connection table, the VIP entry, the
+//! Maglev ring.
+//!
+//! The order is the one that makes the common packet cheap. Most packets
+//! belong to an established flow, so the connection table is asked first,
+//! with the 5-tuple straight from the parser: a hit names the backend slot,
+//! and the slot names its VIP (slots are per VIP/backend pair), so an
+//! established flow costs one hash lookup. Only a miss, a SYN, or an address
+//! whose VIPs have flags (the filter's `FILTER_VIP_FIRST`: "no source port"
+//! changes the key, "no conntrack" skips the table) looks the VIP up first.
+//!
+//! Why a hit needs no VIP lookup to be safe: an entry is only ever followed
+//! if its slot is valid *and* has the generation the entry was made with. A
+//! deleted VIP frees its slots (invalid, new generation), so its flows are
+//! stale before the VIP could be re-created; a drained backend keeps its slot
+//! and generation, so its flows carry on. Counters of a miss or a stale entry
+//! are only counted once the VIP is known to exist, exactly as before.
 
 use lb_common::{
-    BACKEND_F_VALID, Backend, ConnEntry, FlowKey, SLOT_NONE, Stat, VIP_F_NO_CONNTRACK,
-    VIP_F_NO_SPORT, VipKey, VipMeta, flow_hash,
+    BACKEND_F_VALID, ConnEntry, FlowKey, SLOT_NONE, Stat, VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT,
+    VipKey, VipMeta, flow_hash, ring_index, ring_pos,
 };
 
 use crate::{
-    maps::{LB_BACKENDS, LB_CONN, LB_RING, LB_VIPS, ring_size},
+    maps::{LB_BACKENDS, LB_CONN, LB_RING, LB_VIPS, ring_reciprocal_of_size, ring_size},
     parse::Packet,
-    stats,
+    stats::Tally,
     variant::{Stage, Variant, stop},
 };
 
 /// The VIP serving this packet: the exact (address, port, protocol) entry, or
 /// the all-port entry (port 0) of the address.
 #[inline(always)]
-pub fn vip_of(pkt: &Packet) -> Option<VipMeta> {
+fn vip_of(pkt: &Packet) -> Option<VipMeta> {
     let mut key = VipKey {
         addr: pkt.dst,
         port: pkt.dport,
         proto: pkt.proto,
         family: pkt.family,
     };
+    // SAFETY: a pointer from a hash-map lookup stays valid for this program
+    // run (RCU); VipMeta is 16 plain bytes.
     if let Some(v) = LB_VIPS.get_ptr(key) {
         return Some(unsafe { *v });
     }
@@ -29,121 +47,175 @@ pub fn vip_of(pkt: &Packet) -> Option<VipMeta> {
     LB_VIPS.get_ptr(key).map(|v| unsafe { *v })
 }
 
-/// A backend slot that may be forwarded to.
+/// The backend a packet goes to: what encapsulation and counters need.
 #[derive(Clone, Copy)]
 pub struct Chosen {
     /// The slot (index into `LB_BACKENDS` and the backend counters).
     pub slot: u32,
-    /// Its entry.
-    pub backend: Backend,
-}
-
-#[inline(always)]
-fn backend_at(slot: u32) -> Option<Backend> {
-    if slot == SLOT_NONE {
-        return None;
-    }
-    let b = unsafe { *LB_BACKENDS.get_ptr(slot)? };
-    if b.flags & BACKEND_F_VALID == 0 {
-        return None;
-    }
-    Some(b)
+    /// The VIP's index (its counters).
+    pub vip: u32,
+    /// Backend address, map layout.
+    pub addr: [u32; 4],
+    /// Backend address family: picks the outer header.
+    pub family: u8,
 }
 
 /// What [`choose`] found.
 pub enum Choice {
     /// Forward to this backend.
     Backend(Chosen),
+    /// No VIP on this address, port and protocol: not ours.
+    NotServed,
     /// The VIP has no backend (empty ring).
     NoBackend,
     /// A bench variant reached its checkpoint (never in production).
     Stopped,
 }
 
-/// Picks the backend for `pkt` on `vip`.
-#[inline(always)]
-pub fn choose<B: Variant>(pkt: &Packet, vip: &VipMeta, seed: u32) -> Choice {
-    // With "no source port" the port is left out of the hash *and* the
-    // connection key, so every flow of a client shares one pinned backend.
-    let sport = if vip.flags & VIP_F_NO_SPORT != 0 {
-        0
-    } else {
-        pkt.sport
-    };
-    let key = FlowKey {
-        src: pkt.src,
-        dst: pkt.dst,
-        sport,
-        dport: pkt.dport,
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
-    let use_conn = vip.flags & VIP_F_NO_CONNTRACK == 0;
+/// What the connection table said about a flow.
+enum Lookup {
+    Hit(Chosen),
+    Miss,
+    /// An entry whose slot was freed (or reused) since: re-hash the flow.
+    Stale,
+    Stopped,
+}
 
-    // A SYN starts a new connection: it must follow the current ring even if a
-    // stale entry for the same 5-tuple (port reuse) is still cached.
-    if use_conn && !pkt.syn {
-        let found = LB_CONN.get_ptr(key);
-        if stop::<B>(Stage::Conn, found.map_or(0, |e| e as u64)) {
-            return Choice::Stopped;
-        }
-        match found {
-            Some(e) if unsafe { (*e).slot } != SLOT_NONE => {
-                let e = unsafe { *e };
-                let b = backend_at(e.slot);
-                if stop::<B>(Stage::Backend, b.map_or(0, |b| b.addr[0] as u64)) {
-                    return Choice::Stopped;
-                }
-                match b {
-                    Some(b) if b.generation == e.generation => {
-                        stats::inc::<B>(Stat::ConnHit);
-                        return Choice::Backend(Chosen {
-                            slot: e.slot,
-                            backend: b,
-                        });
-                    }
-                    // The slot was freed (and maybe reused for another
-                    // server) since the flow was pinned: re-hash it.
-                    _ => stats::inc::<B>(Stat::ConnStale),
-                }
+/// Looks `key` up in the connection table and checks the pinned slot.
+#[inline(always)]
+fn lookup<B: Variant>(key: &FlowKey) -> Lookup {
+    let found = LB_CONN.get_ptr(key);
+    if stop::<B>(Stage::Conn, found.map_or(0, |e| e as u64)) {
+        return Lookup::Stopped;
+    }
+    let Some(e) = found else {
+        return Lookup::Miss;
+    };
+    // SAFETY: the entry stays valid for this run (RCU); an update by another
+    // CPU replaces the element instead of writing into it.
+    let (slot, generation) = unsafe { ((*e).slot, (*e).generation) };
+    if slot == SLOT_NONE {
+        return Lookup::Miss;
+    }
+    let Some(b) = LB_BACKENDS.get_ptr(slot) else {
+        return Lookup::Stale;
+    };
+    // SAFETY: an array-map value; `get_ptr` checked the index.
+    let b = unsafe { &*b };
+    if stop::<B>(Stage::Backend, b.addr[0] as u64) {
+        return Lookup::Stopped;
+    }
+    if b.flags & BACKEND_F_VALID == 0 || b.generation != generation {
+        return Lookup::Stale;
+    }
+    Lookup::Hit(Chosen {
+        slot,
+        vip: b.vip,
+        addr: b.addr,
+        family: b.family,
+    })
+}
+
+/// Picks the backend for `pkt`.
+#[inline(always)]
+pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
+    let mut key = FlowKey::new(pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto);
+    // A SYN starts a new connection: it must follow the current ring even if
+    // a stale entry for the same 5-tuple (port reuse) is still cached.
+    let mut asked = false;
+    let mut outcome = Lookup::Miss;
+    if !pkt.syn && !pkt.vip_first {
+        match lookup::<B>(&key) {
+            Lookup::Hit(c) => {
+                t.inc(Stat::ConnHit);
+                return Choice::Backend(c);
             }
-            _ => stats::inc::<B>(Stat::ConnMiss),
+            Lookup::Stopped => return Choice::Stopped,
+            other => {
+                outcome = other;
+                asked = true;
+            }
         }
     }
 
-    stats::inc::<B>(Stat::RingLookup);
+    let Some(vip) = vip_of(pkt) else {
+        return Choice::NotServed;
+    };
+    if stop::<B>(Stage::Vip, vip.index as u64) {
+        return Choice::Stopped;
+    }
+    // With "no source port" the port is left out of the hash *and* the
+    // connection key, so every flow of a client shares one pinned backend.
+    if vip.flags & VIP_F_NO_SPORT != 0 && key.sport != 0 {
+        key.sport = 0;
+        asked = false;
+    }
+    let use_conn = vip.flags & VIP_F_NO_CONNTRACK == 0;
+    if use_conn && !pkt.syn {
+        if !asked {
+            match lookup::<B>(&key) {
+                Lookup::Hit(c) => {
+                    t.inc(Stat::ConnHit);
+                    return Choice::Backend(c);
+                }
+                Lookup::Stopped => return Choice::Stopped,
+                other => outcome = other,
+            }
+        }
+        t.inc(match outcome {
+            Lookup::Stale => Stat::ConnStale,
+            _ => Stat::ConnMiss,
+        });
+    }
+
+    t.inc(Stat::RingLookup);
     let m = ring_size();
     if m == 0 {
         return Choice::NoBackend;
     }
-    let h = flow_hash(seed, &pkt.src, &pkt.dst, sport, pkt.dport, pkt.proto);
-    let idx = (vip.index.wrapping_mul(2).wrapping_add(vip.ring_half & 1))
-        .wrapping_mul(m)
-        .wrapping_add(h % m);
+    let h = flow_hash(seed, &pkt.src, &pkt.dst, key.sport, pkt.dport, pkt.proto);
+    let pos = ring_pos(h, m, ring_reciprocal_of_size());
+    let idx = ring_index(vip.index, vip.ring_half, pos, m);
     // Two ring positions per array element: see `lb_common::MAP_RING`.
     let Some(pair) = LB_RING.get_ptr(idx >> 1) else {
         return Choice::NoBackend;
     };
+    // SAFETY: an array-map value; the lane index is 0 or 1.
     let slot = unsafe { (*pair)[(idx & 1) as usize] };
-    let Some(backend) = backend_at(slot) else {
+    if slot == SLOT_NONE {
+        return Choice::NoBackend;
+    }
+    let Some(b) = LB_BACKENDS.get_ptr(slot) else {
         return Choice::NoBackend;
     };
-    if stop::<B>(Stage::Ring, backend.addr[0] as u64) {
+    // SAFETY: an array-map value; `get_ptr` checked the index.
+    let b = unsafe { &*b };
+    if b.flags & BACKEND_F_VALID == 0 {
+        return Choice::NoBackend;
+    }
+    let chosen = Chosen {
+        slot,
+        vip: vip.index,
+        addr: b.addr,
+        family: b.family,
+    };
+    if stop::<B>(Stage::Ring, b.addr[0] as u64) {
         return Choice::Stopped;
     }
     if use_conn {
         let entry = ConnEntry {
             slot,
-            generation: backend.generation,
+            generation: b.generation,
         };
-        let r = LB_CONN.insert(key, entry, 0);
+        let r = LB_CONN.insert(&key, &entry, 0);
         if stop::<B>(Stage::Insert, r.is_ok() as u64) {
             return Choice::Stopped;
         }
-        match r {
-            Ok(()) => stats::inc::<B>(Stat::NewFlow),
-            Err(_) => stats::inc::<B>(Stat::ConnInsertFailed),
-        }
+        t.inc(if r.is_ok() {
+            Stat::NewFlow
+        } else {
+            Stat::ConnInsertFailed
+        });
     }
-    Choice::Backend(Chosen { slot, backend })
+    Choice::Backend(chosen)
 }

@@ -1,7 +1,8 @@
-//! `lb_xdp`: the balancer. A frame is parsed (`parse`), its VIP and backend
-//! chosen (`flow`), and it is encapsulated towards the backend (`encap`) and
-//! sent back out with XDP_TX; ICMP the balancer owes the client is in `icmp`,
-//! counters in `stats`, maps in `maps`.
+//! `lb_xdp`: the balancer. A frame is parsed (`parse`), its backend chosen
+//! (`flow`), and it is encapsulated towards the backend (`encap`) and sent
+//! back out with XDP_TX; ICMP the balancer owes the client is in `icmp`,
+//! counters in `stats`, maps in `maps`, the bench's cut-down builds of this
+//! path in `variant`.
 #![no_std]
 #![no_main]
 
@@ -17,7 +18,9 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{FAMILY_V4, LbConfig, Stat};
 
 use crate::{
+    flow::Choice,
     parse::{Packet, Parsed},
+    stats::Tally,
     variant::{Full, STOPPED, Stage, Variant, stop},
 };
 
@@ -27,14 +30,14 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn drop<B: Variant>(reason: Stat) -> u32 {
-    stats::inc::<B>(reason);
+fn drop<B: Variant>(t: &Tally<B>, reason: Stat) -> u32 {
+    t.inc(reason);
     xdp_action::XDP_DROP
 }
 
 #[inline(always)]
-fn pass<B: Variant>() -> u32 {
-    stats::inc::<B>(Stat::Pass);
+fn pass<B: Variant>(t: &Tally<B>) -> u32 {
+    t.inc(Stat::Pass);
     xdp_action::XDP_PASS
 }
 
@@ -45,83 +48,94 @@ fn balance<B: Variant>(ctx: &XdpContext) -> u32 {
     if stop::<B>(Stage::Entry, 0) {
         return STOPPED;
     }
-    stats::inc::<B>(Stat::Rx);
+    let t = Tally::<B>::get();
+    t.inc(Stat::Rx);
+    // The settings are read field by field where they are used, not copied
+    // (56 bytes of loads and stores, and registers spilled to hold them). An
+    // array-map update is a plain copy, so a packet racing a settings change
+    // may see some fields old and some new; each field is still whole, and
+    // any mix is a valid configuration for one packet.
     let Some(cfg) = maps::LB_CONFIG.get(0) else {
-        return pass::<B>();
+        return pass(&t);
     };
-    // One copy per packet on purpose: an array-map update is a plain memcpy,
-    // so reading fields through the pointer at different times could mix two
-    // settings blocks; the copy also made smaller code than the reference
-    // did (2,362 vs 2,511 translated instructions, measured).
-    let cfg = *cfg;
     if stop::<B>(Stage::Config, cfg.mtu as u64) {
         return STOPPED;
     }
     match parse::parse::<B>(ctx) {
-        Parsed::Pass => pass::<B>(),
-        Parsed::Drop(reason) => drop::<B>(reason),
+        Parsed::Pass => pass(&t),
+        Parsed::Drop(reason) => drop(&t, reason),
         Parsed::Stopped => STOPPED,
-        Parsed::EchoV4 { l3_off } => replied::<B>(icmp::echo_reply_v4(ctx, l3_off, &cfg)),
-        Parsed::EchoV6 { l3_off } => replied::<B>(icmp::echo_reply_v6(ctx, l3_off, &cfg)),
-        Parsed::Flow(pkt) => forward::<B>(ctx, &pkt, &cfg),
+        Parsed::EchoV4 { l3_off } => replied(&t, icmp::echo_reply_v4(ctx, l3_off, cfg)),
+        Parsed::EchoV6 { l3_off } => replied(&t, icmp::echo_reply_v6(ctx, l3_off, cfg)),
+        // Two calls of one inlined function: each family gets its own copy,
+        // in which the compiler knows the address width (the three zero
+        // words of an IPv4 address fold away in the key and the hash).
+        Parsed::FlowV4(pkt) => forward(ctx, &pkt, cfg, &t),
+        Parsed::FlowV6(pkt) => forward(ctx, &pkt, cfg, &t),
     }
 }
 
 #[inline(always)]
-fn replied<B: Variant>(r: Option<()>) -> u32 {
+fn replied<B: Variant>(t: &Tally<B>, r: Option<()>) -> u32 {
     match r {
         Some(()) => {
-            stats::inc::<B>(Stat::IcmpEchoReply);
+            t.inc(Stat::IcmpEchoReply);
             xdp_action::XDP_TX
         }
-        None => drop::<B>(Stat::DropMalformed),
+        None => drop(t, Stat::DropMalformed),
     }
 }
 
 #[inline(always)]
-fn forward<B: Variant>(ctx: &XdpContext, pkt: &Packet, cfg: &LbConfig) -> u32 {
-    let Some(vip) = flow::vip_of(pkt) else {
+fn forward<B: Variant>(ctx: &XdpContext, pkt: &Packet, cfg: &LbConfig, t: &Tally<B>) -> u32 {
+    let chosen = match flow::choose::<B>(pkt, cfg.hash_seed, t) {
+        Choice::Backend(c) => c,
         // A VIP address, but no service on this port/protocol.
-        return pass::<B>();
+        Choice::NotServed => return pass(t),
+        Choice::NoBackend => return drop(t, Stat::DropNoBackend),
+        Choice::Stopped => return STOPPED,
     };
-    if stop::<B>(Stage::Vip, vip.index as u64) {
-        return STOPPED;
-    }
-    let chosen = match flow::choose::<B>(pkt, &vip, cfg.hash_seed) {
-        flow::Choice::Backend(c) => c,
-        flow::Choice::Stopped => return STOPPED,
-        flow::Choice::NoBackend => return drop::<B>(Stat::DropNoBackend),
-    };
-    let overhead = encap::overhead(&chosen.backend);
+    let overhead = encap::overhead(chosen.family);
     if pkt.l3_len + overhead > cfg.mtu {
-        let mtu = cfg.mtu.saturating_sub(overhead);
-        if (pkt.family != FAMILY_V4 || pkt.df) && !icmp::too_big_allowed(cfg.icmp_too_big_rate) {
-            return drop::<B>(Stat::IcmpRateLimited);
-        }
-        let sent = if pkt.family == FAMILY_V4 {
-            if pkt.df {
-                icmp::frag_needed_v4(ctx, pkt.l3_off, mtu as u16, cfg)
-            } else {
-                // Without DF the client expects routers to fragment, which
-                // XDP cannot do: count it so operators see the MTU mismatch.
-                None
-            }
-        } else {
-            icmp::too_big_v6(ctx, pkt.l3_off, mtu, cfg)
-        };
-        return match sent {
-            Some(()) => {
-                stats::inc::<B>(Stat::IcmpTooBigSent);
-                xdp_action::XDP_TX
-            }
-            None => drop::<B>(Stat::DropTooBig),
-        };
+        return too_big(ctx, pkt, cfg, t, cfg.mtu.saturating_sub(overhead));
     }
-    match encap::encapsulate(ctx, pkt, &chosen.backend, cfg) {
+    match encap::encapsulate(ctx, pkt, &chosen, cfg) {
         Some(()) => {
-            stats::forwarded::<B>(vip.index, chosen.slot, pkt.l3_len);
+            t.forwarded(chosen.vip, chosen.slot, pkt.l3_len);
             xdp_action::XDP_TX
         }
-        None => drop::<B>(Stat::DropEncapFailed),
+        None => drop(t, Stat::DropEncapFailed),
+    }
+}
+
+/// The packet would not fit the path to the backend once encapsulated.
+#[inline(never)]
+fn too_big<B: Variant>(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &LbConfig,
+    t: &Tally<B>,
+    mtu: u32,
+) -> u32 {
+    if (pkt.family != FAMILY_V4 || pkt.df) && !icmp::too_big_allowed(cfg.icmp_too_big_rate) {
+        return drop(t, Stat::IcmpRateLimited);
+    }
+    let sent = if pkt.family == FAMILY_V4 {
+        if pkt.df {
+            icmp::frag_needed_v4(ctx, pkt.l3_off, mtu as u16, cfg)
+        } else {
+            // Without DF the client expects routers to fragment, which
+            // XDP cannot do: count it so operators see the MTU mismatch.
+            None
+        }
+    } else {
+        icmp::too_big_v6(ctx, pkt.l3_off, mtu, cfg)
+    };
+    match sent {
+        Some(()) => {
+            t.inc(Stat::IcmpTooBigSent);
+            xdp_action::XDP_TX
+        }
+        None => drop(t, Stat::DropTooBig),
     }
 }

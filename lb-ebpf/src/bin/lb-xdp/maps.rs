@@ -1,21 +1,41 @@
 //! The balancer's maps. Sizes here are compile-time defaults; the daemon sets
 //! the real ones at load time (`EbpfLoader::map_max_entries`).
+//!
+//! Why each type (the costs are measured in bench/README.md, "Per-stage
+//! cost"):
+//! * array maps (`Array`, `PerCpuArray`) for everything indexed by a small
+//!   integer: the verifier inlines their lookup into a bounds check and an
+//!   address computation, no function call;
+//! * hash maps only where the key is sparse (addresses, 5-tuples): a lookup
+//!   hashes the whole key (jhash) and compares it, some 15-40 ns;
+//! * per-CPU arrays for counters: each CPU adds to its own copy without
+//!   atomics, and userspace sums the copies.
 
 use aya_ebpf::{
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use lb_common::{
-    AddrKey, Backend, ConnEntry, DEFAULT_CONN_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
-    DEFAULT_RING_SIZE, FlowKey, LbConfig, PktBytes, RateState, STAT_COUNT, VipKey, VipMeta,
+    AddrKey, Backend, ConnEntry, Counters, DEFAULT_CONN_TABLE_SIZE, DEFAULT_MAX_BACKENDS,
+    DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE, FlowKey, LbConfig, PktBytes, RateState, VIP_FILTER_WORDS,
+    VipKey, VipMeta, ring_reciprocal,
 };
 
 const MAX_VIPS: usize = DEFAULT_MAX_VIPS as usize;
 const MAX_BACKENDS: usize = DEFAULT_MAX_BACKENDS as usize;
 
+/// "Could this destination be a VIP address?" in one array read (see
+/// `lb_common::MAP_VIP_FILTER`). Most traffic an LB host sees is not for a
+/// VIP; this answers it for the price of a multiply and a load.
+#[btf_map]
+pub static LB_VIP_FILTER: Array<u64, { VIP_FILTER_WORDS as usize }> = Array::new();
+
 #[btf_map]
 pub static LB_VIPS: HashMap<VipKey, VipMeta, MAX_VIPS> = HashMap::new();
 
+/// The exact set of VIP addresses, asked only when the filter says "maybe"
+/// and the answer matters: a malformed packet (drop it if for a VIP, pass it
+/// otherwise) and ICMP echo.
 #[btf_map]
 pub static LB_VIP_ADDRS: HashMap<AddrKey, u32, MAX_VIPS> = HashMap::new();
 
@@ -48,8 +68,9 @@ pub static LB_CONFIG: Array<LbConfig, 1> = Array::new();
 #[btf_map]
 pub static LB_ICMP_RATE: PerCpuArray<RateState, 1> = PerCpuArray::new();
 
+/// One record of every global counter per CPU: looked up once per packet.
 #[btf_map]
-pub static LB_STATS: PerCpuArray<u64, { STAT_COUNT as usize }> = PerCpuArray::new();
+pub static LB_STATS: PerCpuArray<Counters, 1> = PerCpuArray::new();
 
 #[btf_map]
 pub static LB_VIP_STATS: PerCpuArray<PktBytes, MAX_VIPS> = PerCpuArray::new();
@@ -63,8 +84,20 @@ pub static LB_BACKEND_STATS: PerCpuArray<PktBytes, MAX_BACKENDS> = PerCpuArray::
 #[unsafe(no_mangle)]
 static LB_RING_SIZE: u32 = DEFAULT_RING_SIZE;
 
+/// `lb_common::ring_reciprocal(LB_RING_SIZE)`, set at load time with it.
+#[unsafe(no_mangle)]
+static LB_RING_RECIPROCAL: u64 = ring_reciprocal(DEFAULT_RING_SIZE);
+
 /// The ring size the program was loaded with.
 #[inline(always)]
 pub fn ring_size() -> u32 {
+    // SAFETY: a read of our own static; volatile so the load-time value is used.
     unsafe { core::ptr::read_volatile(&LB_RING_SIZE) }
+}
+
+/// The reciprocal of the ring size the program was loaded with.
+#[inline(always)]
+pub fn ring_reciprocal_of_size() -> u64 {
+    // SAFETY: as in `ring_size`.
+    unsafe { core::ptr::read_volatile(&LB_RING_RECIPROCAL) }
 }

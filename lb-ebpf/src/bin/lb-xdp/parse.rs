@@ -1,27 +1,42 @@
 //! Where a packet is parsed: from the frame to either a flow for a VIP, an
 //! ICMP echo for a VIP address, "not ours" or a reasoned drop.
 //!
-//! Order matters: we first learn the destination address and check it against
-//! the VIP addresses, so anything not for a VIP is passed untouched even if it
+//! Order matters: we first learn the destination address and ask the VIP
+//! filter about it, so anything not for a VIP is passed untouched even if it
 //! is odd (the kernel judges it), while a VIP packet we cannot handle exactly
 //! (options, fragments, truncation) is a counted drop, never a guess.
+//!
+//! The filter answers "certainly not a VIP address" or "maybe" from one array
+//! read. "Maybe" is settled by the exact maps only where the verdict depends
+//! on it (malformed packets, ICMP); a TCP/UDP packet goes on to the
+//! connection table and VIP lookups, which settle it anyway.
+//!
+//! Header fields are read one by one through the bounds-checked pointer
+//! rather than by copying whole headers: a 20- or 40-byte copy to the stack
+//! costs stores and loads the fields we never look at, and more live values
+//! mean more register spills (BPF has only r6-r9 preserved across calls).
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    AddrKey, FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Stat,
+    AddrKey, FAMILY_V4, FAMILY_V6, FILTER_VIP, FILTER_VIP_FIRST, PROTO_ICMP, PROTO_ICMPV6,
+    PROTO_TCP, PROTO_UDP, Stat, VIP_FILTER_PER_WORD, vip_filter_bucket,
 };
 use lb_ebpf::{
     eth::L2,
-    hdr::{ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, Ipv4Hdr, Ipv6Hdr, TCP_ACK, TCP_SYN, TcpHdr, UdpHdr},
+    hdr::{
+        ETH_P_IP, ETH_P_IPV6, IP_DF, IP_MF_OFFSET, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr,
+        TCP_ACK, TCP_SYN, TcpHdr, UdpHdr,
+    },
     ptr::{frame_len, ptr_at},
 };
 
 use crate::{
-    maps::LB_VIP_ADDRS,
+    maps::{LB_VIP_ADDRS, LB_VIP_FILTER},
     variant::{Stage, Variant, stop},
 };
 
-/// A TCP/UDP packet for a VIP address, with the facts forwarding needs.
+/// A TCP/UDP packet for a (possible) VIP address, with the facts forwarding
+/// needs.
 #[derive(Clone, Copy)]
 pub struct Packet {
     /// Offset of the IP header in the frame.
@@ -44,14 +59,19 @@ pub struct Packet {
     pub syn: bool,
     /// IPv4 DF flag (IPv6 never fragments in flight, treated as set).
     pub df: bool,
+    /// The filter asks for the VIP entry before the connection table
+    /// (`FILTER_VIP_FIRST`: a VIP with flags may live on this address).
+    pub vip_first: bool,
     /// IP packet length (header + payload).
     pub l3_len: u32,
 }
 
 /// What the parser decided.
 pub enum Parsed {
-    /// TCP or UDP for a VIP address.
-    Flow(Packet),
+    /// TCP or UDP over IPv4 for a possible VIP address.
+    FlowV4(Packet),
+    /// TCP or UDP over IPv6 for a possible VIP address.
+    FlowV6(Packet),
     /// ICMP echo request (IPv4) for a VIP address; the IP header is at `l3_off`.
     EchoV4 { l3_off: usize },
     /// ICMPv6 echo request for a VIP address.
@@ -64,19 +84,35 @@ pub enum Parsed {
     Stopped,
 }
 
-const IPV6_HDR_LEN: usize = 40;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 const NEXTHDR_FRAGMENT: u8 = 44;
 
+/// The filter's two bits for `addr`: 0 (certainly not a VIP address) or
+/// `FILTER_VIP`, possibly with `FILTER_VIP_FIRST`.
+#[inline(always)]
+fn filter(addr: &[u32; 4]) -> u64 {
+    let bucket = vip_filter_bucket(addr);
+    let Some(word) = LB_VIP_FILTER.get(bucket / VIP_FILTER_PER_WORD) else {
+        return 0;
+    };
+    (*word >> ((bucket % VIP_FILTER_PER_WORD) * 2)) & (FILTER_VIP | FILTER_VIP_FIRST)
+}
+
+/// The exact answer: is `addr` a VIP address?
 #[inline(always)]
 fn is_vip_addr(addr: [u32; 4], family: u8) -> bool {
-    let key = AddrKey {
-        addr,
-        family,
-        _pad: [0; 3],
-    };
-    LB_VIP_ADDRS.get_ptr(key).is_some()
+    LB_VIP_ADDRS.get_ptr(AddrKey::new(addr, family)).is_some()
+}
+
+/// Drops `reason` if `addr` really is a VIP address, passes otherwise.
+#[inline(always)]
+fn drop_if_vip(addr: [u32; 4], family: u8, reason: Stat) -> Parsed {
+    if is_vip_addr(addr, family) {
+        Parsed::Drop(reason)
+    } else {
+        Parsed::Pass
+    }
 }
 
 /// IPv6 extension headers we refuse to look past (RFC 8200 section 4, plus
@@ -105,46 +141,49 @@ fn ipv4<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3_off) else {
         return Parsed::Drop(Stat::DropMalformed);
     };
-    let ip = unsafe { *ip };
-    if stop::<B>(Stage::L3, ip.daddr as u64 ^ ip.saddr as u64 ^ ip.tot_len as u64) {
+    // SAFETY (all reads through `ip` below): `ptr_at` checked that the 20
+    // bytes are inside the frame.
+    let daddr = unsafe { (*ip).daddr };
+    let dst = [daddr, 0, 0, 0];
+    if stop::<B>(Stage::L3, daddr as u64) {
         return Parsed::Stopped;
     }
-    let dst = [ip.daddr, 0, 0, 0];
-    if !is_vip_addr(dst, FAMILY_V4) {
+    let bits = filter(&dst);
+    if bits == 0 {
         return Parsed::Pass;
     }
-    if stop::<B>(Stage::VipAddr, 0) {
+    if stop::<B>(Stage::VipAddr, bits) {
         return Parsed::Stopped;
     }
-    let ihl = ip.version_ihl & 0x0f;
-    if ip.version_ihl >> 4 != 4 || ihl < 5 {
-        return Parsed::Drop(Stat::DropMalformed);
+    let version_ihl = unsafe { (*ip).version_ihl };
+    let ihl = version_ihl & 0x0f;
+    if version_ihl >> 4 != 4 || ihl < 5 {
+        return drop_if_vip(dst, FAMILY_V4, Stat::DropMalformed);
     }
     if ihl != 5 {
-        return Parsed::Drop(Stat::DropIpOptions);
+        return drop_if_vip(dst, FAMILY_V4, Stat::DropIpOptions);
     }
-    let frag = u16::from_be(ip.frag_off);
+    let frag = u16::from_be(unsafe { (*ip).frag_off });
     if frag & IP_MF_OFFSET != 0 {
-        return Parsed::Drop(Stat::DropFragment);
+        return drop_if_vip(dst, FAMILY_V4, Stat::DropFragment);
     }
-    let tot_len = u16::from_be(ip.tot_len) as usize;
-    if tot_len < 20 || l3_off + tot_len > frame_len(ctx) {
-        return Parsed::Drop(Stat::DropMalformed);
+    let tot_len = u16::from_be(unsafe { (*ip).tot_len }) as usize;
+    if tot_len < IPV4_HDR_LEN || l3_off + tot_len > frame_len(ctx) {
+        return drop_if_vip(dst, FAMILY_V4, Stat::DropMalformed);
     }
-    let l4 = l3_off + 20;
-    let l4_room = tot_len - 20;
-    let (sport, dport, syn) = match ip.protocol {
-        PROTO_TCP => match tcp_ports(ctx, l4, l4_room) {
-            Some(p) => p,
-            None => return Parsed::Drop(Stat::DropMalformed),
-        },
-        PROTO_UDP => match udp_ports(ctx, l4, l4_room) {
-            Some(p) => p,
-            None => return Parsed::Drop(Stat::DropMalformed),
-        },
+    let l4 = l3_off + IPV4_HDR_LEN;
+    let l4_room = tot_len - IPV4_HDR_LEN;
+    let protocol = unsafe { (*ip).protocol };
+    let ports = match protocol {
+        PROTO_TCP => tcp_ports(ctx, l4, l4_room),
+        PROTO_UDP => udp_ports(ctx, l4, l4_room),
         PROTO_ICMP => {
+            if !is_vip_addr(dst, FAMILY_V4) {
+                return Parsed::Pass;
+            }
             return match ptr_at::<[u8; 8]>(ctx, l4) {
                 Some(h) if l4_room >= 8 => {
+                    // SAFETY: bounds checked by `ptr_at`.
                     if unsafe { (*h)[0] } == ICMP_ECHO_REQUEST {
                         Parsed::EchoV4 { l3_off }
                     } else {
@@ -156,20 +195,24 @@ fn ipv4<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
         }
         _ => return Parsed::Pass,
     };
+    let Some((sport, dport, syn)) = ports else {
+        return drop_if_vip(dst, FAMILY_V4, Stat::DropMalformed);
+    };
     if stop::<B>(Stage::Ports, sport as u64 ^ dport as u64 ^ syn as u64) {
         return Parsed::Stopped;
     }
-    Parsed::Flow(Packet {
+    Parsed::FlowV4(Packet {
         l3_off,
         family: FAMILY_V4,
-        src: [ip.saddr, 0, 0, 0],
+        src: [unsafe { (*ip).saddr }, 0, 0, 0],
         dst,
         sport,
         dport,
-        proto: ip.protocol,
-        tos: ip.tos,
+        proto: protocol,
+        tos: unsafe { (*ip).tos },
         syn,
-        df: frag & lb_ebpf::hdr::IP_DF != 0,
+        df: frag & IP_DF != 0,
+        vip_first: bits & FILTER_VIP_FIRST != 0,
         l3_len: tot_len as u32,
     })
 }
@@ -179,36 +222,39 @@ fn ipv6<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, l3_off) else {
         return Parsed::Drop(Stat::DropMalformed);
     };
-    let ip = unsafe { *ip };
-    if stop::<B>(Stage::L3, ip.daddr[3] as u64 ^ ip.saddr[3] as u64) {
+    // SAFETY (all reads through `ip` below): `ptr_at` checked that the 40
+    // bytes are inside the frame.
+    let dst = unsafe { (*ip).daddr };
+    if stop::<B>(Stage::L3, dst[3] as u64) {
         return Parsed::Stopped;
     }
-    if !is_vip_addr(ip.daddr, FAMILY_V6) {
+    let bits = filter(&dst);
+    if bits == 0 {
         return Parsed::Pass;
     }
-    if stop::<B>(Stage::VipAddr, 0) {
+    if stop::<B>(Stage::VipAddr, bits) {
         return Parsed::Stopped;
     }
-    if ip.vtc_flow[0] >> 4 != 6 {
-        return Parsed::Drop(Stat::DropMalformed);
+    let vtc = unsafe { (*ip).vtc_flow };
+    if vtc[0] >> 4 != 6 {
+        return drop_if_vip(dst, FAMILY_V6, Stat::DropMalformed);
     }
-    let payload = u16::from_be(ip.payload_len) as usize;
+    let payload = u16::from_be(unsafe { (*ip).payload_len }) as usize;
     if l3_off + IPV6_HDR_LEN + payload > frame_len(ctx) {
-        return Parsed::Drop(Stat::DropMalformed);
+        return drop_if_vip(dst, FAMILY_V6, Stat::DropMalformed);
     }
     let l4 = l3_off + IPV6_HDR_LEN;
-    let (sport, dport, syn) = match ip.nexthdr {
-        PROTO_TCP => match tcp_ports(ctx, l4, payload) {
-            Some(p) => p,
-            None => return Parsed::Drop(Stat::DropMalformed),
-        },
-        PROTO_UDP => match udp_ports(ctx, l4, payload) {
-            Some(p) => p,
-            None => return Parsed::Drop(Stat::DropMalformed),
-        },
+    let nexthdr = unsafe { (*ip).nexthdr };
+    let ports = match nexthdr {
+        PROTO_TCP => tcp_ports(ctx, l4, payload),
+        PROTO_UDP => udp_ports(ctx, l4, payload),
         PROTO_ICMPV6 => {
+            if !is_vip_addr(dst, FAMILY_V6) {
+                return Parsed::Pass;
+            }
             return match ptr_at::<[u8; 8]>(ctx, l4) {
                 Some(h) if payload >= 8 => {
+                    // SAFETY: bounds checked by `ptr_at`.
                     if unsafe { (*h)[0] } == ICMPV6_ECHO_REQUEST {
                         Parsed::EchoV6 { l3_off }
                     } else {
@@ -218,24 +264,28 @@ fn ipv6<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
                 _ => Parsed::Drop(Stat::DropMalformed),
             };
         }
-        NEXTHDR_FRAGMENT => return Parsed::Drop(Stat::DropFragment),
-        nh if is_ipv6_ext(nh) => return Parsed::Drop(Stat::DropIpOptions),
+        NEXTHDR_FRAGMENT => return drop_if_vip(dst, FAMILY_V6, Stat::DropFragment),
+        nh if is_ipv6_ext(nh) => return drop_if_vip(dst, FAMILY_V6, Stat::DropIpOptions),
         _ => return Parsed::Pass,
+    };
+    let Some((sport, dport, syn)) = ports else {
+        return drop_if_vip(dst, FAMILY_V6, Stat::DropMalformed);
     };
     if stop::<B>(Stage::Ports, sport as u64 ^ dport as u64 ^ syn as u64) {
         return Parsed::Stopped;
     }
-    Parsed::Flow(Packet {
+    Parsed::FlowV6(Packet {
         l3_off,
         family: FAMILY_V6,
-        src: ip.saddr,
-        dst: ip.daddr,
+        src: unsafe { (*ip).saddr },
+        dst,
         sport,
         dport,
-        proto: ip.nexthdr,
-        tos: (ip.vtc_flow[0] << 4) | (ip.vtc_flow[1] >> 4),
+        proto: nexthdr,
+        tos: (vtc[0] << 4) | (vtc[1] >> 4),
         syn,
         df: true,
+        vip_first: bits & FILTER_VIP_FIRST != 0,
         l3_len: (IPV6_HDR_LEN + payload) as u32,
     })
 }
@@ -248,9 +298,9 @@ fn tcp_ports(ctx: &XdpContext, l4: usize, room: usize) -> Option<(u16, u16, bool
     if room < core::mem::size_of::<TcpHdr>() {
         return None;
     }
-    let th = unsafe { *th };
-    let syn = th.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    Some((th.source, th.dest, syn))
+    // SAFETY: bounds checked by `ptr_at`.
+    let (source, dest, flags) = unsafe { ((*th).source, (*th).dest, (*th).flags) };
+    Some((source, dest, flags & (TCP_SYN | TCP_ACK) == TCP_SYN))
 }
 
 #[inline(always)]
@@ -259,6 +309,7 @@ fn udp_ports(ctx: &XdpContext, l4: usize, room: usize) -> Option<(u16, u16, bool
     if room < core::mem::size_of::<UdpHdr>() {
         return None;
     }
-    let uh = unsafe { *uh };
-    Some((uh.source, uh.dest, false))
+    // SAFETY: bounds checked by `ptr_at`.
+    let (source, dest) = unsafe { ((*uh).source, (*uh).dest) };
+    Some((source, dest, false))
 }
