@@ -16,6 +16,7 @@ use std::{
     str::FromStr,
 };
 
+use lb_api::{DEFAULT_WEIGHT, MacAddr};
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 
@@ -241,7 +242,7 @@ fn default_state_dir() -> PathBuf {
     "/var/lib/lb".into()
 }
 fn default_weight() -> u32 {
-    validate::DEFAULT_WEIGHT
+    DEFAULT_WEIGHT
 }
 
 /// Smallest MTU accepted: the IPv4 minimum every host must handle (RFC 791).
@@ -321,52 +322,6 @@ impl FromStr for InterfaceName {
     }
 }
 deserialize_from_str!(InterfaceName);
-
-/// An Ethernet MAC address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || format!("`{s}` is not a MAC address (expected six hex pairs, 02:00:00:00:00:01)");
-        let mut out = [0u8; 6];
-        let mut parts = s.split(':');
-        for o in &mut out {
-            let p = parts.next().ok_or_else(bad)?;
-            if p.len() != 2 {
-                return Err(bad());
-            }
-            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        if out == [0; 6] {
-            return Err(format!("MAC address {s} is all zero"));
-        }
-        if out[0] & 1 != 0 {
-            // A next hop is one station; frames to a group address would
-            // flood or vanish.
-            return Err(format!("MAC address {s} is a multicast/broadcast address"));
-        }
-        Ok(Self(out))
-    }
-}
-deserialize_from_str!(MacAddr);
 
 fn split_prefix(s: &str) -> Result<(&str, u8), String> {
     let (a, l) = s

@@ -56,7 +56,7 @@ async fn start() -> Api {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let client = lb_daemon::client::connect(&format!("unix://{}", sock.display()), None)
+    let client = lbctl::client::connect(&format!("unix://{}", sock.display()), None)
         .await
         .expect("connect over the Unix socket");
     Api {
@@ -561,7 +561,7 @@ async fn health_and_reflection_are_served() {
     let api = start().await;
     let sock = api.dir.path().join("lb.sock");
     let channel = {
-        let c = lb_daemon::client::connect(&format!("unix://{}", sock.display()), None)
+        let c = lbctl::client::connect(&format!("unix://{}", sock.display()), None)
             .await
             .unwrap();
         drop(c);

@@ -397,19 +397,6 @@ fn missing_required_keys() {
 
 #[test]
 fn value_types_round_trip() {
-    for s in ["02:00:00:00:00:01", "aa:bb:cc:dd:ee:0f"] {
-        assert_eq!(s.parse::<MacAddr>().unwrap().to_string(), s);
-    }
-    assert!("AA:BB:CC:DD:EE:0F".parse::<MacAddr>().is_ok());
-    for bad in [
-        "",
-        "02:00:00:00:00",
-        "02:00:00:00:00:01:02",
-        "2:0:0:0:0:1",
-        "00:00:00:00:00:00",
-    ] {
-        assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
-    }
     assert!("0.0.0.0/0".parse::<Ipv4Prefix>().is_ok());
     assert!("1.2.3.4/33".parse::<Ipv4Prefix>().is_err());
     assert!("1.2.3.4/".parse::<Ipv4Prefix>().is_err());

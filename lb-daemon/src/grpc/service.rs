@@ -4,13 +4,14 @@
 
 use std::{path::PathBuf, pin::Pin, sync::Arc, time::Instant};
 
+use lb_api::{MacAddr, convert};
 use lb_proto::v1::{self as pb, load_balancer_server::LoadBalancer};
 use tokio::sync::Mutex;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{
-    convert, stats,
+    stats,
     status::{invalid, to_status},
 };
 use crate::{
@@ -76,7 +77,7 @@ fn dp_err(e: crate::dataplane::DataplaneError) -> Status {
 /// Reads a persisted gateway MAC override, if any.
 pub fn read_gateway_file(path: &std::path::Path) -> Option<[u8; 6]> {
     let text = std::fs::read_to_string(path).ok()?;
-    convert::mac(text.trim()).ok()
+    convert::mac(&text).ok().map(MacAddr::octets)
 }
 
 fn write_atomic(path: &std::path::Path, text: &str) -> std::io::Result<()> {
@@ -299,7 +300,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             .config()
             .map_err(dp_err)?;
         Ok(Response::new(pb::GetGatewayResponse {
-            mac: convert::mac_out(&cfg.gateway_mac),
+            mac: MacAddr(cfg.gateway_mac).to_string(),
         }))
     }
 
@@ -310,23 +311,23 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         let mac = convert::mac(&req.get_ref().mac)?;
         let mut st = self.state.lock().await;
         let mut cfg = st.dataplane().config().map_err(dp_err)?;
-        let old = cfg.gateway_mac;
-        cfg.gateway_mac = mac;
+        let old = MacAddr(cfg.gateway_mac);
+        cfg.gateway_mac = mac.octets();
         // Persist first: a gateway that would be forgotten on restart is a
         // trap for the next on-call. If that fails, nothing changed.
         if let Some(path) = &self.gateway_file {
-            write_atomic(path, &format!("{}\n", convert::mac_out(&mac)))
+            write_atomic(path, &format!("{mac}\n"))
                 .map_err(|e| Status::internal(format!("persisting gateway: {e}")))?;
         }
         if let Err(e) = st.dataplane_mut().set_config(&cfg) {
             if let Some(path) = &self.gateway_file {
-                let _ = write_atomic(path, &format!("{}\n", convert::mac_out(&old)));
+                let _ = write_atomic(path, &format!("{old}\n"));
             }
             return Err(dp_err(e));
         }
-        tracing::info!(gateway = %convert::mac_out(&mac), "gateway set");
+        tracing::info!(gateway = %mac, "gateway set");
         Ok(Response::new(pb::SetGatewayResponse {
-            mac: convert::mac_out(&mac),
+            mac: mac.to_string(),
         }))
     }
 
@@ -370,14 +371,8 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         let r = req.into_inner();
         let vip = convert::vip(r.vip.as_ref())?;
         let client = convert::ip("client_address", &r.client_address)?;
-        let cport = u16::try_from(r.client_port)
-            .map_err(|_| invalid(format!("client_port: {} out of range", r.client_port)))?;
-        let dport = u16::try_from(r.destination_port).map_err(|_| {
-            invalid(format!(
-                "destination_port: {} out of range",
-                r.destination_port
-            ))
-        })?;
+        let cport = convert::port("client_port", r.client_port)?;
+        let dport = convert::port("destination_port", r.destination_port)?;
         let dst_port = if vip.port == 0 {
             if dport == 0 {
                 return Err(invalid(

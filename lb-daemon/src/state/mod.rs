@@ -30,7 +30,8 @@ use lb_common::{PktBytes, STAT_COUNT};
 
 pub use adopt::AdoptReport;
 pub use error::StateError;
-pub use model::{BackendInfo, BackendSpec, Model, VipInfo};
+pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
+pub use model::Model;
 pub use persist::{STATE_FILE, Store};
 pub use route::Route;
 

@@ -4,60 +4,14 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use super::{slots::Pool, validate::DEFAULT_WEIGHT};
+use lb_api::{BackendInfo, VipInfo};
+
+use super::slots::Pool;
 use crate::{
     dataplane::Sizes,
     maglev::{self, Member as RingMember},
     vip::{VipFlags, VipSpec},
 };
-
-/// A backend as a request names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BackendSpec {
-    /// Backend address.
-    pub address: IpAddr,
-    /// Relative weight, 0..=65535; 0 drains.
-    pub weight: u32,
-}
-
-impl BackendSpec {
-    /// A backend with the default weight (100).
-    pub fn new(address: IpAddr) -> Self {
-        Self {
-            address,
-            weight: DEFAULT_WEIGHT,
-        }
-    }
-
-    /// A backend with an explicit weight.
-    pub fn weighted(address: IpAddr, weight: u32) -> Self {
-        Self { address, weight }
-    }
-}
-
-/// A backend as the state holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BackendInfo {
-    /// Backend address.
-    pub address: IpAddr,
-    /// Relative weight; 0 = drained (out of the ring, existing flows kept).
-    pub weight: u32,
-    /// Backend slot in the data plane (per VIP/backend pair).
-    pub slot: u32,
-}
-
-/// A VIP as the state holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VipInfo {
-    /// The VIP.
-    pub spec: VipSpec,
-    /// Its flags.
-    pub flags: VipFlags,
-    /// Index of its ring pair and counters in the data plane.
-    pub index: u32,
-    /// Its backends, by address.
-    pub backends: Vec<BackendInfo>,
-}
 
 /// One backend of a VIP in the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

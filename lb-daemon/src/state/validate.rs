@@ -4,16 +4,10 @@
 
 use std::net::IpAddr;
 
+use lb_api::MAX_WEIGHT;
+
 use super::StateError;
 use crate::vip::VipSpec;
-
-/// Largest backend weight. Weights travel as `u32` in the API, but Maglev
-/// shares stay meaningful with 16 bits, and a bound keeps one mistyped huge
-/// weight from starving every other backend of ring positions.
-pub const MAX_WEIGHT: u32 = 65535;
-
-/// Weight of a backend added without one.
-pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// Why `ip` cannot be a VIP or backend address, if it cannot.
 ///
