@@ -11,5 +11,5 @@ mod stats;
 mod status;
 
 pub use serve::{Listener, ServeError, serve};
-pub use service::{LbService, StatusInfo, read_gateway_file};
+pub use service::{LbService, StatusInfo};
 pub use status::to_status;

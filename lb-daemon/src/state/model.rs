@@ -1,10 +1,11 @@
-//! The desired state: VIPs, their backends and weights, and the data-plane
-//! resources (VIP index, backend slots) each one holds. Plain data; how it
-//! reaches the maps is `apply`, how it is stored is `persist`.
+//! The desired state: VIPs, their backends and weights, the data-plane
+//! resources (VIP index, backend slots) each one holds, and the gateway MAC
+//! set over the API. Plain data; how it reaches the maps is `apply`, how it
+//! is stored is `persist`.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use lb_api::{BackendInfo, VipInfo};
+use lb_api::{BackendInfo, MacAddr, VipInfo};
 
 use super::slots::Pool;
 use crate::{
@@ -98,9 +99,17 @@ pub(crate) fn backend_info(address: IpAddr, m: &Member) -> BackendInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Model {
     pub(crate) vips: BTreeMap<VipSpec, Vip>,
+    /// The gateway set over the API, in place of the configured one
+    /// (`None`: the configuration's `gateway_mac` applies).
+    pub(crate) gateway: Option<MacAddr>,
 }
 
 impl Model {
+    /// The gateway MAC set over the API, if one was.
+    pub fn gateway(&self) -> Option<MacAddr> {
+        self.gateway
+    }
+
     /// Every VIP, in [`VipSpec`] order.
     pub fn vips(&self) -> Vec<VipInfo> {
         self.vips.values().map(Vip::info).collect()

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use lb_api::MAX_WEIGHT;
+use lb_api::{MAX_WEIGHT, MacAddr};
 
 use super::StateError;
 use crate::vip::VipSpec;
@@ -86,6 +86,13 @@ pub fn check_weight(vip: &VipSpec, ip: IpAddr, weight: u32) -> Result<(), StateE
         )));
     }
     Ok(())
+}
+
+/// Checks a gateway MAC (a value built from octets may be one parsing
+/// would have refused).
+pub fn check_gateway(mac: MacAddr) -> Result<MacAddr, StateError> {
+    mac.check_unicast()
+        .map_err(|e| StateError::InvalidArgument(format!("gateway: {e}")))
 }
 
 #[cfg(test)]
