@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use lb_api::MacAddr;
 
+use super::settings;
 use crate::{
     config::{Config, Listen},
     dataplane::{Balancer, Dataplane, Origin},
@@ -52,21 +53,19 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
     let dp = &cfg.dataplane;
     let iface = dp.interface.as_str();
     let pin = &dp.pin_path;
-    let (mut lb, origin) = Balancer::open_pinned(dp.sizes(), pin)
+    let (mut lb, origin) = Balancer::open_pinned(settings::sizes(dp), pin)
         .with_context(|| format!("opening the data plane pinned at {}", pin.display()))?;
     tracing::info!(pin_path = %pin.display(), origin = ?origin, "data plane open");
     let if_mac = interface_mac(iface)
         .with_context(|| format!("interface {iface} not found in this network namespace"))?;
-    let mut bc = dp.balancer_config();
-    bc.if_mac = if_mac;
-    let node = bc.to_map()?;
+    let node = settings::balancer_config(dp, if_mac).to_map()?;
 
     // Attached before the node settings are written: fresh maps hold no VIP,
     // so until the state is applied the program passes every packet, and
     // adopted maps keep the previous daemon's settings until the one write
     // below replaces them.
     let attached = lb
-        .attach_pinned(iface, dp.xdp_mode.attach_mode(), pin)
+        .attach_pinned(iface, settings::attach_mode(dp.xdp_mode), pin)
         .with_context(|| format!("attaching to {iface}"))?;
     let info = lb.program().info().ok();
     let status = StatusInfo {
@@ -147,7 +146,7 @@ fn migrate_gateway_file<D: Dataplane>(state: &mut LbState<D>, dir: &Path) -> any
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let cfg = Config::from_file(config_path)?;
+    let cfg = settings::load(config_path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

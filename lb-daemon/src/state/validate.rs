@@ -1,6 +1,7 @@
 //! Rules for VIP and backend values that hold whatever the rest of the state
-//! is. The configuration file applies the same rules (with line numbers), so
-//! a file the daemon accepts never fails when it is applied.
+//! is. The daemon checks its configuration file with the same rules at
+//! start-up (with line numbers, `daemon::settings`), so a file it accepts
+//! never fails when it is applied.
 
 use std::net::IpAddr;
 
