@@ -2,11 +2,14 @@
 //! plane handle, the desired state and how it reaches the maps, and the gRPC
 //! API. The CLI (`lbctl`) is a separate crate that speaks to it over that API.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod grpc;
 pub mod maglev;
+pub mod netif;
 pub mod state;
 
 /// The VIP vocabulary of the API (`lb-api`), re-exported because the state

@@ -40,6 +40,8 @@
 //! The domain types these messages carry (VIPs, weights and their limits,
 //! MAC addresses) and the conversions to and from them live in `lb-api`.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 /// Messages, enums, client and server of package `lb.v1`.
 pub mod v1 {
     #![allow(missing_docs)]

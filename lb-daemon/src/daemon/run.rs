@@ -12,41 +12,13 @@ use crate::{
     config::{Config, Listen},
     dataplane::{Balancer, Dataplane, Origin},
     grpc::{self, LbService, Listener, StatusInfo},
+    netif,
     state::{LbState, Store},
 };
 
 /// The file in the state dir where daemons before the gateway became part
 /// of `state.json` kept a gateway set over the API.
 const LEGACY_GATEWAY_FILE: &str = "gateway";
-
-/// The MAC of `interface` in this network namespace (getifaddrs, not sysfs:
-/// /sys shows the namespace that mounted it, which may not be ours).
-pub fn interface_mac(interface: &str) -> Option<[u8; 6]> {
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return None;
-    }
-    let mut found = None;
-    let mut cur = ifap;
-    while !cur.is_null() {
-        let ifa = unsafe { &*cur };
-        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy();
-        if name == interface
-            && !ifa.ifa_addr.is_null()
-            && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_PACKET
-        {
-            let ll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
-            if ll.sll_halen == 6 {
-                let mut m = [0u8; 6];
-                m.copy_from_slice(&ll.sll_addr[..6]);
-                found = Some(m);
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    unsafe { libc::freeifaddrs(ifap) };
-    found
-}
 
 /// Everything up to serving: returns the service and where to listen.
 pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> {
@@ -56,7 +28,8 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
     let (mut lb, origin) = Balancer::open_pinned(settings::sizes(dp), pin)
         .with_context(|| format!("opening the data plane pinned at {}", pin.display()))?;
     tracing::info!(pin_path = %pin.display(), origin = ?origin, "data plane open");
-    let if_mac = interface_mac(iface)
+    let if_mac = netif::mac(iface)
+        .context("listing interfaces")?
         .with_context(|| format!("interface {iface} not found in this network namespace"))?;
     let node = settings::balancer_config(dp, if_mac).to_map()?;
 
@@ -70,7 +43,7 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
     let info = lb.program().info().ok();
     let status = StatusInfo {
         interface: iface.to_string(),
-        ifindex: crate::dataplane::ifindex(iface).unwrap_or(0),
+        ifindex: netif::ifindex(iface).unwrap_or(0),
         attached: Some(attached),
         program_id: info.as_ref().map(|i| i.id()).unwrap_or(0),
         verified_insns: info
