@@ -7,6 +7,7 @@ mod attach;
 mod balancer;
 mod decap;
 mod error;
+#[cfg(any(test, feature = "fake-dataplane"))]
 mod fake;
 mod object;
 mod port;
@@ -16,6 +17,7 @@ pub use attach::{AttachMode, Attached, attached_to, teardown};
 pub use balancer::{Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAMES, Origin, Sizes};
 pub use decap::Decap;
 pub use error::DataplaneError;
+#[cfg(any(test, feature = "fake-dataplane"))]
 pub use fake::{FakeDataplane, FakeMaps};
 pub use object::{BALANCER_OBJECT, BENCH_OBJECT, DECAP_OBJECT};
 pub use port::Dataplane;
