@@ -561,7 +561,7 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         ("backend slots", usage(s.backend_slots.as_ref())),
         (
             "conn table",
-            format!("{} flows (per-CPU LRU)", s.conn_table_capacity),
+            format!("{} flows (LRU shared by all CPUs)", s.conn_table_capacity),
         ),
         ("ring size", s.ring_size.to_string()),
         ("hash seed", s.hash_seed.to_string()),
@@ -913,7 +913,7 @@ mod tests {
                 "adopted         yes (hot restart)\n",
                 "vips            2 / 512\n",
                 "backend slots   3 / 4096\n",
-                "conn table      65536 flows (per-CPU LRU)\n",
+                "conn table      65536 flows (LRU shared by all CPUs)\n",
                 "ring size       65537\n",
                 "hash seed       7\n",
                 "version         0.1.0\n",
