@@ -21,7 +21,7 @@ step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
 
 ./scripts/setup.sh
 step "building lb (release)"
-cargo build --release --locked -p lb-daemon --bins
+cargo build --release --locked -p lb-daemon -p lbctl --bins
 
 export LB_DAEMON="$PWD/$BIN/lb-daemon"
 daemon_pid=""

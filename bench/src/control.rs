@@ -333,7 +333,7 @@ pub fn run(bin: &Path, p: Params) -> anyhow::Result<Control> {
     let checker = Balancer::open_pinned(Sizes::default(), &daemon.pin)?.0;
 
     let result = rt.block_on(async {
-        let mut c = lb_daemon::client::connect(&api, None).await?;
+        let mut c = lbctl::client::connect(&api, None).await?;
         let vip_a = Ipv4Addr::new(198, 18, 100, 10);
         c.create_vip(pb::CreateVipRequest {
             vip: pvip(vip_a),

@@ -1,13 +1,17 @@
 //! `lb` control plane: configuration, the Maglev ring builder, the kernel data
-//! plane handle, the desired state and how it reaches the maps, and (in later
-//! modules) the gRPC API.
+//! plane handle, the desired state and how it reaches the maps, and the gRPC
+//! API. The CLI (`lbctl`) is a separate crate that speaks to it over that API.
 
-pub mod cli;
-pub mod client;
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod grpc;
 pub mod maglev;
+pub mod netif;
 pub mod state;
-pub mod vip;
+
+/// The VIP vocabulary of the API (`lb-api`), re-exported because the state
+/// and data-plane calls of this crate take and return it.
+pub use lb_api::vip;

@@ -409,25 +409,6 @@ pub fn is_prime(n: u32) -> bool {
     true
 }
 
-/// Positions whose value differs between two tables of equal length (for writing only diffs).
-///
-/// A rebuild after one backend change moves only a few percent of the ring,
-/// so writing just these positions to the dataplane map is far cheaper than
-/// rewriting all `M` entries.
-///
-/// Positions are those of `new`. If the lengths differ (a ring-size change),
-/// positions of `new` that `old` does not have count as changed, so writing
-/// the result still yields `new`; positions only `old` has are not reported.
-#[must_use]
-pub fn changed_positions(old: &[u32], new: &[u32]) -> Vec<u32> {
-    // u32 positions: tables come from `build`, whose size is a u32.
-    (0u32..)
-        .zip(new)
-        .filter(|&(p, v)| old.get(p as usize) != Some(v))
-        .map(|(p, _)| p)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -959,38 +940,6 @@ mod tests {
     }
 
     // 7. Helpers.
-
-    #[test]
-    fn changed_positions_reports_exactly_the_differences() {
-        assert_eq!(
-            changed_positions(&[1, 2, 3, 4], &[1, 2, 3, 4]),
-            Vec::<u32>::new()
-        );
-        assert_eq!(
-            changed_positions(&[1, 2, 3, 4], &[0, 2, EMPTY, 4]),
-            vec![0, 2]
-        );
-        assert_eq!(changed_positions(&[EMPTY; 3], &[1, 1, 1]), vec![0, 1, 2]);
-        // Unequal lengths: positions only `new` has are changed.
-        assert_eq!(changed_positions(&[1, 2], &[1, 2, 3]), vec![2]);
-        assert_eq!(changed_positions(&[1, 2, 3], &[1, 5]), vec![1]);
-
-        // On real tables: applying the diff to the old table gives the new one.
-        let k = keys(100);
-        let members = equal(&k);
-        let old = build(M, &members).unwrap();
-        let mut fewer = members.clone();
-        fewer[17].weight = 0;
-        let new = build(M, &fewer).unwrap();
-        let diff = changed_positions(&old, &new);
-        assert!(!diff.is_empty() && diff.len() < old.len() / 50);
-        assert!(diff.windows(2).all(|w| w[0] < w[1]));
-        let mut patched = old.clone();
-        for &p in &diff {
-            patched[p as usize] = new[p as usize];
-        }
-        assert_eq!(patched, new);
-    }
 
     #[test]
     fn is_prime_matches_a_sieve_and_known_values() {

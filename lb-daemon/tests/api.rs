@@ -35,11 +35,7 @@ async fn start() -> Api {
         Some(Store::new(dir.path())),
     )
     .unwrap();
-    let svc = LbService::new(
-        state,
-        StatusInfo::default(),
-        Some(dir.path().join("gateway")),
-    );
+    let svc = LbService::new(state, StatusInfo::default());
     let sock: PathBuf = dir.path().join("lb.sock");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let s2 = sock.clone();
@@ -56,7 +52,7 @@ async fn start() -> Api {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let client = lb_daemon::client::connect(&format!("unix://{}", sock.display()), None)
+    let client = lbctl::client::connect(&format!("unix://{}", sock.display()), None)
         .await
         .expect("connect over the Unix socket");
     Api {
@@ -94,7 +90,7 @@ fn be(addr: &str, weight: Option<u32>) -> pb::Backend {
 }
 
 /// Everything a rejected call must leave alone.
-async fn snapshot(api: &mut Api) -> (Vec<pb::VipInfo>, String, Option<Vec<u8>>, Option<Vec<u8>>) {
+async fn snapshot(api: &mut Api) -> (Vec<pb::VipInfo>, String, Option<Vec<u8>>) {
     let vips = api
         .client
         .list_vips(pb::ListVipsRequest {})
@@ -110,8 +106,7 @@ async fn snapshot(api: &mut Api) -> (Vec<pb::VipInfo>, String, Option<Vec<u8>>, 
         .into_inner()
         .mac;
     let state = std::fs::read(api.dir.path().join("state.json")).ok();
-    let gwf = std::fs::read(api.dir.path().join("gateway")).ok();
-    (vips, gw, state, gwf)
+    (vips, gw, state)
 }
 
 macro_rules! rejected {
@@ -521,11 +516,10 @@ async fn valid_calls_do_what_they_say() {
         .into_inner()
         .mac;
     assert_eq!(mac, "02:ab:00:00:00:09");
+    let persisted = Store::new(api.dir.path()).load().unwrap().unwrap();
     assert_eq!(
-        std::fs::read_to_string(api.dir.path().join("gateway"))
-            .unwrap()
-            .trim(),
-        "02:ab:00:00:00:09",
+        persisted.gateway().map(|m| m.to_string()).as_deref(),
+        Some("02:ab:00:00:00:09"),
         "gateway persisted for the next start"
     );
     let st = c
@@ -561,7 +555,7 @@ async fn health_and_reflection_are_served() {
     let api = start().await;
     let sock = api.dir.path().join("lb.sock");
     let channel = {
-        let c = lb_daemon::client::connect(&format!("unix://{}", sock.display()), None)
+        let c = lbctl::client::connect(&format!("unix://{}", sock.display()), None)
             .await
             .unwrap();
         drop(c);

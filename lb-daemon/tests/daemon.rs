@@ -40,6 +40,24 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The `lbctl` binary of this build. It is another package's, so cargo does
+/// not name it in a `CARGO_BIN_EXE_*`; it sits in `target/<profile>/`, above
+/// the `deps/` directory of this test executable.
+fn lbctl_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|d| d.join("lbctl"));
+    match bin {
+        Some(b) if b.is_file() => b,
+        _ => panic!(
+            "no lbctl binary above {}: build it first (`cargo build -p lbctl`; a workspace `cargo test` does)",
+            exe.display()
+        ),
+    }
+}
+
 fn pvip(addr: &str, port: u32) -> Option<pb::Vip> {
     Some(pb::Vip {
         address: addr.into(),
@@ -209,7 +227,7 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = if n < 10 {
             // A few through the real binary, to prove the shipped CLI too.
-            let o = std::process::Command::new(env!("CARGO_BIN_EXE_lbctl"))
+            let o = std::process::Command::new(lbctl_bin())
                 .args(&argv[1..])
                 .output()
                 .unwrap();
@@ -217,7 +235,7 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
             err = o.stderr;
             o.status.code().unwrap_or(99) as u8
         } else {
-            lb_daemon::cli::run_with(argv.iter(), &mut out, &mut err)
+            lbctl::run_with(argv.iter(), &mut out, &mut err)
         };
         assert_eq!(
             code,
@@ -459,7 +477,10 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
     }
     let pki = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("sh")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pki.sh"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../lbctl/tests/pki.sh"
+        ))
         .current_dir(pki.path())
         .output()
         .expect("openssl (installed by setup.sh)");
@@ -511,7 +532,7 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
         std::mem::forget(ns);
         let rt = rt();
         rt.block_on(async move {
-            use lb_daemon::client::{ClientTls, connect};
+            use lbctl::client::{ClientTls, connect};
             let list = |mut c: lb_proto::v1::load_balancer_client::LoadBalancerClient<_>| async move {
                 c.list_vips(pb::ListVipsRequest {}).await.map(|_| ())
             };

@@ -36,6 +36,11 @@
 //! (`vip.protocol()`, `info.flags()`), which map unknown numbers to the
 //! `*_UNSPECIFIED` variant, or with `Protocol::try_from(i32)` to tell unknown
 //! values apart (the server refuses those with `INVALID_ARGUMENT`).
+//!
+//! The domain types these messages carry (VIPs, weights and their limits,
+//! MAC addresses) and the conversions to and from them live in `lb-api`.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 /// Messages, enums, client and server of package `lb.v1`.
 pub mod v1 {
@@ -51,10 +56,3 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Fully qualified name of the service (`lb.v1.LoadBalancer`), for health
 /// status (`HealthReporter::set_service_status`) and logs.
 pub const SERVICE_NAME: &str = v1::load_balancer_server::SERVICE_NAME;
-
-/// Default backend weight, applied when `Backend.weight` is unset (and used
-/// by `lbctl`).
-pub const DEFAULT_WEIGHT: u32 = 100;
-
-/// Largest accepted backend weight.
-pub const MAX_WEIGHT: u32 = 65_535;

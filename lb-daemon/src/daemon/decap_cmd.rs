@@ -1,44 +1,10 @@
 //! `lb-daemon decap`: the backend host's half of lb.
 
-use std::net::IpAddr;
-
 use anyhow::Context as _;
 use lb_common::DecapStat;
 
 use super::DecapAction;
-use crate::{dataplane::Decap, vip::addr_key};
-
-/// Every unicast address configured in this network namespace.
-fn local_addresses() -> anyhow::Result<Vec<IpAddr>> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("getifaddrs");
-    }
-    let mut cur = ifap;
-    while !cur.is_null() {
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            match unsafe { (*ifa.ifa_addr).sa_family } as i32 {
-                libc::AF_INET => {
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    out.push(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()));
-                }
-                libc::AF_INET6 => {
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
-                }
-                _ => {}
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    unsafe { libc::freeifaddrs(ifap) };
-    out.retain(|a| !a.is_loopback() && !a.is_unspecified());
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
+use crate::{dataplane::Decap, netif, vip::addr_key};
 
 /// Runs a decap action.
 pub fn run(action: DecapAction) -> anyhow::Result<()> {
@@ -50,7 +16,7 @@ pub fn run(action: DecapAction) -> anyhow::Result<()> {
             pin_path,
         } => {
             let addresses = if addresses.is_empty() && !pass_only {
-                local_addresses()?
+                netif::local_addresses().context("listing this host's addresses")?
             } else {
                 addresses
             };

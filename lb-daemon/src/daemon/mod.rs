@@ -2,6 +2,7 @@
 
 mod decap_cmd;
 pub mod run;
+pub mod settings;
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -120,7 +121,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { config } => {
-            crate::config::Config::from_file(&config)?;
+            settings::load(&config)?;
             println!("{}: ok", config.display());
             Ok(())
         }

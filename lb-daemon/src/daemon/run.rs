@@ -5,75 +5,45 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use lb_api::MacAddr;
 
+use super::settings;
 use crate::{
     config::{Config, Listen},
-    dataplane::{Balancer, Origin},
+    dataplane::{Balancer, Dataplane, Origin},
     grpc::{self, LbService, Listener, StatusInfo},
+    netif,
     state::{LbState, Store},
 };
 
-/// File in the state dir holding a gateway MAC set over the API.
-pub const GATEWAY_FILE: &str = "gateway";
-
-/// The MAC of `interface` in this network namespace (getifaddrs, not sysfs:
-/// /sys shows the namespace that mounted it, which may not be ours).
-pub fn interface_mac(interface: &str) -> Option<[u8; 6]> {
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return None;
-    }
-    let mut found = None;
-    let mut cur = ifap;
-    while !cur.is_null() {
-        let ifa = unsafe { &*cur };
-        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy();
-        if name == interface
-            && !ifa.ifa_addr.is_null()
-            && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_PACKET
-        {
-            let ll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
-            if ll.sll_halen == 6 {
-                let mut m = [0u8; 6];
-                m.copy_from_slice(&ll.sll_addr[..6]);
-                found = Some(m);
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    unsafe { libc::freeifaddrs(ifap) };
-    found
-}
+/// The file in the state dir where daemons before the gateway became part
+/// of `state.json` kept a gateway set over the API.
+const LEGACY_GATEWAY_FILE: &str = "gateway";
 
 /// Everything up to serving: returns the service and where to listen.
 pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> {
     let dp = &cfg.dataplane;
     let iface = dp.interface.as_str();
     let pin = &dp.pin_path;
-    let (mut lb, origin) = Balancer::open_pinned(dp.sizes(), pin)
+    let (mut lb, origin) = Balancer::open_pinned(settings::sizes(dp), pin)
         .with_context(|| format!("opening the data plane pinned at {}", pin.display()))?;
     tracing::info!(pin_path = %pin.display(), origin = ?origin, "data plane open");
-
-    // Node settings: from the configuration, the interface's MAC, and a
-    // gateway set over the API if there is one (it outlives restarts).
-    std::fs::create_dir_all(&cfg.state.dir)
-        .with_context(|| format!("creating state dir {}", cfg.state.dir.display()))?;
-    let gateway_file = cfg.state.dir.join(GATEWAY_FILE);
-    let mut bc = dp.balancer_config();
-    bc.if_mac = interface_mac(iface)
+    let if_mac = netif::mac(iface)
+        .context("listing interfaces")?
         .with_context(|| format!("interface {iface} not found in this network namespace"))?;
-    if let Some(gw) = grpc::read_gateway_file(&gateway_file) {
-        bc.gateway_mac = gw;
-    }
-    lb.set_config(&bc.to_map()?)?;
+    let node = settings::balancer_config(dp, if_mac).to_map()?;
 
+    // Attached before the node settings are written: fresh maps hold no VIP,
+    // so until the state is applied the program passes every packet, and
+    // adopted maps keep the previous daemon's settings until the one write
+    // below replaces them.
     let attached = lb
-        .attach_pinned(iface, dp.xdp_mode.attach_mode(), pin)
+        .attach_pinned(iface, settings::attach_mode(dp.xdp_mode), pin)
         .with_context(|| format!("attaching to {iface}"))?;
     let info = lb.program().info().ok();
     let status = StatusInfo {
         interface: iface.to_string(),
-        ifindex: crate::dataplane::ifindex(iface).unwrap_or(0),
+        ifindex: netif::ifindex(iface).unwrap_or(0),
         attached: Some(attached),
         program_id: info.as_ref().map(|i| i.id()).unwrap_or(0),
         verified_insns: info
@@ -87,11 +57,16 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
     tracing::info!(interface = iface, mode = attached.as_str(), "XDP attached");
 
     // Desired state: persisted state wins; the configuration's VIPs only
-    // seed the very first start.
+    // seed the very first start. The node settings go in with the gateway
+    // the state holds, if one was set over the API.
+    std::fs::create_dir_all(&cfg.state.dir)
+        .with_context(|| format!("creating state dir {}", cfg.state.dir.display()))?;
     let store = Store::new(&cfg.state.dir);
     let persisted = store.load()?;
     let first_start = persisted.is_none();
     let mut state = LbState::new(lb, persisted.unwrap_or_default(), Some(store))?;
+    migrate_gateway_file(&mut state, &cfg.state.dir)?;
+    state.set_node_config(node)?;
     let report = state.adopt()?;
     tracing::info!(report = ?report, "maps reconciled with the persisted state");
     if first_start {
@@ -118,12 +93,33 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
             }
         }
     };
-    Ok((LbService::new(state, status, Some(gateway_file)), listener))
+    Ok((LbService::new(state, status), listener))
+}
+
+/// Moves a gateway an older daemon kept in a file of its own into the state
+/// (persisted in `state.json` from then on), once; the state's own gateway,
+/// if it has one, is newer and wins.
+fn migrate_gateway_file<D: Dataplane>(state: &mut LbState<D>, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(LEGACY_GATEWAY_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    match text.trim().parse::<MacAddr>() {
+        Ok(mac) if state.model().gateway().is_none() => {
+            state.set_gateway(mac)?;
+            tracing::info!(gateway = %mac, file = %path.display(), "gateway moved into the state");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(file = %path.display(), cause = %e, "ignoring an unreadable gateway file")
+        }
+    }
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let cfg = Config::from_file(config_path)?;
+    let cfg = settings::load(config_path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,4 +140,48 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         grpc::serve(svc, listener, shutdown).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dataplane::{FakeDataplane, Sizes},
+        state::Model,
+    };
+
+    fn state(dir: &Path) -> LbState<FakeDataplane> {
+        let store = Store::new(dir);
+        let model = store.load().unwrap().unwrap_or_default();
+        LbState::new(FakeDataplane::new(Sizes::default()), model, Some(store)).unwrap()
+    }
+
+    #[test]
+    fn an_old_gateway_file_moves_into_the_state_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(LEGACY_GATEWAY_FILE);
+        std::fs::write(&file, "02:AB:00:00:00:09\n").unwrap();
+        let mut st = state(dir.path());
+        migrate_gateway_file(&mut st, dir.path()).unwrap();
+        let gw: MacAddr = "02:ab:00:00:00:09".parse().unwrap();
+        assert_eq!(st.model().gateway(), Some(gw));
+        assert!(!file.exists());
+        // Persisted: the next start has it without the file.
+        assert_eq!(state(dir.path()).model().gateway(), Some(gw));
+
+        // The state's own gateway is newer than a stray file; a file that
+        // does not parse is dropped, not fatal.
+        for text in ["02:00:00:00:00:01\n", "garbage\n"] {
+            std::fs::write(&file, text).unwrap();
+            let mut st = state(dir.path());
+            migrate_gateway_file(&mut st, dir.path()).unwrap();
+            assert_eq!(st.model().gateway(), Some(gw));
+            assert!(!file.exists());
+        }
+        // No file: nothing to do.
+        let mut st =
+            LbState::new(FakeDataplane::new(Sizes::default()), Model::default(), None).unwrap();
+        migrate_gateway_file(&mut st, dir.path()).unwrap();
+        assert_eq!(st.model().gateway(), None);
+    }
 }

@@ -10,6 +10,7 @@ use aya::programs::{
 };
 
 use super::{Balancer, DataplaneError};
+use crate::netif;
 
 /// XDP attach mode requested by the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,24 +47,6 @@ impl Attached {
 /// hence the name itself records how and where, by interface index.
 const LINK_PREFIX: &str = "link_";
 
-/// Index of interface `name` in this network namespace.
-pub fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
-}
-
-fn ifname(index: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return format!("ifindex {index}");
-    }
-    unsafe { std::ffi::CStr::from_ptr(p) }
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// The pinned link under `dir`, if any: (path, mode, interface).
 fn find_link(dir: &Path) -> Option<(std::path::PathBuf, Attached, String)> {
     let entries = std::fs::read_dir(dir).ok()?;
@@ -73,7 +56,8 @@ fn find_link(dir: &Path) -> Option<(std::path::PathBuf, Attached, String)> {
             continue;
         };
         let (mode, index) = rest.split_once('_')?;
-        let iface = ifname(index.parse().ok()?);
+        let index: u32 = index.parse().ok()?;
+        let iface = netif::ifname(index).unwrap_or_else(|| format!("ifindex {index}"));
         let mode = if mode == "generic" {
             Attached::Generic
         } else {
@@ -150,7 +134,8 @@ impl Balancer {
                 (XdpMode::Skb, Attached::Generic),
             ],
         };
-        let index = ifindex(interface).ok_or_else(|| attach_err(interface, "no such interface"))?;
+        let index =
+            netif::ifindex(interface).ok_or_else(|| attach_err(interface, "no such interface"))?;
         let mut last = None;
         for &(xdp_mode, attached) in tries {
             let link_pin = dir.join(format!("{LINK_PREFIX}{}_{index}", attached.as_str()));

@@ -7,16 +7,18 @@ mod attach;
 mod balancer;
 mod decap;
 mod error;
+#[cfg(any(test, feature = "fake-dataplane"))]
 mod fake;
 mod filter;
 mod object;
 mod port;
 mod ring;
 
-pub use attach::{AttachMode, Attached, attached_to, ifindex, teardown};
+pub use attach::{AttachMode, Attached, attached_to, teardown};
 pub use balancer::{Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAMES, Origin, Sizes};
 pub use decap::Decap;
 pub use error::DataplaneError;
+#[cfg(any(test, feature = "fake-dataplane"))]
 pub use fake::{FakeDataplane, FakeMaps};
 pub use filter::VipFilter;
 pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
@@ -36,6 +38,8 @@ pub fn ensure_bpffs() -> Result<(), DataplaneError> {
     std::fs::create_dir_all("/sys/fs/bpf").map_err(|e| DataplaneError::Bpffs(e.to_string()))?;
     let src = c"bpf";
     let target = c"/sys/fs/bpf";
+    // SAFETY: every pointer is a NUL-terminated static string or null (no
+    // mount data), as mount(2) takes them; it reads them only.
     let rc = unsafe {
         libc::mount(
             src.as_ptr(),

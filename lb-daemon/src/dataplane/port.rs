@@ -1,7 +1,8 @@
 //! The narrow set of map operations the control plane's state layer needs,
-//! as a trait: [`Balancer`] implements it on the real maps, [`super::FakeDataplane`]
-//! in memory, so everything above (state, gRPC) is testable without root
-//! (the adapter-as-dependency shape of Katran's control library).
+//! as a trait: [`Balancer`] implements it on the real maps, `FakeDataplane`
+//! (feature `fake-dataplane`, for tests) in memory, so everything above
+//! (state, gRPC) is testable without root (the adapter-as-dependency shape of
+//! Katran's control library).
 
 use lb_common::{AddrKey, Backend, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta};
 

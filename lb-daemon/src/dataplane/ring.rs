@@ -21,6 +21,7 @@ pub struct RingMap {
 // SAFETY: the mapping is plain shared memory owned by this value; access goes
 // through &self / &mut self like a Vec.
 unsafe impl Send for RingMap {}
+// SAFETY: as for Send: shared reads are volatile loads, writes need &mut.
 unsafe impl Sync for RingMap {}
 
 impl RingMap {
@@ -28,8 +29,11 @@ impl RingMap {
     /// `BPF_F_MMAPABLE`.
     pub fn new(map: MapData, elements: u32) -> Result<Self, DataplaneError> {
         let len = elements as usize * 2;
+        // SAFETY: sysconf only returns a value of the system.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let bytes = (len * 4).div_ceil(page) * page;
+        // SAFETY: a fresh mapping at an address of the kernel's choice, of a
+        // map fd that `map` keeps open; it overlaps no memory of ours.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -70,6 +74,8 @@ impl RingMap {
 
     /// Reads position `i`.
     pub fn get(&self, i: usize) -> Option<u32> {
+        // SAFETY: `i < len` positions of the live mapping, aligned (the
+        // mapping is page-aligned, positions are u32).
         (i < self.len).then(|| unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(i)) })
     }
 
@@ -84,6 +90,8 @@ impl RingMap {
         }
         // Volatile: the kernel reads these concurrently; the compiler must
         // neither elide nor merge the stores.
+        // SAFETY: `i` was checked against `len`, the mapping is live,
+        // writable and aligned, and `&mut self` excludes our other accesses.
         unsafe { std::ptr::write_volatile(self.ptr.as_ptr().add(i), slot) };
         Ok(())
     }
@@ -91,6 +99,8 @@ impl RingMap {
 
 impl Drop for RingMap {
     fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no borrow of it
+        // outlives `self`.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
     }
 }

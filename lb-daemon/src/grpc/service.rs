@@ -2,15 +2,16 @@
 //! the one state lock: mutations are validated and applied whole, one at a
 //! time, which is what makes "a rejected call changes nothing" hold.
 
-use std::{path::PathBuf, pin::Pin, sync::Arc, time::Instant};
+use std::{pin::Pin, sync::Arc, time::Instant};
 
+use lb_api::convert;
 use lb_proto::v1::{self as pb, load_balancer_server::LoadBalancer};
 use tokio::sync::Mutex;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{
-    convert, stats,
+    stats,
     status::{invalid, to_status},
 };
 use crate::{
@@ -48,18 +49,15 @@ pub struct LbService<D: Dataplane + 'static> {
     state: Arc<Mutex<LbState<D>>>,
     info: Arc<StatusInfo>,
     started: Instant,
-    gateway_file: Option<PathBuf>,
 }
 
 impl<D: Dataplane + 'static> LbService<D> {
-    /// Serves `state`. `gateway_file`: where SetGateway persists the MAC so
-    /// it survives a restart (`None`: not persisted).
-    pub fn new(state: LbState<D>, info: StatusInfo, gateway_file: Option<PathBuf>) -> Self {
+    /// Serves `state`.
+    pub fn new(state: LbState<D>, info: StatusInfo) -> Self {
         Self {
             state: Arc::new(Mutex::new(state)),
             info: Arc::new(info),
             started: Instant::now(),
-            gateway_file,
         }
     }
 
@@ -71,25 +69,6 @@ impl<D: Dataplane + 'static> LbService<D> {
 
 fn dp_err(e: crate::dataplane::DataplaneError) -> Status {
     Status::internal(e.to_string())
-}
-
-/// Reads a persisted gateway MAC override, if any.
-pub fn read_gateway_file(path: &std::path::Path) -> Option<[u8; 6]> {
-    let text = std::fs::read_to_string(path).ok()?;
-    convert::mac(text.trim()).ok()
-}
-
-fn write_atomic(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]
@@ -291,15 +270,9 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         &self,
         _: Request<pb::GetGatewayRequest>,
     ) -> Reply<pb::GetGatewayResponse> {
-        let cfg = self
-            .state
-            .lock()
-            .await
-            .dataplane()
-            .config()
-            .map_err(dp_err)?;
+        let mac = self.state.lock().await.gateway().map_err(to_status)?;
         Ok(Response::new(pb::GetGatewayResponse {
-            mac: convert::mac_out(&cfg.gateway_mac),
+            mac: mac.to_string(),
         }))
     }
 
@@ -308,25 +281,14 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         req: Request<pb::SetGatewayRequest>,
     ) -> Reply<pb::SetGatewayResponse> {
         let mac = convert::mac(&req.get_ref().mac)?;
-        let mut st = self.state.lock().await;
-        let mut cfg = st.dataplane().config().map_err(dp_err)?;
-        let old = cfg.gateway_mac;
-        cfg.gateway_mac = mac;
-        // Persist first: a gateway that would be forgotten on restart is a
-        // trap for the next on-call. If that fails, nothing changed.
-        if let Some(path) = &self.gateway_file {
-            write_atomic(path, &format!("{}\n", convert::mac_out(&mac)))
-                .map_err(|e| Status::internal(format!("persisting gateway: {e}")))?;
-        }
-        if let Err(e) = st.dataplane_mut().set_config(&cfg) {
-            if let Some(path) = &self.gateway_file {
-                let _ = write_atomic(path, &format!("{}\n", convert::mac_out(&old)));
-            }
-            return Err(dp_err(e));
-        }
-        tracing::info!(gateway = %convert::mac_out(&mac), "gateway set");
+        self.state
+            .lock()
+            .await
+            .set_gateway(mac)
+            .map_err(to_status)?;
+        tracing::info!(gateway = %mac, "gateway set");
         Ok(Response::new(pb::SetGatewayResponse {
-            mac: convert::mac_out(&mac),
+            mac: mac.to_string(),
         }))
     }
 
@@ -370,14 +332,8 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         let r = req.into_inner();
         let vip = convert::vip(r.vip.as_ref())?;
         let client = convert::ip("client_address", &r.client_address)?;
-        let cport = u16::try_from(r.client_port)
-            .map_err(|_| invalid(format!("client_port: {} out of range", r.client_port)))?;
-        let dport = u16::try_from(r.destination_port).map_err(|_| {
-            invalid(format!(
-                "destination_port: {} out of range",
-                r.destination_port
-            ))
-        })?;
+        let cport = convert::port("client_port", r.client_port)?;
+        let dport = convert::port("destination_port", r.destination_port)?;
         let dst_port = if vip.port == 0 {
             if dport == 0 {
                 return Err(invalid(

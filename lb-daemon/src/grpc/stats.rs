@@ -2,10 +2,10 @@
 
 use std::{collections::HashMap, time::SystemTime};
 
+use lb_api::convert::vip_out;
 use lb_common::Stat;
 use lb_proto::v1 as pb;
 
-use super::convert::vip_out;
 use crate::{
     dataplane::Dataplane,
     state::{LbState, StateError},

@@ -3,7 +3,8 @@
 //! slot that already holds the right backend keeps its generation (so pinned
 //! connections carry on), a ring half that already holds the right table is
 //! not rewritten, and every repaired slot gets the next generation of the
-//! sequence the maps hold.
+//! sequence the maps hold. The gateway MAC set over the API, if any, is put
+//! back in the node settings too.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,6 +13,7 @@ use lb_common::{AddrKey, BACKEND_F_VALID};
 use super::{
     StateError,
     apply::{Tx, alloc_slot, free_slot, install_vip, publish, table_of},
+    gateway,
     model::Model,
 };
 use crate::{
@@ -36,6 +38,8 @@ pub struct AdoptReport {
     pub orphan_vips_removed: usize,
     /// VIP address counts written.
     pub addrs_written: usize,
+    /// Whether the node settings were rewritten with the state's gateway.
+    pub gateway_written: bool,
     /// Whether the data plane could list its VIP entries and addresses; if
     /// not, entries unknown to the state cannot have been found.
     pub enumerated: bool,
@@ -83,6 +87,9 @@ fn repair<D: Dataplane>(
     let sizes = tx.dp.sizes();
     let read_err =
         |slot: u32| move |e| StateError::dataplane(&format!("reading backend slot {slot}"), &e);
+
+    // 0. The gateway: first, since every VIP forwards through it.
+    report.gateway_written = gateway::sync(tx, model.gateway)?;
 
     // 1. Slots of the state's backends, before any ring names them.
     for v in model.vips.values() {

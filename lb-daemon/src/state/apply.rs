@@ -15,7 +15,7 @@
 //!    so a connection pinned to a freed slot re-hashes instead of following
 //!    the slot to whatever it is reused for.
 
-use lb_common::{AddrKey, BACKEND_F_VALID, Backend, VipKey, VipMeta};
+use lb_common::{AddrKey, BACKEND_F_VALID, Backend, LbConfig, VipKey, VipMeta};
 
 use super::{
     StateError,
@@ -40,6 +40,8 @@ enum Undo {
         half: u32,
         prev: Vec<u32>,
     },
+    /// Put the node settings back.
+    Config { prev: LbConfig },
 }
 
 /// Map writes with an undo log. Every write records how to undo it *before*
@@ -107,6 +109,13 @@ impl<'a, D: Dataplane> Tx<'a, D> {
         Ok(n)
     }
 
+    /// Writes the node settings (`LB_CONFIG`).
+    pub fn set_config(&mut self, cfg: &LbConfig) -> Result<(), DataplaneError> {
+        let prev = self.dp.config()?;
+        self.undo.push(Undo::Config { prev });
+        self.dp.set_config(cfg)
+    }
+
     /// Zeroes counters. Not undone: counters of an index or slot being
     /// (re)allocated or freed carry no information worth restoring.
     pub fn clear_stats(
@@ -141,6 +150,7 @@ impl<'a, D: Dataplane> Tx<'a, D> {
                 Undo::Ring { index, half, prev } => {
                     dp.write_ring_half(index, half, &prev).map(|_| ())
                 }
+                Undo::Config { prev } => dp.set_config(&prev),
             };
             if let Err(e) = r {
                 first_err.get_or_insert(e);

@@ -1,5 +1,5 @@
-//! The desired state (VIPs, backends, weights) and how it reaches the data
-//! plane.
+//! The desired state (VIPs, backends, weights, the gateway MAC set over the
+//! API) and how it reaches the data plane.
 //!
 //! Every mutation is validated in full before anything is written; then the
 //! new state is applied to the maps in an order that keeps forwarding
@@ -12,6 +12,7 @@
 mod adopt;
 mod apply;
 mod error;
+mod gateway;
 mod model;
 mod persist;
 mod route;
@@ -26,11 +27,13 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use lb_common::{PktBytes, STAT_COUNT};
+use lb_api::MacAddr;
+use lb_common::{LbConfig, PktBytes, STAT_COUNT};
 
 pub use adopt::AdoptReport;
 pub use error::StateError;
-pub use model::{BackendInfo, BackendSpec, Model, VipInfo};
+pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
+pub use model::Model;
 pub use persist::{STATE_FILE, Store};
 pub use route::Route;
 
@@ -90,11 +93,37 @@ impl<D: Dataplane> LbState<D> {
         &self.dp
     }
 
-    /// The data plane, for what lies outside the desired state (the
-    /// node settings in `LB_CONFIG`). VIP, backend and ring maps must only be
-    /// changed through this type.
-    pub fn dataplane_mut(&mut self) -> &mut D {
+    /// The data plane, for tests that inject failures or traffic into the
+    /// fake. Everything else changes the maps through this type's methods.
+    #[cfg(test)]
+    pub(crate) fn dataplane_mut(&mut self) -> &mut D {
         &mut self.dp
+    }
+
+    /// Writes the node-wide settings (`LB_CONFIG`: MACs, MTU, seed, outer
+    /// sources), with the gateway set over the API, if any, in place of the
+    /// configured one: one write, so a restarted daemon never forwards a
+    /// packet to the configured gateway the operator had replaced.
+    pub fn set_node_config(&mut self, cfg: LbConfig) -> Result<(), StateError> {
+        let cfg = gateway::with_gateway(cfg, self.model.gateway);
+        self.dp
+            .set_config(&cfg)
+            .map_err(|e| StateError::dataplane("writing the node settings", &e))
+    }
+
+    /// The gateway MAC in effect (the data plane's: set over the API, or
+    /// the configured one).
+    pub fn gateway(&self) -> Result<MacAddr, StateError> {
+        Ok(MacAddr(gateway::read(&self.dp)?.gateway_mac))
+    }
+
+    /// Sets the gateway MAC of encapsulated packets, in place of the
+    /// configured one from now on, restarts included (it is persisted).
+    pub fn set_gateway(&mut self, mac: MacAddr) -> Result<(), StateError> {
+        let mac = validate::check_gateway(mac)?;
+        let mut new = self.model.clone();
+        new.gateway = Some(mac);
+        self.commit_with(new, |tx, _, new| gateway::sync(tx, new.gateway).map(drop))
     }
 
     /// Gives the data plane back.
@@ -363,18 +392,23 @@ impl<D: Dataplane> LbState<D> {
     /// Applies `new` (which differs from the current state in VIP `spec`
     /// only), persists it and makes it current; or rolls the maps back.
     fn commit(&mut self, new: Model, spec: VipSpec) -> Result<(), StateError> {
+        self.commit_with(new, |tx, old, new| {
+            apply::sync_vip(tx, old.vips.get(&spec), new.vips.get(&spec), old, new)
+        })
+    }
+
+    /// Makes the maps match `new` with `apply` (given the current and the
+    /// new state), persists it and makes it current; or rolls the maps back.
+    fn commit_with(
+        &mut self,
+        new: Model,
+        apply: impl FnOnce(&mut Tx<'_, D>, &Model, &Model) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
         if new == self.model {
             return Ok(());
         }
         let mut tx = Tx::new(&mut self.dp);
-        let applied = apply::sync_vip(
-            &mut tx,
-            self.model.vips.get(&spec),
-            new.vips.get(&spec),
-            &self.model,
-            &new,
-        )
-        .and_then(|()| match &self.store {
+        let applied = apply(&mut tx, &self.model, &new).and_then(|()| match &self.store {
             Some(store) => store.save(&new),
             None => Ok(()),
         });

@@ -1,63 +1,18 @@
-//! The desired state: VIPs, their backends and weights, and the data-plane
-//! resources (VIP index, backend slots) each one holds. Plain data; how it
-//! reaches the maps is `apply`, how it is stored is `persist`.
+//! The desired state: VIPs, their backends and weights, the data-plane
+//! resources (VIP index, backend slots) each one holds, and the gateway MAC
+//! set over the API. Plain data; how it reaches the maps is `apply`, how it
+//! is stored is `persist`.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use super::{slots::Pool, validate::DEFAULT_WEIGHT};
+use lb_api::{BackendInfo, MacAddr, VipInfo};
+
+use super::slots::Pool;
 use crate::{
     dataplane::Sizes,
     maglev::{self, Member as RingMember},
     vip::{VipFlags, VipSpec},
 };
-
-/// A backend as a request names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BackendSpec {
-    /// Backend address.
-    pub address: IpAddr,
-    /// Relative weight, 0..=65535; 0 drains.
-    pub weight: u32,
-}
-
-impl BackendSpec {
-    /// A backend with the default weight (100).
-    pub fn new(address: IpAddr) -> Self {
-        Self {
-            address,
-            weight: DEFAULT_WEIGHT,
-        }
-    }
-
-    /// A backend with an explicit weight.
-    pub fn weighted(address: IpAddr, weight: u32) -> Self {
-        Self { address, weight }
-    }
-}
-
-/// A backend as the state holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BackendInfo {
-    /// Backend address.
-    pub address: IpAddr,
-    /// Relative weight; 0 = drained (out of the ring, existing flows kept).
-    pub weight: u32,
-    /// Backend slot in the data plane (per VIP/backend pair).
-    pub slot: u32,
-}
-
-/// A VIP as the state holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VipInfo {
-    /// The VIP.
-    pub spec: VipSpec,
-    /// Its flags.
-    pub flags: VipFlags,
-    /// Index of its ring pair and counters in the data plane.
-    pub index: u32,
-    /// Its backends, by address.
-    pub backends: Vec<BackendInfo>,
-}
 
 /// One backend of a VIP in the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,9 +99,17 @@ pub(crate) fn backend_info(address: IpAddr, m: &Member) -> BackendInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Model {
     pub(crate) vips: BTreeMap<VipSpec, Vip>,
+    /// The gateway set over the API, in place of the configured one
+    /// (`None`: the configuration's `gateway_mac` applies).
+    pub(crate) gateway: Option<MacAddr>,
 }
 
 impl Model {
+    /// The gateway MAC set over the API, if one was.
+    pub fn gateway(&self) -> Option<MacAddr> {
+        self.gateway
+    }
+
     /// Every VIP, in [`VipSpec`] order.
     pub fn vips(&self) -> Vec<VipInfo> {
         self.vips.values().map(Vip::info).collect()

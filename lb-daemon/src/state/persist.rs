@@ -1,6 +1,6 @@
 //! `state.json` in the state directory: the desired state including the VIP
 //! indices and backend slots it holds, so a restarted daemon can adopt the
-//! pinned maps without moving anything.
+//! pinned maps without moving anything, and the gateway MAC set over the API.
 //!
 //! Written atomically after every accepted mutation: a temporary file in the
 //! same directory (so the rename cannot cross filesystems), fsync, rename over
@@ -15,6 +15,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use lb_api::MacAddr;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -35,6 +36,11 @@ const VERSION: u32 = 1;
 struct FileV1 {
     version: u32,
     vips: Vec<VipV1>,
+    /// Added within version 1: absent in older files (no gateway was set
+    /// over the API, or it sat in a file of its own), and ignored by older
+    /// daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gateway: Option<MacAddr>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +143,7 @@ fn encode(model: &Model) -> FileV1 {
                     .collect(),
             })
             .collect(),
+        gateway: model.gateway,
     }
 }
 
@@ -178,5 +185,9 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
             return Err(format!("VIP {} listed twice", v.vip));
         }
     }
-    Ok(Model { vips })
+    // A gateway that parsed is a unicast MAC: `MacAddr` refuses the rest.
+    Ok(Model {
+        vips,
+        gateway: file.gateway,
+    })
 }

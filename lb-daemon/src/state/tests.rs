@@ -538,7 +538,7 @@ fn route_agrees_with_a_manual_hash_and_ring_lookup() {
     // The seed is the data plane's: change it and the prediction follows.
     let mut cfg = st.dataplane().config().unwrap();
     cfg.hash_seed ^= 1;
-    st.dataplane_mut().set_config(&cfg).unwrap();
+    st.set_node_config(cfg).unwrap();
     let client = "10.9.9.9:4242".parse().unwrap();
     let r = st.route(&v(A), client).unwrap();
     assert_eq!(r.backend, manual_route(&st, &v(A), &v(A), client));
@@ -908,4 +908,107 @@ fn counters_follow_indices_and_slots() {
 fn error_codes_are_named() {
     assert_eq!(StateError::NotFound("x".into()).code_name(), "NOT_FOUND");
     assert_eq!(StateError::Internal("y".into()).to_string(), "y");
+}
+
+fn mac(s: &str) -> MacAddr {
+    s.parse().unwrap()
+}
+
+/// The node settings as the configuration gives them.
+fn configured() -> LbConfig {
+    LbConfig {
+        gateway_mac: [2, 0, 0, 0, 0, 1],
+        hash_seed: SEED,
+        mtu: 1500,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_gateway_is_state_persisted_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut st = LbState::new(fake_with(sizes()), Model::default(), Some(store.clone())).unwrap();
+    st.set_node_config(configured()).unwrap();
+    assert_eq!(st.gateway().unwrap(), mac("02:00:00:00:00:01"));
+    assert_eq!(st.model().gateway(), None);
+
+    let gw = mac("02:ab:00:00:00:09");
+    st.set_gateway(gw).unwrap();
+    assert_eq!(st.gateway().unwrap(), gw);
+    assert_eq!(st.model().gateway(), Some(gw));
+    let cfg = st.dataplane().maps().config;
+    assert_eq!(cfg.gateway_mac, gw.octets());
+    assert_eq!(
+        (cfg.hash_seed, cfg.mtu),
+        (SEED, 1500),
+        "other settings kept"
+    );
+    assert_eq!(store.load().unwrap().unwrap().gateway(), Some(gw));
+    // Setting it again writes nothing.
+    let w = st.dataplane().writes();
+    st.set_gateway(gw).unwrap();
+    assert_eq!(st.dataplane().writes(), w);
+
+    // A restart: the configured settings go in with the state's gateway,
+    // in one write.
+    let reloaded = store.load().unwrap().unwrap();
+    let mut again = LbState::new(fake_with(sizes()), reloaded.clone(), Some(store)).unwrap();
+    let w = again.dataplane().writes();
+    again.set_node_config(configured()).unwrap();
+    assert_eq!(again.dataplane().writes(), w + 1);
+    assert_eq!(again.gateway().unwrap(), gw);
+    assert_eq!(again.dataplane().maps().config.hash_seed, SEED);
+
+    // Maps that lost it (written by someone else) get it back on adoption.
+    let mut lost = LbState::new(fake_with(sizes()), reloaded, None).unwrap();
+    assert!(lost.adopt().unwrap().gateway_written);
+    assert_eq!(lost.gateway().unwrap(), gw);
+    assert_eq!(lost.dataplane().maps().config.hash_seed, SEED);
+    assert!(lost.adopt().unwrap().unchanged());
+}
+
+#[test]
+fn a_rejected_gateway_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut st = LbState::new(fake_with(sizes()), Model::default(), Some(store.clone())).unwrap();
+    st.create_vip(v(A), VipFlags::default(), &[b("10.0.0.1")])
+        .unwrap();
+    st.set_gateway(mac("02:00:00:00:00:07")).unwrap();
+    let snapshot = |st: &St| {
+        (
+            st.model().clone(),
+            st.dataplane().maps().clone(),
+            std::fs::read(store.path()).unwrap(),
+        )
+    };
+    let before = snapshot(&st);
+
+    // Values parsing would have refused.
+    for bad in [
+        MacAddr([0; 6]),
+        MacAddr([1, 0, 0x5e, 0, 0, 1]),
+        MacAddr([0xff; 6]),
+    ] {
+        let e = st.set_gateway(bad).unwrap_err();
+        assert!(matches!(e, StateError::InvalidArgument(_)), "{bad}: {e:?}");
+        assert_eq!(snapshot(&st), before, "{bad}");
+    }
+    // The map write fails.
+    st.dataplane_mut().fail_after(0, 1);
+    let e = st.set_gateway(mac("02:00:00:00:00:08")).unwrap_err();
+    assert!(matches!(e, StateError::Internal(_)), "{e:?}");
+    assert_eq!(snapshot(&st), before);
+
+    // Persisting fails: the map write is undone.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let model = st.model().clone();
+    let maps = st.dataplane().clone();
+    let mut st = LbState::new(maps, model.clone(), Some(Store::new(file.join("state")))).unwrap();
+    let e = st.set_gateway(mac("02:00:00:00:00:08")).unwrap_err();
+    assert!(matches!(e, StateError::Internal(_)), "{e:?}");
+    assert_eq!(st.model(), &model);
+    assert_eq!(st.dataplane().maps(), &before.1);
 }

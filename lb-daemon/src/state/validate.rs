@@ -1,19 +1,14 @@
 //! Rules for VIP and backend values that hold whatever the rest of the state
-//! is. The configuration file applies the same rules (with line numbers), so
-//! a file the daemon accepts never fails when it is applied.
+//! is. The daemon checks its configuration file with the same rules at
+//! start-up (with line numbers, `daemon::settings`), so a file it accepts
+//! never fails when it is applied.
 
 use std::net::IpAddr;
 
+use lb_api::{MAX_WEIGHT, MacAddr};
+
 use super::StateError;
 use crate::vip::VipSpec;
-
-/// Largest backend weight. Weights travel as `u32` in the API, but Maglev
-/// shares stay meaningful with 16 bits, and a bound keeps one mistyped huge
-/// weight from starving every other backend of ring positions.
-pub const MAX_WEIGHT: u32 = 65535;
-
-/// Weight of a backend added without one.
-pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// Why `ip` cannot be a VIP or backend address, if it cannot.
 ///
@@ -92,6 +87,13 @@ pub fn check_weight(vip: &VipSpec, ip: IpAddr, weight: u32) -> Result<(), StateE
         )));
     }
     Ok(())
+}
+
+/// Checks a gateway MAC (a value built from octets may be one parsing
+/// would have refused).
+pub fn check_gateway(mac: MacAddr) -> Result<MacAddr, StateError> {
+    mac.check_unicast()
+        .map_err(|e| StateError::InvalidArgument(format!("gateway: {e}")))
 }
 
 #[cfg(test)]

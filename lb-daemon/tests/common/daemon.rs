@@ -156,7 +156,7 @@ impl DaemonEnv {
 
     /// A gRPC client on the socket.
     pub async fn client(&self) -> LoadBalancerClient<Channel> {
-        lb_daemon::client::connect(&self.api(), None)
+        lbctl::client::connect(&self.api(), None)
             .await
             .expect("connect")
     }

@@ -460,7 +460,7 @@ impl Lab {
     /// A gRPC client on the daemon's socket.
     pub fn client(&self) -> LoadBalancerClient<Channel> {
         let api = format!("unix://{}", self.sock.display());
-        self.block_on(lb_daemon::client::connect(&api, None))
+        self.block_on(lbctl::client::connect(&api, None))
             .unwrap_or_else(|e| panic!("connect {api}: {e}\n{}", self.log()))
     }
 

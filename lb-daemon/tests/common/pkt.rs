@@ -257,7 +257,7 @@ pub fn l3_of(frame: &[u8]) -> &[u8] {
 }
 
 /// The outer source a crafted-source LB must use, computed from the spec in
-/// ARCHITECTURE.md/lb-common docs: client address folded to 32 bits (XOR of its
+/// the docs of `lb_common::hash`: client address folded to 32 bits (XOR of its
 /// big-endian words), XOR (port << 16), XOR port, masked into the prefix.
 pub fn crafted_suffix(client: IpAddr, sport: u16) -> u32 {
     let fold = match client {

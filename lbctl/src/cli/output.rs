@@ -20,7 +20,7 @@
 //! | `route VIP CLIENT --json` | `{"vip":"…","client":"203.0.113.7:40000","destination_port":N,"backend":"198.19.0.11","slot":N,"ring_position":N,"flow_hash":N}` |
 //! | `gateway get --json` | `{"mac":"02:00:00:00:00:01"}` |
 //!
-//! `counters` always holds every counter `lb_common::Stat` names (0 when the
+//! `counters` always holds every counter `lb_api::Stat` names (0 when the
 //! daemon did not report it) plus any newer names the daemon sends, keys in
 //! sorted order. N are unsigned integers, F floating-point numbers, B
 //! booleans. `route`'s `destination_port` is the port of the flow (the VIP's
@@ -29,14 +29,12 @@
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
-use lb_common::Stat;
+use lb_api::{Stat, VipSpec, convert};
 use lb_proto::v1::{
-    AttachMode, BackendInfo, BackendState, GetStatusResponse, Protocol, RouteResponse,
-    StatsSnapshot, Vip, VipFlag, VipInfo,
+    AttachMode, BackendInfo, BackendState, GetStatusResponse, RouteResponse, StatsSnapshot, Vip,
+    VipInfo,
 };
 use serde::Serialize;
-
-use crate::vip::{Proto, VipFlags, VipSpec};
 
 /// A VIP as `lbctl` prints it: through [`VipSpec`] when the daemon sent a
 /// well-formed one (so output pastes back into commands), else the raw
@@ -45,15 +43,11 @@ pub fn vip_text(vip: Option<&Vip>) -> String {
     let Some(v) = vip else {
         return "-".to_owned();
     };
-    let proto = match Protocol::try_from(v.protocol) {
-        Ok(Protocol::Tcp) => Some(Proto::Tcp),
-        Ok(Protocol::Udp) => Some(Proto::Udp),
-        _ => None,
-    };
-    match (v.address.parse(), u16::try_from(v.port), proto) {
-        (Ok(address), Ok(port), Some(proto)) => VipSpec::new(address, port, proto).to_string(),
-        _ => {
-            let proto = proto.map_or_else(|| format!("proto{}", v.protocol), |p| p.to_string());
+    match convert::vip(Some(v)) {
+        Ok(spec) => spec.to_string(),
+        Err(_) => {
+            let proto = convert::proto(v.protocol)
+                .map_or_else(|| format!("proto{}", v.protocol), |p| p.to_string());
             if v.address.contains(':') {
                 format!("[{}]:{}/{proto}", v.address, v.port)
             } else {
@@ -67,11 +61,7 @@ pub fn vip_text(vip: Option<&Vip>) -> String {
 fn flag_names(flags: &[i32]) -> Vec<String> {
     flags
         .iter()
-        .map(|&f| match VipFlag::try_from(f) {
-            Ok(VipFlag::NoSport) => VipFlags::NO_SPORT.to_owned(),
-            Ok(VipFlag::NoConntrack) => VipFlags::NO_CONNTRACK.to_owned(),
-            _ => format!("unknown-{f}"),
-        })
+        .map(|&f| convert::flag_name(f).map_or_else(|| format!("unknown-{f}"), str::to_owned))
         .collect()
 }
 
@@ -571,7 +561,7 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         ("backend slots", usage(s.backend_slots.as_ref())),
         (
             "conn table",
-            format!("{} flows (per-CPU LRU)", s.conn_table_capacity),
+            format!("{} flows (LRU shared by all CPUs)", s.conn_table_capacity),
         ),
         ("ring size", s.ring_size.to_string()),
         ("hash seed", s.hash_seed.to_string()),
@@ -640,7 +630,7 @@ fn utc_time(unix_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_proto::v1::{BackendStats, MapUsage, VipStats};
+    use lb_proto::v1::{BackendStats, MapUsage, Protocol, VipFlag, VipStats};
 
     fn vip(address: &str, port: u32, protocol: Protocol) -> Option<Vip> {
         Some(Vip {
@@ -923,7 +913,7 @@ mod tests {
                 "adopted         yes (hot restart)\n",
                 "vips            2 / 512\n",
                 "backend slots   3 / 4096\n",
-                "conn table      65536 flows (per-CPU LRU)\n",
+                "conn table      65536 flows (LRU shared by all CPUs)\n",
                 "ring size       65537\n",
                 "hash seed       7\n",
                 "version         0.1.0\n",

@@ -8,13 +8,9 @@ use std::{
 };
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use lb_proto::{DEFAULT_WEIGHT, MAX_WEIGHT};
+use lb_api::{DEFAULT_WEIGHT, MAX_WEIGHT, MacAddr, VipSpec};
 
-use crate::{
-    client::{ApiUri, ClientTls, DEFAULT_API},
-    config::MacAddr,
-    vip::VipSpec,
-};
+use crate::client::{ApiUri, ClientTls, DEFAULT_API};
 
 /// Heading of the options every command takes.
 const CONNECTION: &str = "Connection options";
@@ -272,8 +268,8 @@ fn parse_client(s: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vip::Proto;
     use clap::error::ErrorKind;
+    use lb_api::Proto;
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("lbctl").chain(args.iter().copied()))

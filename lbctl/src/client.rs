@@ -28,7 +28,7 @@ use lb_proto::v1::load_balancer_client::LoadBalancerClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
-use crate::vip::parse_port;
+use lb_api::vip::parse_port;
 
 /// The daemon's default API address (its default `[api] listen`).
 pub const DEFAULT_API: &str = "unix:///run/lb/lb.sock";

@@ -2,11 +2,15 @@
 
 use std::io::{self, Write};
 
+use lb_api::{
+    BackendSpec, VipFlags,
+    convert::{backend_request, flags_out, vip_out},
+};
 use lb_proto::v1::{
-    AddBackendRequest, Backend, CreateVipRequest, DeleteVipRequest, GetGatewayRequest,
-    GetStatsRequest, GetStatusRequest, ListBackendsRequest, ListVipsRequest, Protocol,
-    RemoveBackendRequest, RouteRequest, SetBackendWeightRequest, SetGatewayRequest, Vip, VipFlag,
-    WatchStatsRequest, load_balancer_client::LoadBalancerClient,
+    AddBackendRequest, CreateVipRequest, DeleteVipRequest, GetGatewayRequest, GetStatsRequest,
+    GetStatusRequest, ListBackendsRequest, ListVipsRequest, RemoveBackendRequest, RouteRequest,
+    SetBackendWeightRequest, SetGatewayRequest, WatchStatsRequest,
+    load_balancer_client::LoadBalancerClient,
 };
 use tonic::transport::Channel;
 
@@ -15,23 +19,7 @@ use super::{
     args::{Args, BackendCommand, Command, GatewayCommand, RouteArgs, StatsArgs, VipCommand},
     output,
 };
-use crate::{
-    client,
-    vip::{Proto, VipSpec},
-};
-
-/// The API's form of a VIP parsed by [`VipSpec`].
-pub(super) fn proto_vip(v: &VipSpec) -> Vip {
-    Vip {
-        address: v.address.to_string(),
-        port: u32::from(v.port),
-        protocol: match v.proto {
-            Proto::Tcp => Protocol::Tcp,
-            Proto::Udp => Protocol::Udp,
-        }
-        .into(),
-    }
-}
+use crate::client;
 
 /// Writes one output unit and flushes it, so `--watch` output reaches a
 /// pipe as it happens.
@@ -99,17 +87,13 @@ async fn vip(
             no_sport,
             no_conntrack,
         } => {
-            // Sorted by enum value, as the API documents flags.
-            let flags = [
-                (*no_sport, VipFlag::NoSport),
-                (*no_conntrack, VipFlag::NoConntrack),
-            ]
-            .into_iter()
-            .filter_map(|(on, f)| on.then_some(i32::from(f)))
-            .collect();
+            let flags = VipFlags {
+                no_sport: *no_sport,
+                no_conntrack: *no_conntrack,
+            };
             lb.create_vip(CreateVipRequest {
-                vip: Some(proto_vip(vip)),
-                flags,
+                vip: Some(vip_out(vip)),
+                flags: flags_out(&flags),
                 backends: Vec::new(),
             })
             .await?;
@@ -117,7 +101,7 @@ async fn vip(
         }
         VipCommand::Del { vip } => {
             lb.delete_vip(DeleteVipRequest {
-                vip: Some(proto_vip(vip)),
+                vip: Some(vip_out(vip)),
             })
             .await?;
             Ok(())
@@ -145,21 +129,16 @@ async fn backend(
             address,
             weight,
         } => {
-            // The weight is always sent, so lbctl's default is the one in
-            // effect whatever the daemon's.
             lb.add_backend(AddBackendRequest {
-                vip: Some(proto_vip(vip)),
-                backend: Some(Backend {
-                    address: address.to_string(),
-                    weight: Some(*weight),
-                }),
+                vip: Some(vip_out(vip)),
+                backend: Some(backend_request(&BackendSpec::weighted(*address, *weight))),
             })
             .await?;
             Ok(())
         }
         BackendCommand::Del { vip, address } => {
             lb.remove_backend(RemoveBackendRequest {
-                vip: Some(proto_vip(vip)),
+                vip: Some(vip_out(vip)),
                 address: address.to_string(),
             })
             .await?;
@@ -171,7 +150,7 @@ async fn backend(
             weight,
         } => {
             lb.set_backend_weight(SetBackendWeightRequest {
-                vip: Some(proto_vip(vip)),
+                vip: Some(vip_out(vip)),
                 address: address.to_string(),
                 weight: *weight,
             })
@@ -181,7 +160,7 @@ async fn backend(
         BackendCommand::List { vip, json } => {
             let backends = lb
                 .list_backends(ListBackendsRequest {
-                    vip: Some(proto_vip(vip)),
+                    vip: Some(vip_out(vip)),
                 })
                 .await?
                 .into_inner()
@@ -203,7 +182,7 @@ async fn stats(
 ) -> Result<(), CliError> {
     let stats = lb
         .get_stats(GetStatsRequest {
-            vip: s.vip.as_ref().map(proto_vip),
+            vip: s.vip.as_ref().map(vip_out),
         })
         .await?
         .into_inner()
@@ -226,7 +205,7 @@ async fn watch_stats(
     let mut stream = lb
         .watch_stats(WatchStatsRequest {
             interval_seconds: secs,
-            vip: s.vip.as_ref().map(proto_vip),
+            vip: s.vip.as_ref().map(vip_out),
         })
         .await?
         .into_inner();
@@ -272,7 +251,7 @@ async fn route(
     let dport = r.dport.unwrap_or(0);
     let resp = lb
         .route(RouteRequest {
-            vip: Some(proto_vip(&r.vip)),
+            vip: Some(vip_out(&r.vip)),
             client_address: r.client.ip().to_string(),
             client_port: u32::from(r.client.port()),
             destination_port: u32::from(dport),

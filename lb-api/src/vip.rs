@@ -136,11 +136,6 @@ impl VipSpec {
         }
     }
 
-    /// The data plane's key for this VIP's address alone.
-    pub fn addr_key(&self) -> AddrKey {
-        addr_key(self.address)
-    }
-
     /// The VIP a data-plane key names, if the key is well formed.
     pub fn from_key(key: &VipKey) -> Option<Self> {
         Some(Self {
@@ -212,18 +207,7 @@ pub fn parse_port(s: &str) -> Result<u16, VipSpecError> {
     u16::try_from(n).map_err(|_| VipSpecError::PortRange(s.to_owned()))
 }
 
-impl Serialize for VipSpec {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for VipSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_via_str!(VipSpec);
 
 /// Why a list of VIP flag names was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,459 @@
+//! The daemon's TOML configuration file: its schema, defaults and the rules
+//! of its values, and nothing else (what the values mean to the data plane
+//! and to the state is the daemon's start-up's business).
+//!
+//! Every key has a default except `dataplane.interface` and
+//! `dataplane.gateway_mac`. Unknown keys are errors (a misspelt key silently
+//! ignored is a production incident waiting to happen). Every error names the
+//! file, the line and the key: values are parsed by their types' own
+//! `Deserialize` impls, so the toml crate reports where they sit, and the
+//! checks that need several fields look the key's position up in the parsed
+//! document ([`Source`]), which checks made elsewhere use too.
+
+mod span;
+mod values;
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use lb_api::{BackendSpec, DEFAULT_WEIGHT, MacAddr, VipFlags, VipSpec};
+use serde::Deserialize;
+use toml::de::DeTable;
+
+pub use span::{Seg, Source, k};
+pub use values::{InterfaceName, Ipv4Prefix, Ipv6Prefix, Listen, XdpMode};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or not a valid configuration.
+    #[error("{origin}:{}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default(), key.as_ref().map(|k| format!(": key `{k}`")).unwrap_or_default())]
+    Invalid {
+        /// The file name (or `<config>` for a string).
+        origin: String,
+        /// 1-based line of the offending key or value, when known.
+        line: Option<usize>,
+        /// Dotted path of the offending key, e.g. `vip[1].backends[0].weight`.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[dataplane]`: the XDP program, its maps and packet settings.
+    pub dataplane: DataplaneConfig,
+    /// `[api]`: where the gRPC API listens.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// `[state]`: where the desired state is persisted.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// `[[vip]]`: VIPs to create when there is no persisted state yet.
+    #[serde(default, rename = "vip")]
+    pub vips: Vec<VipConfig>,
+}
+
+/// `[dataplane]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Interface the balancer attaches to.
+    pub interface: InterfaceName,
+    /// How to attach.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// Next-hop MAC for encapsulated packets.
+    pub gateway_mac: MacAddr,
+    /// bpffs directory for the pinned program, link and maps; one per
+    /// daemon instance.
+    #[serde(default = "default_pin_path")]
+    pub pin_path: PathBuf,
+    /// Largest outer IP packet the path towards backends carries.
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+    /// Maglev ring size M, prime.
+    #[serde(default = "default_ring_size")]
+    pub ring_size: u32,
+    /// VIPs the maps hold.
+    #[serde(default = "default_max_vips")]
+    pub max_vips: u32,
+    /// Backend slots (one per VIP/backend pair, slot 0 reserved).
+    #[serde(default = "default_max_backends")]
+    pub max_backends: u32,
+    /// Connection-table capacity, flows.
+    #[serde(default = "default_conn_table_size")]
+    pub conn_table_size: u32,
+    /// Fleet-wide flow hash seed: identical on every node behind one ECMP group.
+    #[serde(default)]
+    pub hash_seed: u32,
+    /// Outer IPv4 source: a /32 is a fixed source, shorter crafts one per flow.
+    #[serde(default = "default_encap_v4")]
+    pub encap_source_v4: Ipv4Prefix,
+    /// Outer IPv6 source: /96 to /128, /128 fixed.
+    #[serde(default = "default_encap_v6")]
+    pub encap_source_v6: Ipv6Prefix,
+    /// ICMP "fragmentation needed"/"packet too big" replies per second and
+    /// CPU; 0 = unlimited.
+    #[serde(default = "default_icmp_too_big_rate")]
+    pub icmp_too_big_rate: u32,
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `unix:///path` or `tcp://ADDR:PORT` (TCP requires `[api.tls]`).
+    #[serde(default = "default_listen")]
+    pub listen: Listen,
+    /// TLS for a TCP listener.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls: None,
+        }
+    }
+}
+
+/// `[api.tls]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM.
+    pub key: PathBuf,
+    /// CA that client certificates must chain to; set = mutual TLS.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[state]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory of `state.json`.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_state_dir(),
+        }
+    }
+}
+
+/// One `[[vip]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipConfig {
+    /// `ADDR:PORT/PROTO`.
+    pub address: VipSpec,
+    /// Flag names: `no-sport`, `no-conntrack`.
+    #[serde(default)]
+    pub flags: VipFlags,
+    /// Backends.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+}
+
+impl VipConfig {
+    /// The backends as state requests.
+    pub fn backend_specs(&self) -> Vec<BackendSpec> {
+        self.backends
+            .iter()
+            .map(|b| BackendSpec::weighted(b.address, b.weight))
+            .collect()
+    }
+}
+
+/// One backend of a `[[vip]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Backend address.
+    pub address: IpAddr,
+    /// Relative weight, 0..=65535; 0 drains.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_pin_path() -> PathBuf {
+    "/sys/fs/bpf/lb".into()
+}
+fn default_mtu() -> u32 {
+    1500
+}
+fn default_icmp_too_big_rate() -> u32 {
+    // The kernel's own ICMP limit is in the same order: 1000/s.
+    1000
+}
+fn default_ring_size() -> u32 {
+    lb_common::DEFAULT_RING_SIZE
+}
+fn default_max_vips() -> u32 {
+    lb_common::DEFAULT_MAX_VIPS
+}
+fn default_max_backends() -> u32 {
+    lb_common::DEFAULT_MAX_BACKENDS
+}
+fn default_conn_table_size() -> u32 {
+    lb_common::DEFAULT_CONN_TABLE_SIZE
+}
+fn default_encap_v4() -> Ipv4Prefix {
+    // Katran's default: crafted sources never collide with real hosts.
+    Ipv4Prefix {
+        addr: Ipv4Addr::new(172, 16, 0, 0),
+        len: 16,
+    }
+}
+fn default_encap_v6() -> Ipv6Prefix {
+    // Inside 100::/64, the RFC 6666 discard prefix.
+    Ipv6Prefix {
+        addr: Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
+        len: 96,
+    }
+}
+fn default_listen() -> Listen {
+    Listen::Unix("/run/lb/lb.sock".into())
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/lb".into()
+}
+fn default_weight() -> u32 {
+    DEFAULT_WEIGHT
+}
+
+/// Smallest MTU accepted: the IPv4 minimum every host must handle (RFC 791).
+const MIN_MTU: u32 = 576;
+/// Largest: an IP packet length field.
+const MAX_MTU: u32 = 65535;
+
+impl FromStr for Config {
+    type Err = ConfigError;
+
+    /// Parses a configuration held in a string (errors name `<config>`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text, "<config>")
+    }
+}
+
+impl Config {
+    /// Reads and parses a configuration file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        ConfigFile::read(path).map(|f| f.config)
+    }
+
+    /// Parses `text`; errors name `origin` as the file.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        ConfigFile::parse(text, origin).map(|f| f.config)
+    }
+}
+
+/// A parsed configuration with its text, so that checks made outside this
+/// module (against the data plane's limits, the state's rules) name the
+/// line and the key as the parser does.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    /// The configuration.
+    pub config: Config,
+    /// Its text, to place errors.
+    pub source: Source,
+}
+
+impl ConfigFile {
+    /// Reads and parses a configuration file.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text`; errors name `origin` as the file.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let source = Source::new(text, origin);
+        let (doc, syntax) = DeTable::parse_recoverable(text);
+        if let Some(e) = syntax.into_iter().next() {
+            let message = e.message().trim_end().to_owned();
+            return Err(source.error_at(doc.get_ref(), e.span(), message));
+        }
+        let config: Config = toml::from_str(text)
+            .map_err(|e| source.error_at(doc.get_ref(), e.span(), e.message().to_owned()))?;
+        config.check(&source)?;
+        Ok(Self { config, source })
+    }
+}
+
+impl Config {
+    /// The checks that need more than one value, in file order.
+    fn check(&self, c: &Source) -> Result<(), ConfigError> {
+        let dp = &self.dataplane;
+        if !(MIN_MTU..=MAX_MTU).contains(&dp.mtu) {
+            return Err(c.error(
+                &[k("dataplane"), k("mtu")],
+                format!("mtu {} out of range {MIN_MTU}..={MAX_MTU}", dp.mtu),
+            ));
+        }
+        if dp.max_vips == 0 {
+            return Err(c.error(&[k("dataplane"), k("max_vips")], "must be at least 1"));
+        }
+        if dp.max_backends < 2 {
+            return Err(c.error(
+                &[k("dataplane"), k("max_backends")],
+                "must be at least 2 (slot 0 is reserved)",
+            ));
+        }
+        if dp.conn_table_size == 0 {
+            return Err(c.error(
+                &[k("dataplane"), k("conn_table_size")],
+                "must be at least 1",
+            ));
+        }
+        if !(96..=128).contains(&dp.encap_source_v6.len) {
+            return Err(c.error(
+                &[k("dataplane"), k("encap_source_v6")],
+                format!(
+                    "IPv6 source prefix length {} not in 96..=128 (only the last 32 bits are crafted per flow)",
+                    dp.encap_source_v6.len
+                ),
+            ));
+        }
+        if !dp.pin_path.is_absolute() {
+            return Err(c.error(
+                &[k("dataplane"), k("pin_path")],
+                "must be an absolute path on bpffs",
+            ));
+        }
+        match (&self.api.listen, &self.api.tls) {
+            (Listen::Tcp(_), None) => {
+                return Err(c.error(
+                    &[k("api"), k("listen")],
+                    "a tcp:// listener requires [api.tls] (cert, key); use unix:// for local access",
+                ));
+            }
+            (Listen::Unix(_), Some(_)) => {
+                return Err(c.error(
+                    &[k("api"), k("tls")],
+                    "[api.tls] applies to tcp:// listeners only; this one is unix://",
+                ));
+            }
+            _ => {}
+        }
+        if !self.state.dir.is_absolute() {
+            return Err(c.error(&[k("state"), k("dir")], "must be an absolute path"));
+        }
+        self.check_vips(c)
+    }
+
+    /// The `[[vip]]` tables against each other and the map sizes. What an
+    /// address or a weight may be is the state's rule, checked at start-up.
+    fn check_vips(&self, c: &Source) -> Result<(), ConfigError> {
+        let dp = &self.dataplane;
+        let mut seen = HashSet::new();
+        let mut slots = 0u64;
+        for (i, v) in self.vips.iter().enumerate() {
+            let at = vip_key(i);
+            if !seen.insert(v.address) {
+                return Err(c.error(
+                    &at("address"),
+                    format!("VIP {} is defined twice", v.address),
+                ));
+            }
+            if i as u64 >= u64::from(dp.max_vips) {
+                return Err(c.error(
+                    &at("address"),
+                    format!("more VIPs than dataplane.max_vips ({})", dp.max_vips),
+                ));
+            }
+            let mut backends = HashSet::new();
+            let mut weighted = 0u64;
+            for (j, b) in v.backends.iter().enumerate() {
+                let bk = backend_key(i, j);
+                if !backends.insert(b.address) {
+                    return Err(c.error(
+                        &bk("address"),
+                        format!(
+                            "backend {} is listed twice for VIP {}",
+                            b.address, v.address
+                        ),
+                    ));
+                }
+                if self.vips.iter().any(|o| o.address.address == b.address) {
+                    return Err(c.error(
+                        &bk("address"),
+                        format!("backend {} is also a VIP address", b.address),
+                    ));
+                }
+                slots += 1;
+                if slots >= u64::from(dp.max_backends) {
+                    return Err(c.error(
+                        &bk("address"),
+                        format!(
+                            "more backends (over all VIPs) than dataplane.max_backends - 1 ({})",
+                            dp.max_backends - 1
+                        ),
+                    ));
+                }
+                weighted += u64::from(b.weight > 0);
+                if weighted > u64::from(dp.ring_size) {
+                    return Err(c.error(
+                        &bk("address"),
+                        format!(
+                            "more weighted backends than ring positions (ring_size {})",
+                            dp.ring_size
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key path of a value of the `i`th `[[vip]]`, e.g. `vip[1].address`.
+pub fn vip_key(i: usize) -> impl Fn(&str) -> Vec<Seg> {
+    move |key| vec![k("vip"), Seg::Index(i), k(key)]
+}
+
+/// The key path of a value of backend `j` of the `i`th `[[vip]]`, e.g.
+/// `vip[1].backends[0].weight`.
+pub fn backend_key(i: usize, j: usize) -> impl Fn(&str) -> Vec<Seg> {
+    move |key| {
+        vec![
+            k("vip"),
+            Seg::Index(i),
+            k("backends"),
+            Seg::Index(j),
+            k(key),
+        ]
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
