@@ -1,13 +1,11 @@
 //! Packet-exact tests of `lb_decap`: each of the four IP-in-IP combinations
 //! gives back exactly the inner packet, anything else passes untouched.
 
-mod common;
-
 use std::net::IpAddr;
 
-use common::{pkt::*, *};
 use lb_common::DecapStat;
 use lb_daemon::dataplane::Decap;
+use lb_privileged_tests::{pkt::*, *};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

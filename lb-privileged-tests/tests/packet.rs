@@ -1,13 +1,11 @@
 //! Packet-exact tests of `lb_xdp`: the real program and real maps in the
 //! kernel, frames through BPF_PROG_TEST_RUN, every XDP_TX output compared byte
-//! for byte with a frame built independently (tests/common/pkt.rs).
-
-mod common;
+//! for byte with a frame built independently (src/pkt.rs).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{pkt::*, *};
 use lb_common::{Stat, VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT};
+use lb_privileged_tests::{pkt::*, *};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;

@@ -2,12 +2,10 @@
 //! over a VIP with 100 weighted backends, the backend `lb_xdp` encapsulates to
 //! is the one predicted from lb-common's flow hash and the Maglev table.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{pkt::*, *};
 use lb_daemon::maglev::{self, Member};
+use lb_privileged_tests::{pkt::*, *};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 fn check(vip: IpAddr, backends_v6: bool, flows: usize, flags: u32) {

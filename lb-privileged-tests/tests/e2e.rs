@@ -4,17 +4,15 @@
 //! client directly. Every assertion is on what the client, the servers or
 //! the wire saw, checked against the daemon's own view where that helps.
 //!
-//! One lab at a time (see `common::lab`): each test brings its own up with a
+//! One lab at a time (see `lb_privileged_tests::lab`): each test brings its own up with a
 //! unique prefix and takes it down on drop, also after a failure.
-
-mod common;
 
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
-use common::{lab::*, privileged};
+use lb_privileged_tests::{lab::*, privileged};
 use lb_proto::v1 as pb;
 use serde_json::Value;
 

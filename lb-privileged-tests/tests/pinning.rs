@@ -2,13 +2,11 @@
 //! forwarding after its process lets go of it, the next open adopts the same
 //! program and maps (connection table included), and teardown removes it all.
 
-mod common;
-
 use std::{net::IpAddr, path::PathBuf};
 
 use aya::programs::XdpMode;
-use common::{netns::*, *};
 use lb_daemon::dataplane::{AttachMode, Attached, Balancer, Origin, teardown};
+use lb_privileged_tests::{netns::*, *};
 
 #[test]
 fn pinned_balancer_survives_its_process_and_is_adopted() {

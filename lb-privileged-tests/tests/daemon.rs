@@ -4,20 +4,18 @@
 //! and state, concurrent clients leave the maps equal to the desired state,
 //! and a TLS listener refuses plaintext and certificate-less clients.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
-use common::{daemon::*, pkt::*, *};
 use lb_common::{BACKEND_F_VALID, SLOT_NONE};
 use lb_daemon::{
     dataplane::{Balancer, Origin, Sizes},
     maglev,
 };
+use lb_privileged_tests::{daemon::*, pkt::*, *};
 use lb_proto::v1 as pb;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -206,19 +204,8 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
             format!("{client}:{port}"),
             "--json".into(),
         ];
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = if n < 10 {
-            // A few through the real binary, to prove the shipped CLI too.
-            let o = std::process::Command::new(env!("CARGO_BIN_EXE_lbctl"))
-                .args(&argv[1..])
-                .output()
-                .unwrap();
-            out = o.stdout;
-            err = o.stderr;
-            o.status.code().unwrap_or(99) as u8
-        } else {
-            lb_daemon::cli::run_with(argv.iter(), &mut out, &mut err)
-        };
+        // A few through the real binary, to prove the shipped CLI too.
+        let (code, out, err) = bins::lbctl(&argv, n < 10);
         assert_eq!(
             code,
             0,
@@ -333,7 +320,7 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
     // A clean stop leaves forwarding on too; teardown is explicit.
     env.stop();
     assert!(env.ping(VIP), "still forwarding after a clean stop");
-    let out = std::process::Command::new(LB_DAEMON)
+    let out = std::process::Command::new(bins::lb_daemon_bin())
         .args(["teardown", "--config"])
         .arg(&env.config)
         .output()
@@ -460,7 +447,7 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
     }
     let pki = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("sh")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pki.sh"))
+        .arg(bins::pki_script())
         .current_dir(pki.path())
         .output()
         .expect("openssl (installed by setup.sh)");
@@ -485,7 +472,7 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
     let lb_name = env.lb.name.clone();
     let mut child = std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{lb_name}"))
-        .arg(LB_DAEMON)
+        .arg(bins::lb_daemon_bin())
         .args(["run", "--config"])
         .arg(&child_cfg)
         .stderr(std::fs::File::create(&log).unwrap())
@@ -506,13 +493,13 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
     }
     let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
     let results = std::thread::spawn(move || {
-        let ns = common::netns::Netns { name: lb_name.clone() };
+        let ns = lb_privileged_tests::netns::Netns { name: lb_name.clone() };
         ns.enter();
         // The environment's guard deletes the namespace, not this handle.
         std::mem::forget(ns);
         let rt = rt();
         rt.block_on(async move {
-            use lb_daemon::client::{ClientTls, connect};
+            use lb_privileged_tests::bins::{ClientTls, connect};
             let list = |mut c: lb_proto::v1::load_balancer_client::LoadBalancerClient<_>| async move {
                 c.list_vips(pb::ListVipsRequest {}).await.map(|_| ())
             };

@@ -1,8 +1,9 @@
-//! Shared test support: the privileged-test guard, a packet builder, and a
-//! fixture that loads the real `lb_xdp` with small maps and runs frames
-//! through it with BPF_PROG_TEST_RUN.
-#![allow(dead_code)]
+//! Support for the privileged test tier (the tests are in `tests/`): the
+//! privileged-test guard, a packet builder, and a fixture that loads the real
+//! `lb_xdp` with small maps and runs frames through it with
+//! BPF_PROG_TEST_RUN; network namespaces, a real daemon and the lab.
 
+pub mod bins;
 pub mod daemon;
 pub mod lab;
 pub mod netns;
@@ -68,6 +69,10 @@ pub fn test_sizes() -> Sizes {
 impl Fixture {
     /// Loads the program with the default test configuration (crafted sources
     /// in 198.19.128.0/17 and fd00:5::/96, MTU 1500).
+    #[allow(
+        clippy::new_without_default,
+        reason = "loading a program into the kernel is not a default value"
+    )]
     pub fn new() -> Self {
         Self::with(|_| {})
     }
