@@ -50,25 +50,19 @@ fn attach_and_ping(mode: XdpMode, label: &str) {
 
 #[test]
 fn attaches_in_native_mode_and_answers_on_the_wire() {
-    if !privileged("attach_native") {
-        return;
-    }
+    require_root();
     attach_and_ping(XdpMode::Driver, "nat");
 }
 
 #[test]
 fn attaches_in_generic_mode_and_answers_on_the_wire() {
-    if !privileged("attach_generic") {
-        return;
-    }
+    require_root();
     attach_and_ping(XdpMode::Skb, "gen");
 }
 
 #[test]
 fn programs_pass_the_verifier_with_room_to_spare() {
-    if !privileged("verifier_budget") {
-        return;
-    }
+    require_root();
     let mut f = Fixture::new();
     let info = f.lb.program().info().expect("program info");
     let verified = info

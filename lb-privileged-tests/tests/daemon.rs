@@ -138,9 +138,7 @@ fn kernel_pick(lb: &mut Balancer, client: Ipv4Addr, port: u16, flags: u8) -> IpA
 
 #[test]
 fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
-    if !privileged("daemon_maps_route") {
-        return;
-    }
+    require_root();
     pin_thread();
     let mut env = DaemonEnv::new("dm", None, "");
     env.start();
@@ -233,9 +231,7 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
 
 #[test]
 fn sigkill_and_restart_keep_forwarding_maps_and_state() {
-    if !privileged("daemon_sigkill") {
-        return;
-    }
+    require_root();
     pin_thread();
     let extra = format!(
         "[[vip]]\naddress = \"{VIP}:80/tcp\"\nbackends = [{{ address = \"198.19.0.11\" }}, {{ address = \"198.19.0.12\" }}]\n"
@@ -336,9 +332,7 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
 
 #[test]
 fn concurrent_clients_leave_maps_equal_to_the_desired_state() {
-    if !privileged("daemon_concurrency") {
-        return;
-    }
+    require_root();
     let mut env = DaemonEnv::new("dc", None, "");
     env.start();
     let rt = rt();
@@ -442,9 +436,7 @@ fn concurrent_clients_leave_maps_equal_to_the_desired_state() {
 
 #[test]
 fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
-    if !privileged("daemon_tls") {
-        return;
-    }
+    require_root();
     let pki = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("sh")
         .arg(bins::pki_script())

@@ -10,9 +10,7 @@ use lb_privileged_tests::{netns::*, *};
 
 #[test]
 fn pinned_balancer_survives_its_process_and_is_adopted() {
-    if !privileged("pinning") {
-        return;
-    }
+    require_root();
     let (lb_ns, client) = lb_and_client("pin");
     let dir = PathBuf::from(format!("/sys/fs/bpf/lbtest-{}", unique_tag()));
     // Remove the pins even if an assertion fails.
