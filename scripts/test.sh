@@ -56,6 +56,7 @@ cargo test --locked 2>&1 | tee "$LOGS/unprivileged.log"
 tier "unprivileged tier" "$LOGS/unprivileged.log"
 
 if ((!root)); then
+    summary+=("$(printf '%-22s NOT RUN (needs root)' "privileged tier:")")
     print_summary
     cat >&2 <<EOF
 
