@@ -82,6 +82,6 @@ fi
 
 echo "== lab selfcheck"
 LB_DAEMON="$PWD/target/debug/lb-daemon" ./deploy/lab/selfcheck.sh 2>&1 | tee "$LOGS/selfcheck.log"
-summary+=("$(printf '%-22s %s' "lab selfcheck:" "$(grep '^selfcheck: ' "$LOGS/selfcheck.log" | tail -1)")")
+summary+=("$(printf '%-22s %s' "lab selfcheck:" "$(sed -n 's/^selfcheck: //p' "$LOGS/selfcheck.log" | tail -1)")")
 
 print_summary
