@@ -2,16 +2,14 @@
 //! and generic (skb) mode, and then handles real packets there: a ping to a
 //! VIP address from the peer side is answered by the XDP program itself.
 
-mod common;
-
 use std::net::IpAddr;
 
 use aya::programs::XdpMode;
-use common::{netns::Netns, *};
+use lb_privileged_tests::{netns::Netns, *};
 
 fn attach_and_ping(mode: XdpMode, label: &str) {
     // Two hosts: the LB (XDP on lb0) and a client on the other end (peer0).
-    let (ns, client) = common::netns::lb_and_client(label);
+    let (ns, client) = lb_privileged_tests::netns::lb_and_client(label);
     let client_name = client.name.clone();
 
     // Load + attach happen from inside the namespace (interface by name).
@@ -52,25 +50,19 @@ fn attach_and_ping(mode: XdpMode, label: &str) {
 
 #[test]
 fn attaches_in_native_mode_and_answers_on_the_wire() {
-    if !privileged("attach_native") {
-        return;
-    }
+    require_root();
     attach_and_ping(XdpMode::Driver, "nat");
 }
 
 #[test]
 fn attaches_in_generic_mode_and_answers_on_the_wire() {
-    if !privileged("attach_generic") {
-        return;
-    }
+    require_root();
     attach_and_ping(XdpMode::Skb, "gen");
 }
 
 #[test]
 fn programs_pass_the_verifier_with_room_to_spare() {
-    if !privileged("verifier_budget") {
-        return;
-    }
+    require_root();
     let mut f = Fixture::new();
     let info = f.lb.program().info().expect("program info");
     let verified = info

@@ -1,7 +1,6 @@
 //! Network namespaces for tests: unique names per test, removed on drop even
 //! when the test panics. Only 198.18.0.0/15 and fd00::/8 addresses are used,
 //! and nothing is ever configured in the root namespace.
-#![allow(dead_code)]
 
 use std::{
     fs::File,

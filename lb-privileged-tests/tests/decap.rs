@@ -1,13 +1,11 @@
 //! Packet-exact tests of `lb_decap`: each of the four IP-in-IP combinations
 //! gives back exactly the inner packet, anything else passes untouched.
 
-mod common;
-
 use std::net::IpAddr;
 
-use common::{pkt::*, *};
 use lb_common::DecapStat;
 use lb_daemon::dataplane::Decap;
+use lb_privileged_tests::{pkt::*, *};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -66,9 +64,7 @@ fn check(d: &mut Decap, inner: &[u8], outer_src: &str, host: &str, vlan: Option<
 
 #[test]
 fn decap_all_four_combinations_give_back_the_inner_packet() {
-    if !privileged("decap_combinations") {
-        return;
-    }
+    require_root();
     let mut d = decap();
     check(&mut d, &inner_v4(), "198.19.200.1", HOST4, None);
     check(&mut d, &inner_v6(), "198.19.200.1", HOST4, None);
@@ -85,9 +81,7 @@ fn decap_all_four_combinations_give_back_the_inner_packet() {
 
 #[test]
 fn decap_passes_what_is_not_ipip_for_this_host() {
-    if !privileged("decap_pass") {
-        return;
-    }
+    require_root();
     let mut d = decap();
     // IP-in-IP for another host.
     let other = encapsulated(&inner_v4(), 0, ip("198.19.200.1"), ip("198.19.0.99"), None);
@@ -109,9 +103,7 @@ fn decap_passes_what_is_not_ipip_for_this_host() {
 
 #[test]
 fn balancer_output_decapsulates_to_the_client_packet() {
-    if !privileged("balancer_then_decap") {
-        return;
-    }
+    require_root();
     // lb_xdp -> lb_decap round trip for every family combination.
     for (vip, client, backend) in [
         ("198.18.100.10", "198.18.1.7", HOST4),

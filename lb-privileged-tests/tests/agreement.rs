@@ -2,12 +2,10 @@
 //! over a VIP with 100 weighted backends, the backend `lb_xdp` encapsulates to
 //! is the one predicted from lb-common's flow hash and the Maglev table.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{pkt::*, *};
 use lb_daemon::maglev::{self, Member};
+use lb_privileged_tests::{pkt::*, *};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 fn check(vip: IpAddr, backends_v6: bool, flows: usize, flags: u32) {
@@ -101,25 +99,19 @@ fn check(vip: IpAddr, backends_v6: bool, flows: usize, flags: u32) {
 
 #[test]
 fn kernel_choice_matches_userspace_prediction_v4() {
-    if !privileged("agreement_v4") {
-        return;
-    }
+    require_root();
     check("198.18.100.10".parse().unwrap(), false, 10_000, 0);
 }
 
 #[test]
 fn kernel_choice_matches_userspace_prediction_v6_vip_v6_backends() {
-    if !privileged("agreement_v6") {
-        return;
-    }
+    require_root();
     check("fd00:100::10".parse().unwrap(), true, 3_000, 0);
 }
 
 #[test]
 fn kernel_choice_matches_prediction_without_source_port() {
-    if !privileged("agreement_no_sport") {
-        return;
-    }
+    require_root();
     check(
         "198.18.100.11".parse().unwrap(),
         false,

@@ -4,20 +4,18 @@
 //! and state, concurrent clients leave the maps equal to the desired state,
 //! and a TLS listener refuses plaintext and certificate-less clients.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
     net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
-use common::{daemon::*, pkt::*, *};
 use lb_common::{BACKEND_F_VALID, SLOT_NONE};
 use lb_daemon::{
     dataplane::{Balancer, Origin, Sizes},
     maglev,
 };
+use lb_privileged_tests::{daemon::*, pkt::*, *};
 use lb_proto::v1 as pb;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -38,24 +36,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// The `lbctl` binary of this build. It is another package's, so cargo does
-/// not name it in a `CARGO_BIN_EXE_*`; it sits in `target/<profile>/`, above
-/// the `deps/` directory of this test executable.
-fn lbctl_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|d| d.join("lbctl"));
-    match bin {
-        Some(b) if b.is_file() => b,
-        _ => panic!(
-            "no lbctl binary above {}: build it first (`cargo build -p lbctl`; a workspace `cargo test` does)",
-            exe.display()
-        ),
-    }
 }
 
 fn pvip(addr: &str, port: u32) -> Option<pb::Vip> {
@@ -158,9 +138,7 @@ fn kernel_pick(lb: &mut Balancer, client: Ipv4Addr, port: u16, flags: u8) -> IpA
 
 #[test]
 fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
-    if !privileged("daemon_maps_route") {
-        return;
-    }
+    require_root();
     pin_thread();
     let mut env = DaemonEnv::new("dm", None, "");
     env.start();
@@ -224,19 +202,8 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
             format!("{client}:{port}"),
             "--json".into(),
         ];
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = if n < 10 {
-            // A few through the real binary, to prove the shipped CLI too.
-            let o = std::process::Command::new(lbctl_bin())
-                .args(&argv[1..])
-                .output()
-                .unwrap();
-            out = o.stdout;
-            err = o.stderr;
-            o.status.code().unwrap_or(99) as u8
-        } else {
-            lbctl::run_with(argv.iter(), &mut out, &mut err)
-        };
+        // A few through the real binary, to prove the shipped CLI too.
+        let (code, out, err) = bins::lbctl(&argv, n < 10);
         assert_eq!(
             code,
             0,
@@ -264,9 +231,7 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
 
 #[test]
 fn sigkill_and_restart_keep_forwarding_maps_and_state() {
-    if !privileged("daemon_sigkill") {
-        return;
-    }
+    require_root();
     pin_thread();
     let extra = format!(
         "[[vip]]\naddress = \"{VIP}:80/tcp\"\nbackends = [{{ address = \"198.19.0.11\" }}, {{ address = \"198.19.0.12\" }}]\n"
@@ -350,7 +315,7 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
     // A clean stop leaves forwarding on too; teardown is explicit.
     env.stop();
     assert!(env.ping(VIP), "still forwarding after a clean stop");
-    let out = std::process::Command::new(LB_DAEMON)
+    let out = std::process::Command::new(bins::lb_daemon_bin())
         .args(["teardown", "--config"])
         .arg(&env.config)
         .output()
@@ -366,9 +331,7 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
 
 #[test]
 fn concurrent_clients_leave_maps_equal_to_the_desired_state() {
-    if !privileged("daemon_concurrency") {
-        return;
-    }
+    require_root();
     let mut env = DaemonEnv::new("dc", None, "");
     env.start();
     let rt = rt();
@@ -472,15 +435,10 @@ fn concurrent_clients_leave_maps_equal_to_the_desired_state() {
 
 #[test]
 fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
-    if !privileged("daemon_tls") {
-        return;
-    }
+    require_root();
     let pki = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("sh")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../lbctl/tests/pki.sh"
-        ))
+        .arg(bins::pki_script())
         .current_dir(pki.path())
         .output()
         .expect("openssl (installed by setup.sh)");
@@ -505,7 +463,7 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
     let lb_name = env.lb.name.clone();
     let mut child = std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{lb_name}"))
-        .arg(LB_DAEMON)
+        .arg(bins::lb_daemon_bin())
         .args(["run", "--config"])
         .arg(&child_cfg)
         .stderr(std::fs::File::create(&log).unwrap())
@@ -526,13 +484,13 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
     }
     let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
     let results = std::thread::spawn(move || {
-        let ns = common::netns::Netns { name: lb_name.clone() };
+        let ns = lb_privileged_tests::netns::Netns { name: lb_name.clone() };
         ns.enter();
         // The environment's guard deletes the namespace, not this handle.
         std::mem::forget(ns);
         let rt = rt();
         rt.block_on(async move {
-            use lbctl::client::{ClientTls, connect};
+            use lb_privileged_tests::bins::{ClientTls, connect};
             let list = |mut c: lb_proto::v1::load_balancer_client::LoadBalancerClient<_>| async move {
                 c.list_vips(pb::ListVipsRequest {}).await.map(|_| ())
             };

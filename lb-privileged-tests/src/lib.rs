@@ -1,8 +1,9 @@
-//! Shared test support: the privileged-test guard, a packet builder, and a
-//! fixture that loads the real `lb_xdp` with small maps and runs frames
-//! through it with BPF_PROG_TEST_RUN.
-#![allow(dead_code)]
+//! Support for the privileged test tier (the tests are in `tests/`): the
+//! root guard, a packet builder, and a fixture that loads the real
+//! `lb_xdp` with small maps and runs frames through it with
+//! BPF_PROG_TEST_RUN; network namespaces, a real daemon and the lab.
 
+pub mod bins;
 pub mod daemon;
 pub mod lab;
 pub mod netns;
@@ -14,18 +15,20 @@ use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{AddrKey, Backend, Stat, VipKey, VipMeta};
 use lb_daemon::dataplane::{Balancer, BalancerConfig, Sizes};
 
-/// True when the test may use root-only kernel features. Outside CI a
-/// non-root run skips loudly; under CI=true a non-root run is a failure, so
-/// a privileged test can never pass by silently not running.
-pub fn privileged(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
+/// Fails the calling test unless it runs as root. Every test of this crate
+/// calls it first: without root (CAP_BPF, CAP_NET_ADMIN, network namespaces,
+/// bpffs) a privileged test cannot run, and a test that did not run must not
+/// count as passed. The unprivileged tiers are plain `cargo test`.
+#[track_caller]
+pub fn require_root() {
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        panic!(
+            "needs root (CAP_BPF, CAP_NET_ADMIN, netns), running as uid {euid}: \
+             run scripts/test.sh as root \
+             (or, as root, `cargo build --bins && cargo test -p lb-privileged-tests`)"
+        );
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test}: needs root, and CI=true forbids skipping");
-    }
-    eprintln!("\n*** SKIPPED {test}: needs root (BPF, netns). Run as root to exercise it. ***\n");
-    false
 }
 
 /// Pins the calling thread to the CPU it is on, so the per-CPU connection
@@ -68,6 +71,10 @@ pub fn test_sizes() -> Sizes {
 impl Fixture {
     /// Loads the program with the default test configuration (crafted sources
     /// in 198.19.128.0/17 and fd00:5::/96, MTU 1500).
+    #[allow(
+        clippy::new_without_default,
+        reason = "loading a program into the kernel is not a default value"
+    )]
     pub fn new() -> Self {
         Self::with(|_| {})
     }

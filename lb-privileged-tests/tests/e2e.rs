@@ -4,17 +4,15 @@
 //! client directly. Every assertion is on what the client, the servers or
 //! the wire saw, checked against the daemon's own view where that helps.
 //!
-//! One lab at a time (see `common::lab`): each test brings its own up with a
+//! One lab at a time (see `lb_privileged_tests::lab`): each test brings its own up with a
 //! unique prefix and takes it down on drop, also after a failure.
-
-mod common;
 
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
-use common::{lab::*, privileged};
+use lb_privileged_tests::{lab::*, require_root};
 use lb_proto::v1 as pb;
 use serde_json::Value;
 
@@ -112,9 +110,7 @@ fn lab_opts(backends: u32, mtu: u32, vips: &[(&str, &[&str])]) -> Lab {
 
 #[test]
 fn http_spreads_over_three_backends_and_replies_bypass_the_lb() {
-    if !privileged("e2e_http_spread") {
-        return;
-    }
+    require_root();
     let lab = lab_with(&[("198.18.100.10:80/tcp", &B4)]);
     let lb_if = lab.lb_if();
     // Everything sent from a VIP address that shows up on the LB's link,
@@ -214,9 +210,7 @@ fn http_spreads_over_three_backends_and_replies_bypass_the_lb() {
 
 #[test]
 fn udp_and_every_address_family_combination() {
-    if !privileged("e2e_families") {
-        return;
-    }
+    require_root();
     let lab = lab_with(&[
         ("198.18.100.10:5353/udp", &B4),
         ("[fd00:100::10]:5353/udp", &B6),
@@ -327,9 +321,7 @@ fn new_connections(lab: &Lab, what: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn removing_a_backend_leaves_streams_on_the_others_running() {
-    if !privileged("e2e_remove_backend") {
-        return;
-    }
+    require_root();
     // A fourth host, not in the VIP yet, is added right after the removal.
     // Maglev's minimal disruption means removing backend 2 alone moves only
     // ~0.07% of the other backends' ring positions, so a data plane that
@@ -433,9 +425,7 @@ fn removing_a_backend_leaves_streams_on_the_others_running() {
 
 #[test]
 fn draining_a_backend_keeps_its_streams_and_moves_new_connections() {
-    if !privileged("e2e_drain") {
-        return;
-    }
+    require_root();
     let lab = lab_with(&[(STREAM_VIP, &B4)]);
     const SECONDS: f64 = 4.0;
     let mut bg = lab.streams_bg(VIP4, 9000, 50, SECONDS);
@@ -499,9 +489,7 @@ fn draining_a_backend_keeps_its_streams_and_moves_new_connections() {
 
 #[test]
 fn sigkill_of_the_daemon_disturbs_no_stream_and_restart_adopts() {
-    if !privileged("e2e_sigkill") {
-        return;
-    }
+    require_root();
     let mut lab = lab_with(&[
         ("198.18.100.10:80/tcp", &B4),
         (STREAM_VIP, &B4),
@@ -574,9 +562,7 @@ fn sigkill_of_the_daemon_disturbs_no_stream_and_restart_adopts() {
 
 #[test]
 fn lb_host_stays_reachable_and_vips_answer_ping() {
-    if !privileged("e2e_host_traffic") {
-        return;
-    }
+    require_root();
     let lab = lab_with(&[
         ("198.18.100.10:80/tcp", &B4),
         ("[fd00:100::10]:80/tcp", &B6),
@@ -658,9 +644,7 @@ fn lb_host_stays_reachable_and_vips_answer_ping() {
 
 #[test]
 fn too_big_packets_lower_the_clients_path_mtu() {
-    if !privileged("e2e_pmtu") {
-        return;
-    }
+    require_root();
     let lab = lab_opts(
         3,
         1500,

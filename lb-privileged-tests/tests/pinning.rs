@@ -2,19 +2,15 @@
 //! forwarding after its process lets go of it, the next open adopts the same
 //! program and maps (connection table included), and teardown removes it all.
 
-mod common;
-
 use std::{net::IpAddr, path::PathBuf};
 
 use aya::programs::XdpMode;
-use common::{netns::*, *};
 use lb_daemon::dataplane::{AttachMode, Attached, Balancer, Origin, teardown};
+use lb_privileged_tests::{netns::*, *};
 
 #[test]
 fn pinned_balancer_survives_its_process_and_is_adopted() {
-    if !privileged("pinning") {
-        return;
-    }
+    require_root();
     let (lb_ns, client) = lb_and_client("pin");
     let dir = PathBuf::from(format!("/sys/fs/bpf/lbtest-{}", unique_tag()));
     // Remove the pins even if an assertion fails.

@@ -8,7 +8,6 @@
 //! Labs are heavy (nine Python servers for three backends), so the tests of
 //! one binary take a lab one at a time: [`Lab::up`] holds a process-wide lock
 //! until the lab is down again.
-#![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
@@ -27,9 +26,8 @@ use pb::load_balancer_client::LoadBalancerClient;
 use serde_json::Value;
 use tonic::transport::Channel;
 
-/// The daemon binary under test (a debug build; the lab uses it for its own
-/// XDP programs too, so no release build is needed).
-pub const LB_DAEMON: &str = env!("CARGO_BIN_EXE_lb-daemon");
+use super::bins::lb_daemon_bin;
+
 /// The lab scripts.
 pub const LAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/lab");
 /// Debian's interpreter: a pyenv/venv `python3` first on PATH lacks scapy.
@@ -236,7 +234,7 @@ impl Lab {
             .unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.ns("lb")))
-            .arg(LB_DAEMON)
+            .arg(lb_daemon_bin())
             .args(["run", "--config"])
             .arg(&self.config)
             .env("NO_COLOR", "1")
@@ -438,7 +436,7 @@ impl Lab {
     /// Per-kind decap counters of backend `i` (1-based), as `lb-daemon decap stats --json`.
     pub fn decap_stats(&self, i: u32) -> BTreeMap<String, u64> {
         let pin = format!("/sys/fs/bpf/{}-b{i}-decap", self.prefix);
-        let out = Command::new(LB_DAEMON)
+        let out = Command::new(lb_daemon_bin())
             .args(["decap", "stats", "--json", "--pin-path", &pin])
             .output()
             .unwrap();
@@ -460,7 +458,7 @@ impl Lab {
     /// A gRPC client on the daemon's socket.
     pub fn client(&self) -> LoadBalancerClient<Channel> {
         let api = format!("unix://{}", self.sock.display());
-        self.block_on(lbctl::client::connect(&api, None))
+        self.block_on(super::bins::connect(&api, None))
             .unwrap_or_else(|e| panic!("connect {api}: {e}\n{}", self.log()))
     }
 
@@ -512,7 +510,7 @@ pub fn vip_stats<'a>(s: &'a pb::StatsSnapshot, address: &str, port: u32) -> &'a 
 fn lab_cmd(prefix: &str) -> Command {
     let mut c = Command::new(format!("{LAB_DIR}/lab.sh"));
     c.args(["--prefix", prefix])
-        .env("LB_DAEMON", LB_DAEMON)
+        .env("LB_DAEMON", lb_daemon_bin())
         .env("LAB_PYTHON", PYTHON);
     c
 }
@@ -551,7 +549,7 @@ impl Drop for Lab {
             }
         }
         self.kill_daemon();
-        let _ = Command::new(LB_DAEMON)
+        let _ = Command::new(lb_daemon_bin())
             .args(["teardown", "--pin-path"])
             .arg(&self.pin)
             .stdin(Stdio::null())

@@ -1,7 +1,6 @@
 //! A small packet builder for tests, written from the RFCs and independent of
 //! the code under test: it shares no code with lb-ebpf or lb-common, so the
 //! expected frames are a second opinion, not a copy.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

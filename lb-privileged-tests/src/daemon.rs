@@ -2,7 +2,6 @@
 //! `lb0` faces a client namespace's `peer0`, the daemon started with
 //! `nsenter --net` (not `ip netns exec`, which hides the real bpffs), its API
 //! on a Unix socket in a temp dir, everything removed on drop.
-#![allow(dead_code)]
 
 use std::{
     path::{Path, PathBuf},
@@ -13,10 +12,10 @@ use std::{
 use lb_proto::v1::load_balancer_client::LoadBalancerClient;
 use tonic::transport::Channel;
 
-use super::netns::{Netns, unique_tag};
-
-/// The daemon binary under test.
-pub const LB_DAEMON: &str = env!("CARGO_BIN_EXE_lb-daemon");
+use super::{
+    bins::lb_daemon_bin,
+    netns::{Netns, unique_tag},
+};
 
 /// A daemon in its namespaces.
 pub struct DaemonEnv {
@@ -98,7 +97,7 @@ impl DaemonEnv {
             .unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.lb.name))
-            .arg(LB_DAEMON)
+            .arg(lb_daemon_bin())
             .args(["run", "--config"])
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -156,7 +155,7 @@ impl DaemonEnv {
 
     /// A gRPC client on the socket.
     pub async fn client(&self) -> LoadBalancerClient<Channel> {
-        lbctl::client::connect(&self.api(), None)
+        super::bins::connect(&self.api(), None)
             .await
             .expect("connect")
     }
@@ -171,7 +170,7 @@ impl DaemonEnv {
 pub fn nsenter(ns: &str, args: &[&str]) {
     let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{ns}"))
-        .arg(LB_DAEMON)
+        .arg(lb_daemon_bin())
         .args(args)
         .output()
         .unwrap();
@@ -185,11 +184,11 @@ pub fn nsenter(ns: &str, args: &[&str]) {
 impl Drop for DaemonEnv {
     fn drop(&mut self) {
         self.kill9();
-        let _ = Command::new(LB_DAEMON)
+        let _ = Command::new(lb_daemon_bin())
             .args(["teardown", "--pin-path"])
             .arg(&self.pin)
             .output();
-        let _ = Command::new(LB_DAEMON)
+        let _ = Command::new(lb_daemon_bin())
             .args(["decap", "detach", "--pin-path"])
             .arg(&self.pass_pin)
             .output();
