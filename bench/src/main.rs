@@ -208,13 +208,19 @@ fn kernel_figures(
         eprintln!("== per-packet cost (CPU {cpu})");
         // A thread of its own, pinned: the main thread's affinity would be
         // inherited by the daemon the control-plane figure starts.
+        // New flows fill a table: they get a balancer of their own.
+        let mut churn = Lab::new(default_table)?;
         let res = std::thread::scope(|s| {
             s.spawn(|| {
                 sys::pin_thread(cpu)?;
-                perpkt::run(&mut labs[0], &mut bench, p, cpu)
+                let mut v = perpkt::run(&mut labs[0], &mut bench, p, cpu)?;
+                v.cases
+                    .extend(perpkt::new_flows(&mut churn, &mut bench, p, cpu)?);
+                anyhow::Ok(v)
             })
             .join()
         });
+        drop(churn);
         match res {
             Ok(Ok(v)) => r.per_packet = Some(v),
             Ok(Err(e)) => r.errors.push(format!("per-packet: {e:#}")),
