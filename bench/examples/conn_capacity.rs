@@ -19,7 +19,7 @@ use bench::{
     layout::FLOWS_PER_ADDR,
     sys,
 };
-use lb_common::{FlowKey, SLOT_NONE, Stat};
+use lb_common::{FlowKey4, SLOT_NONE, Stat};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -54,14 +54,18 @@ fn main() -> anyhow::Result<()> {
     let mut kept = 0u32;
     for f in 0..n {
         let src = IpAddr::V4(Ipv4Addr::from(u32::from(client) + f / FLOWS_PER_ADDR));
-        let key = FlowKey::new(
-            map_addr(src).0,
-            map_addr(VIP4.into()).0,
+        let key = FlowKey4::new(
+            map_addr(src).0[0],
+            map_addr(VIP4.into()).0[0],
             ((10000 + f % FLOWS_PER_ADDR) as u16).to_be(),
             80u16.to_be(),
             lb_common::PROTO_TCP,
         );
-        if lab.lb.conn_entry(&key).is_some_and(|e| e.slot != SLOT_NONE) {
+        if lab
+            .lb
+            .conn_entry4(&key)
+            .is_some_and(|e| e.slot != SLOT_NONE)
+        {
             kept += 1;
         }
     }

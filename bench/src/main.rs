@@ -36,6 +36,10 @@ struct Args {
     /// measuring; goals are judged again), into --out.
     #[arg(long)]
     render: Option<PathBuf>,
+    /// Per-packet and breakdown figures: rounds (default 21; --quick 5). More
+    /// rounds make the minimum, on which the goals are judged, steadier.
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Live figure: frames per call (default 2,000,000; --quick 500,000).
     #[arg(long)]
     live_repeat: Option<u32>,
@@ -196,12 +200,12 @@ fn kernel_figures(
     let p = if args.quick {
         perpkt::Params {
             repeat: 200_000,
-            rounds: 5,
+            rounds: args.rounds.unwrap_or(5),
         }
     } else {
         perpkt::Params {
             repeat: 1_000_000,
-            rounds: 11,
+            rounds: args.rounds.unwrap_or(21),
         }
     };
     if on.perpkt {

@@ -323,8 +323,8 @@ pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::R
     })
 }
 
-/// Frames per call of the "table filling" new-flow case: its rounds must
-/// insert fewer flows than the table holds.
+/// Frames per call of the "table filling" new-flow case (at most): all its
+/// rounds together must insert fewer flows than the table holds.
 const FILL_REPEAT: u32 = 50_000;
 
 /// Flows the "table full" new-flow case cycles through: twice a
@@ -367,12 +367,14 @@ pub fn new_flows(
         per_run,
     };
     let mut out = vec![];
+    // Four fifths of the table for all rounds of the filling case together.
+    let fill_repeat = FILL_REPEAT.min(table / 5 * 4 / p.rounds.max(1) as u32);
     for (id, label, nflows, repeat) in [
         (
             "v4_syn_new_filling",
             "IPv4 TCP SYN, new flow each packet, table filling",
             u32::MAX,
-            FILL_REPEAT,
+            fill_repeat,
         ),
         (
             "v4_syn_new_full",
@@ -383,7 +385,7 @@ pub fn new_flows(
     ] {
         let nflows = if nflows == u32::MAX {
             // Distinct flows for every run of every round, fewer than the table holds.
-            let need = FILL_REPEAT * p.rounds as u32;
+            let need = fill_repeat * p.rounds as u32;
             ensure!(
                 need < table,
                 "filling case needs a table above {need} entries"

@@ -263,15 +263,15 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
     let (backend, key, ring) = {
         let mut lb = open_maps(&env);
         let b = kernel_pick(&mut lb, client, 40000, SYN);
-        let key = lb_common::FlowKey::new(
-            map_addr(client.into()).0,
-            map_addr(VIP.parse().unwrap()).0,
+        let key = lb_common::FlowKey4::new(
+            map_addr(client.into()).0[0],
+            map_addr(VIP.parse().unwrap()).0[0],
             40000u16.to_be(),
             80u16.to_be(),
             6,
         );
         assert!(
-            lb.conn_entry(&key).is_some(),
+            lb.conn_entry4(&key).is_some(),
             "flow pinned in the conn table"
         );
         let meta = lb.vip(&vip_key(VIP.parse().unwrap(), 80, 6)).unwrap();
@@ -301,7 +301,7 @@ fn sigkill_and_restart_keep_forwarding_maps_and_state() {
     assert_eq!(v2, v1, "state restored");
     let lb = open_maps(&env);
     assert!(
-        lb.conn_entry(&key).is_some(),
+        lb.conn_entry4(&key).is_some(),
         "conn table kept across restart"
     );
     let meta = lb.vip(&vip_key(VIP.parse().unwrap(), 80, 6)).unwrap();

@@ -97,7 +97,7 @@ pub struct DataplaneConfig {
     /// Backend slots (one per VIP/backend pair, slot 0 reserved).
     #[serde(default = "default_max_backends")]
     pub max_backends: u32,
-    /// Connection-table capacity, flows.
+    /// Connection-table capacity, flows of each address family.
     #[serde(default = "default_conn_table_size")]
     pub conn_table_size: u32,
     /// Fleet-wide flow hash seed: identical on every node behind one ECMP group.

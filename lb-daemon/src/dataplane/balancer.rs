@@ -12,8 +12,8 @@ use aya::{
     programs::Xdp,
 };
 use lb_common::{
-    AddrKey, Backend, ConnEntry, Counters, FlowKey, LbConfig, PktBytes, STAT_COUNT, VipKey,
-    VipMeta, addr,
+    AddrKey, Backend, ConnEntry, Counters, FlowKey, FlowKey4, LbConfig, PktBytes, STAT_COUNT,
+    VipKey, VipMeta, addr,
 };
 
 use super::{DataplaneError, RingMap, filter::VipFilter, object::BALANCER_OBJECT};
@@ -27,7 +27,8 @@ pub struct Sizes {
     pub max_vips: u32,
     /// Backend slots (one per VIP/backend pair; slot 0 is reserved).
     pub max_backends: u32,
-    /// Connection-table capacity, flows.
+    /// Connection-table capacity, flows of each family (the IPv4 and the
+    /// IPv6 table get this many entries each).
     pub conn_table: u32,
 }
 
@@ -187,13 +188,14 @@ enum Prog {
 }
 
 /// Every map of the balancer object (all are pinned together).
-pub const MAP_NAMES: [&str; 11] = [
+pub const MAP_NAMES: [&str; 12] = [
     lb_common::MAP_VIPS,
     lb_common::MAP_VIP_ADDRS,
     lb_common::MAP_VIP_FILTER,
     lb_common::MAP_RING,
     lb_common::MAP_BACKENDS,
     lb_common::MAP_CONN,
+    lb_common::MAP_CONN4,
     lb_common::MAP_CONFIG,
     lb_common::MAP_STATS,
     lb_common::MAP_VIP_STATS,
@@ -219,6 +221,7 @@ pub struct Balancer {
     vip_addrs: HashMap<MapData, AddrKey, u32>,
     backends: Array<MapData, Backend>,
     conn: HashMap<MapData, FlowKey, ConnEntry>,
+    conn4: HashMap<MapData, FlowKey4, ConnEntry>,
     config: Array<MapData, LbConfig>,
     stats: PerCpuArray<MapData, Counters>,
     filter_map: Array<MapData, u64>,
@@ -318,7 +321,7 @@ impl Balancer {
         let got_ring = max(self.ring.map());
         let got_vips = max(self.vips.map());
         let got_backends = max(self.backends.map());
-        let got_conn = max(self.conn.map());
+        let got_conn = max(self.conn.map()).min(max(self.conn4.map()));
         let want = self.sizes;
         if got_ring != want.ring_elements()
             || got_vips != want.max_vips
@@ -367,6 +370,7 @@ impl Balancer {
             .map_max_entries(MAP_RING, sizes.ring_elements())
             .map_max_entries(MAP_BACKENDS, sizes.max_backends)
             .map_max_entries(MAP_CONN, sizes.conn_table)
+            .map_max_entries(MAP_CONN4, sizes.conn_table)
             .map_max_entries(MAP_VIP_STATS, sizes.max_vips)
             .map_max_entries(MAP_BACKEND_STATS, sizes.max_backends)
             .load(object)?;
@@ -410,6 +414,7 @@ impl Balancer {
             vip_addrs: HashMap::try_from(take(MAP_VIP_ADDRS)?).map_err(map_err(MAP_VIP_ADDRS))?,
             backends: Array::try_from(take(MAP_BACKENDS)?).map_err(map_err(MAP_BACKENDS))?,
             conn: HashMap::try_from(take(MAP_CONN)?).map_err(map_err(MAP_CONN))?,
+            conn4: HashMap::try_from(take(MAP_CONN4)?).map_err(map_err(MAP_CONN4))?,
             config: Array::try_from(take(MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?,
             stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_err(MAP_STATS))?,
             filter_map: Array::try_from(take(MAP_VIP_FILTER)?).map_err(map_err(MAP_VIP_FILTER))?,
@@ -647,9 +652,14 @@ impl Balancer {
         Ok(())
     }
 
-    /// The connection entry of a flow (`None`: not in the table).
+    /// The connection entry of an IPv6 flow (`None`: not in the table).
     pub fn conn_entry(&self, key: &FlowKey) -> Option<ConnEntry> {
         self.conn.get(key, 0).ok()
+    }
+
+    /// The connection entry of an IPv4 flow (`None`: not in the table).
+    pub fn conn_entry4(&self, key: &FlowKey4) -> Option<ConnEntry> {
+        self.conn4.get(key, 0).ok()
     }
 }
 

@@ -17,12 +17,12 @@
 //! are only counted once the VIP is known to exist, exactly as before.
 
 use lb_common::{
-    BACKEND_F_VALID, ConnEntry, FlowKey, SLOT_NONE, Stat, VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT,
-    VipKey, VipMeta, flow_hash, ring_index, ring_pos,
+    BACKEND_F_VALID, ConnEntry, FAMILY_V4, FlowKey, FlowKey4, SLOT_NONE, Stat, VIP_F_NO_CONNTRACK,
+    VIP_F_NO_SPORT, VipKey, VipMeta, flow_hash, ring_index, ring_pos,
 };
 
 use crate::{
-    maps::{LB_BACKENDS, LB_CONN, LB_RING, LB_VIPS, ring_reciprocal_of_size, ring_size},
+    maps::{LB_BACKENDS, LB_CONN, LB_CONN4, LB_RING, LB_VIPS, ring_reciprocal_of_size, ring_size},
     parse::Packet,
     stats::Tally,
     variant::{Stage, Variant, stop},
@@ -81,10 +81,65 @@ enum Lookup {
     Stopped,
 }
 
+/// A flow's key in the connection table of its family. The family is a
+/// constant in each per-family copy of the packet path (see `main`), so the
+/// `match`es below compile to one table each.
+enum ConnKey {
+    V4(FlowKey4),
+    V6(FlowKey),
+}
+
+impl ConnKey {
+    #[inline(always)]
+    fn new(pkt: &Packet) -> Self {
+        if pkt.family == FAMILY_V4 {
+            ConnKey::V4(FlowKey4::new(
+                pkt.src[0], pkt.dst[0], pkt.sport, pkt.dport, pkt.proto,
+            ))
+        } else {
+            ConnKey::V6(FlowKey::new(
+                pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto,
+            ))
+        }
+    }
+
+    #[inline(always)]
+    fn sport(&self) -> u16 {
+        match self {
+            ConnKey::V4(k) => k.sport,
+            ConnKey::V6(k) => k.sport,
+        }
+    }
+
+    #[inline(always)]
+    fn clear_sport(&mut self) {
+        match self {
+            ConnKey::V4(k) => k.sport = 0,
+            ConnKey::V6(k) => k.sport = 0,
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self) -> Option<*const ConnEntry> {
+        match self {
+            ConnKey::V4(k) => LB_CONN4.get_ptr(k),
+            ConnKey::V6(k) => LB_CONN.get_ptr(k),
+        }
+    }
+
+    #[inline(always)]
+    fn insert(&self, e: &ConnEntry) -> bool {
+        match self {
+            ConnKey::V4(k) => LB_CONN4.insert(k, e, 0).is_ok(),
+            ConnKey::V6(k) => LB_CONN.insert(k, e, 0).is_ok(),
+        }
+    }
+}
+
 /// Looks `key` up in the connection table and checks the pinned slot.
 #[inline(always)]
-fn lookup<B: Variant>(key: &FlowKey) -> Lookup {
-    let found = LB_CONN.get_ptr(key);
+fn lookup<B: Variant>(key: &ConnKey) -> Lookup {
+    let found = key.get();
     if stop::<B>(Stage::Conn, found.map_or(0, |e| e as u64)) {
         return Lookup::Stopped;
     }
@@ -119,7 +174,7 @@ fn lookup<B: Variant>(key: &FlowKey) -> Lookup {
 /// Picks the backend for `pkt`.
 #[inline(always)]
 pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
-    let mut key = FlowKey::new(pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto);
+    let mut key = ConnKey::new(pkt);
     // A SYN starts a new connection: it must follow the current ring even if
     // a stale entry for the same 5-tuple (port reuse) is still cached.
     let mut asked = false;
@@ -146,8 +201,8 @@ pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
     }
     // With "no source port" the port is left out of the hash *and* the
     // connection key, so every flow of a client shares one pinned backend.
-    if vip.flags & VIP_F_NO_SPORT != 0 && key.sport != 0 {
-        key.sport = 0;
+    if vip.flags & VIP_F_NO_SPORT != 0 && key.sport() != 0 {
+        key.clear_sport();
         asked = false;
     }
     let use_conn = vip.flags & VIP_F_NO_CONNTRACK == 0;
@@ -173,7 +228,7 @@ pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
     if m == 0 {
         return Choice::NoBackend;
     }
-    let h = flow_hash(seed, &pkt.src, &pkt.dst, key.sport, pkt.dport, pkt.proto);
+    let h = flow_hash(seed, &pkt.src, &pkt.dst, key.sport(), pkt.dport, pkt.proto);
     let pos = ring_pos(h, m, ring_reciprocal_of_size());
     let idx = ring_index(vip.index, vip.ring_half, pos, m);
     // Two ring positions per array element: see `lb_common::MAP_RING`.
@@ -207,11 +262,11 @@ pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
             slot,
             generation: b.generation,
         };
-        let r = LB_CONN.insert(&key, &entry, 0);
-        if stop::<B>(Stage::Insert, r.is_ok() as u64) {
+        let ok = key.insert(&entry);
+        if stop::<B>(Stage::Insert, ok as u64) {
             return Choice::Stopped;
         }
-        t.inc(if r.is_ok() {
+        t.inc(if ok {
             Stat::NewFlow
         } else {
             Stat::ConnInsertFailed

@@ -17,8 +17,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     AddrKey, Backend, ConnEntry, Counters, DEFAULT_CONN_TABLE_SIZE, DEFAULT_MAX_BACKENDS,
-    DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE, FlowKey, LbConfig, PktBytes, RateState, VIP_FILTER_WORDS,
-    VipKey, VipMeta, ring_reciprocal,
+    DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE, FlowKey, FlowKey4, LbConfig, PktBytes, RateState,
+    VIP_FILTER_WORDS, VipKey, VipMeta, ring_reciprocal,
 };
 
 const MAX_VIPS: usize = DEFAULT_MAX_VIPS as usize;
@@ -60,6 +60,11 @@ pub static LB_BACKENDS: Array<Backend, MAX_BACKENDS> = Array::new();
 /// CPU could use only 1/ncpus of the table (measured in bench/).
 #[btf_map]
 pub static LB_CONN: LruHashMap<FlowKey, ConnEntry, { DEFAULT_CONN_TABLE_SIZE as usize }> =
+    LruHashMap::new();
+
+/// The same for IPv4 flows, with a 16-byte key (see `lb_common::FlowKey4`).
+#[btf_map]
+pub static LB_CONN4: LruHashMap<FlowKey4, ConnEntry, { DEFAULT_CONN_TABLE_SIZE as usize }> =
     LruHashMap::new();
 
 #[btf_map]
