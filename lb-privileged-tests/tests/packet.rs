@@ -868,3 +868,128 @@ fn icmp_too_big_replies_are_rate_limited() {
     let small = v4_tcp(v4(CLIENT4), v4(VIP4), 48000, 80, ACK, b"ok");
     expect_encap(&mut f, &small, 0, ip(CLIENT4), 48000, BE4_A);
 }
+
+/// An address in 198.18.0.0/15 other than `vip` whose VIP-filter bucket is
+/// `vip`'s: the filter says "maybe" for it, the exact maps must say no.
+fn bucket_twin(vip: Ipv4Addr) -> Ipv4Addr {
+    let bucket = |a: Ipv4Addr| lb_common::vip_filter_bucket(&lb_daemon::vip::map_addr(a.into()).0);
+    (0..=0x1ffffu32)
+        .map(|i| Ipv4Addr::from(u32::from(v4("198.18.0.0")) + i))
+        .find(|&a| a != vip && bucket(a) == bucket(vip))
+        .expect("two addresses of 131,072 share a bucket of 32,768")
+}
+
+#[test]
+fn address_sharing_the_vips_filter_bucket_passes_untouched() {
+    require_root();
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let twin = bucket_twin(v4(VIP4));
+    let key = lb_daemon::vip::addr_key(twin.into());
+    assert_ne!(f.lb.filter_bits(&key), 0, "{twin} shares the VIP's bucket");
+    // TCP to the served port, a SYN and an established packet.
+    expect_pass_untouched(&mut f, &v4_tcp(v4(CLIENT4), twin, 1, 80, SYN, b""));
+    expect_pass_untouched(&mut f, &v4_tcp(v4(CLIENT4), twin, 1, 80, ACK, b"x"));
+    // Malformed for a VIP would be a drop; for this address it is not ours.
+    let seg = tcp(ip(CLIENT4), twin.into(), 1, 80, SYN, b"");
+    let mut h = Ip4::new(v4(CLIENT4), twin, TCP);
+    h.ihl = Some(4);
+    expect_pass_untouched(
+        &mut f,
+        &eth(LB_MAC, CLIENT_MAC, None, 0x0800, &ipv4(&h, &seg)),
+    );
+    // An echo request to it is the kernel's to answer.
+    let req = icmp4(8, 0, [0, 1, 0, 1], b"ping");
+    expect_pass_untouched(&mut f, &v4_frame(v4(CLIENT4), twin, 1, 0, &req));
+    assert_eq!(f.stat(Stat::Pass), 4);
+    assert_eq!(f.stat(Stat::Forwarded), 0);
+    for s in [
+        Stat::DropMalformed,
+        Stat::ConnMiss,
+        Stat::ConnStale,
+        Stat::ConnHit,
+    ] {
+        assert_eq!(f.stat(s), 0, "{s:?}");
+    }
+}
+
+#[test]
+fn vip_filter_follows_vips_added_and_removed() {
+    require_root();
+    let mut f = Fixture::new();
+    let key = lb_daemon::vip::addr_key(ip(VIP4));
+    assert_eq!(f.lb.filter_bits(&key), 0);
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    assert_eq!(f.lb.filter_bits(&key), lb_common::FILTER_VIP);
+    let frame = v4_tcp(v4(CLIENT4), v4(VIP4), 47000, 80, SYN, b"");
+    expect_encap(&mut f, &frame, 0, ip(CLIENT4), 47000, BE4_A);
+    // Removed the way the daemon removes a VIP: entry, then address.
+    f.lb.remove_vip(&vip_key(ip(VIP4), 80, TCP)).unwrap();
+    f.lb.set_vip_addr(&key, 0).unwrap();
+    assert_eq!(f.lb.filter_bits(&key), 0);
+    expect_pass_untouched(&mut f, &frame);
+}
+
+/// A VIP with flags on an address marks the address "VIP first": its
+/// packets take the VIP entry before the connection table, so the flags
+/// apply; a plain VIP on the same address keeps working through it.
+#[test]
+fn flagged_and_plain_vips_on_one_address() {
+    require_root();
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.vip(ip(VIP4), 53, UDP, VIP_F_NO_SPORT);
+    let key = lb_daemon::vip::addr_key(ip(VIP4));
+    assert_eq!(
+        f.lb.filter_bits(&key),
+        lb_common::FILTER_VIP | lb_common::FILTER_VIP_FIRST
+    );
+    ten_backends(&mut f, VIP4, 80, TCP);
+    f.backend(20, ip(BE4_A));
+    f.backend(21, ip(BE4_B));
+    f.ring(ip(VIP4), 53, UDP, &[20, 21, 20, 21, 21, 20, 20]);
+    // No source port: every port of the client lands on one backend.
+    let outs: std::collections::BTreeSet<IpAddr> = (0..32)
+        .map(|i| {
+            let (act, out) = f.run(&v4_frame(
+                v4(CLIENT4),
+                v4(VIP4),
+                UDP,
+                0,
+                &udp(ip(CLIENT4), ip(VIP4), 50000 + i, 53, b"q"),
+            ));
+            assert_eq!(act, XDP_TX);
+            outer_dst_v4(&out)
+        })
+        .collect();
+    assert_eq!(outs.len(), 1, "one backend for all ports: {outs:?}");
+    // The plain TCP VIP on the same address: a flow still pins and hits.
+    let syn = v4_tcp(v4(CLIENT4), v4(VIP4), 47100, 80, SYN, b"");
+    let (act, out) = f.run(&syn);
+    assert_eq!(act, XDP_TX);
+    let first = outer_dst_v4(&out);
+    let hits = f.stat(Stat::ConnHit);
+    let (act, out) = f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 47100, 80, ACK, b"d"));
+    assert_eq!(act, XDP_TX);
+    assert_eq!(outer_dst_v4(&out), first);
+    assert_eq!(f.stat(Stat::ConnHit), hits + 1);
+}
+
+/// Entries of a deleted VIP are never followed, even though the
+/// connection table is asked before the VIP entry: its slots are invalid.
+#[test]
+fn flows_of_a_deleted_vip_are_not_forwarded() {
+    require_root();
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let syn = v4_tcp(v4(CLIENT4), v4(VIP4), 47200, 80, SYN, b"");
+    expect_encap(&mut f, &syn, 0, ip(CLIENT4), 47200, BE4_A);
+    // Deleted the way the daemon deletes a VIP: entry, then its slots.
+    f.lb.remove_vip(&vip_key(ip(VIP4), 80, TCP)).unwrap();
+    f.free_backend(1);
+    let data = v4_tcp(v4(CLIENT4), v4(VIP4), 47200, 80, ACK, b"late");
+    expect_pass_untouched(&mut f, &data);
+    assert_eq!(f.stat(Stat::Forwarded), 1);
+    // The miss is not counted as a conn-table event: there is no VIP.
+    assert_eq!(f.stat(Stat::ConnStale) + f.stat(Stat::ConnMiss), 0);
+}
