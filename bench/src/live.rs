@@ -10,11 +10,10 @@
 //! run's bytes) and gives each run the next of `n` client address/port
 //! pairs, so the connection table sees `n` distinct flows.
 //!
-//! The connection table has per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`), which
-//! give each CPU `size / possible CPUs` entries. Everything here runs on one
-//! core, so the main rows use a table whose per-CPU share holds 1,000,000
-//! flows, and one more row runs 1,000,000 flows against the default size,
-//! which one core cannot hold.
+//! The connection table is one LRU per address family shared by all CPUs,
+//! so the default 1,048,576 entries hold the 1,000,000 flows even though
+//! everything here runs on one core (an earlier layout with per-CPU LRU
+//! lists gave one CPU only `size / possible CPUs` of them: see README.md).
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -222,7 +222,8 @@ fn check_output(case: &Case, out: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs figure 1. The calling thread must be pinned (per-CPU connection table).
+/// Runs figure 1. The calling thread must be pinned (per-CPU counters and
+/// the kernel's per-CPU LRU free lists: one CPU keeps the figures comparable).
 pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::Result<PerPacket> {
     let cases = cases();
     for c in cases.iter().filter(|c| c.prime) {

@@ -31,8 +31,9 @@ pub fn require_root() {
     }
 }
 
-/// Pins the calling thread to the CPU it is on, so the per-CPU connection
-/// table written by one test run is the one the next run reads.
+/// Pins the calling thread to the CPU it is on, so the per-CPU counters and
+/// token bucket written by one test run are the ones the next run reads
+/// (the connection table is shared by all CPUs).
 pub fn pin_thread() {
     unsafe {
         let cpu = libc::sched_getcpu().max(0) as usize;
