@@ -47,8 +47,12 @@ cleanup() {
 }
 trap cleanup INT TERM
 
+# The report shows the most recent earlier results beside today's.
+today=$(date +%F)
+prev=$(ls bench/results/*.json 2>/dev/null | grep -v "/$today.json" | sort | tail -1 || true)
 LB_BENCH_COMMAND="./scripts/bench.sh${*:+ $*}" \
-    "$target/release/bench" --out bench/results --criterion "$target/criterion" "$@" &
+    "$target/release/bench" --out bench/results --criterion "$target/criterion" \
+    ${prev:+--previous "$prev"} "$@" &
 bench_pid=$!
 status=0
 wait "$bench_pid" || status=$?

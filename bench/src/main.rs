@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use bench::{
-    breakdown, control, harness::Bench, lab::Lab, live, maglev_report, perpkt, report,
+    breakdown, control, goals, harness::Bench, lab::Lab, live, maglev_report, perpkt, report,
     report::Results, sys,
 };
 use clap::{Parser, ValueEnum};
@@ -36,6 +36,10 @@ struct Args {
     /// measuring; goals are judged again), into --out.
     #[arg(long)]
     render: Option<PathBuf>,
+    /// An earlier results file (JSON) whose figures the report shows beside
+    /// this run's.
+    #[arg(long)]
+    previous: Option<PathBuf>,
     /// Per-packet and breakdown figures: rounds (default 21; --quick 5). More
     /// rounds make the minimum, on which the goals are judged, steadier.
     #[arg(long)]
@@ -66,7 +70,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(json) = &args.render {
         let mut r: Results = serde_json::from_str(&std::fs::read_to_string(json)?)
             .with_context(|| format!("reading {}", json.display()))?;
-        r.goals = report::goals(&r);
+        let prev = previous(&args, &mut r)?;
+        r.goals = goals::judge(&r, prev.as_ref());
         return write_report(&args, &r);
     }
     let want = |f: Figure| args.only.is_empty() || args.only.contains(&f);
@@ -147,8 +152,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     r.load_after = sys::loadavg();
-    r.goals = report::goals(&r);
+    let prev = previous(&args, &mut r)?;
+    r.goals = goals::judge(&r, prev.as_ref());
     write_report(&args, &r)
+}
+
+/// The earlier results named by --previous (also recorded in `r`).
+fn previous(args: &Args, r: &mut Results) -> anyhow::Result<Option<Results>> {
+    let Some(p) = &args.previous else {
+        return Ok(None);
+    };
+    let prev: Results = serde_json::from_str(&std::fs::read_to_string(p)?)
+        .with_context(|| format!("reading {}", p.display()))?;
+    r.previous_source = Some(format!("{} ({})", p.display(), prev.commit));
+    Ok(Some(prev))
 }
 
 /// Prints the Markdown report and, unless --no-write, writes the files.

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    breakdown::Breakdown, control::Control, live::Live, maglev_report::MaglevResults,
-    perpkt::PerPacket, sys::Machine,
+    breakdown::Breakdown, control::Control, goals::GoalRow, live::Live,
+    maglev_report::MaglevResults, perpkt::PerPacket, sys::Machine,
 };
 
 /// Everything one run of the `bench` binary measured.
@@ -39,149 +39,14 @@ pub struct Results {
     pub control: Option<Control>,
     /// Figures that could not be measured, and why.
     pub errors: Vec<String>,
-    /// The goals, judged.
-    pub goals: Vec<Goal>,
-}
-
-/// A goal from the benchmark issue and whether this run met it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Goal {
-    /// The goal as stated.
-    pub goal: String,
-    /// What was measured.
-    pub measured: String,
-    /// Met, not met, or not measured (`None`).
-    pub met: Option<bool>,
-}
-
-impl Goal {
-    fn verdict(&self) -> &'static str {
-        match self.met {
-            Some(true) => "met",
-            Some(false) => "not met",
-            None => "not measured",
-        }
-    }
-}
-
-/// Judges the four goals on whatever was measured.
-pub fn goals(r: &Results) -> Vec<Goal> {
-    let mut g = vec![];
-    let hit = r.per_packet.as_ref().and_then(|p| {
-        p.cases
-            .iter()
-            .find(|c| c.id == "v4_tcp_hit")
-            .map(|c| (p, c))
-    });
-    g.push(match hit {
-        Some((p, c)) => {
-            let mut measured = format!(
-                "{:.2}x under BPF_PROG_TEST_RUN ({:.1} ns vs baseline {:.1} ns)",
-                c.ratio_to_baseline, c.net_ns.median, p.baseline_ns.median
-            );
-            // For scale: the same path when frames are really transmitted.
-            if let Some(l) = &r.live
-                && let Some(one) = l.rows.iter().find(|x| x.flows == 1)
-            {
-                let _ = write!(
-                    measured,
-                    "; forwarding live, 1 flow: {:.2}x ({:.1} vs {:.1} ns/frame)",
-                    one.net_ns.median / l.baseline_direct_ns.median,
-                    one.net_ns.median,
-                    l.baseline_direct_ns.median
-                );
-            }
-            Goal {
-                goal: "conn-table hit path within 2x the baseline".into(),
-                measured,
-                met: Some(c.ratio_to_baseline <= 2.0),
-            }
-        }
-        None => Goal {
-            goal: "conn-table hit path within 2x the baseline".into(),
-            measured: "-".into(),
-            met: None,
-        },
-    });
-    let flows = r.live.as_ref().and_then(|l| {
-        let one = l.rows.iter().find(|x| x.flows == 1)?;
-        let mil = l
-            .rows
-            .iter()
-            .find(|x| x.flows == 1_000_000 && x.conn_table == one.conn_table)?;
-        let small = l
-            .rows
-            .iter()
-            .find(|x| x.flows == 1_000_000 && x.conn_table_per_cpu < 1_000_000);
-        Some((one, mil, small))
-    });
-    g.push(match flows {
-        Some((one, mil, small)) => {
-            let ratio = mil.net_ns.median / one.net_ns.median;
-            let mut measured = format!(
-                "{ratio:.2}x ({:.1} vs {:.1} ns/frame, {:.2} vs {:.2} Mpps; shared table of {} entries, {} usable by one CPU)",
-                mil.net_ns.median,
-                one.net_ns.median,
-                mil.net_pps.median / 1e6,
-                one.net_pps.median / 1e6,
-                mil.conn_table,
-                mil.conn_table_per_cpu
-            );
-            if let Some(s) = small {
-                let _ = write!(
-                    measured,
-                    "; with a {}-entry table ({} usable by one CPU, {:.0}% hits) {:.2}x",
-                    s.conn_table,
-                    s.conn_table_per_cpu,
-                    s.conn_hit_share * 100.0,
-                    s.net_ns.median / one.net_ns.median
-                );
-            }
-            Goal {
-                goal: "1,000,000 flows within 1.3x of 1 flow".into(),
-                measured,
-                met: Some(ratio <= 1.3),
-            }
-        }
-        None => Goal {
-            goal: "1,000,000 flows within 1.3x of 1 flow".into(),
-            measured: "-".into(),
-            met: None,
-        },
-    });
-    let build = r.maglev.as_ref().and_then(|m| {
-        m.build
-            .iter()
-            .find(|b| b.ring_size == 65537 && b.backends == 1000)
-    });
-    g.push(match build {
-        Some(b) => Goal {
-            goal: "1,000-backend Maglev table (M=65537) under 1 ms".into(),
-            measured: format!("{:.3} ms", b.median_ns / 1e6),
-            met: Some(b.median_ns < 1e6),
-        },
-        None => Goal {
-            goal: "1,000-backend Maglev table (M=65537) under 1 ms".into(),
-            measured: "- (criterion bench not run)".into(),
-            met: None,
-        },
-    });
-    g.push(match &r.control {
-        Some(c) => Goal {
-            goal: "add-backend p99 under 2 ms".into(),
-            measured: format!(
-                "{:.0} µs to map-visible ({:.0} µs gRPC round trip incl. fsync)",
-                c.add_backend.visible_p99_us, c.add_backend.rpc_p99_us
-            ),
-            met: Some(c.add_backend.visible_p99_us < 2000.0),
-        },
-        None => Goal {
-            goal: "add-backend p99 under 2 ms".into(),
-            measured: "-".into(),
-            met: None,
-        },
-    });
-    g
+    /// The earlier results file the figures are compared with, if any.
+    #[serde(default)]
+    pub previous_source: Option<String>,
+    /// Every headline figure with its goal and the earlier run's figure.
+    /// Written for the reader of the JSON; recomputed, never read back
+    /// (older files hold goals of another shape).
+    #[serde(default, skip_deserializing)]
+    pub goals: Vec<GoalRow>,
 }
 
 fn spread(s: &crate::stats::Summary, scale: f64, prec: usize) -> String {
@@ -230,12 +95,7 @@ pub fn markdown(r: &Results) -> String {
         r.commit, r.command
     );
 
-    let _ = writeln!(o, "## Goals\n");
-    let _ = writeln!(o, "| goal | measured | verdict |\n|---|---|---|");
-    for g in &r.goals {
-        let _ = writeln!(o, "| {} | {} | **{}** |", g.goal, g.measured, g.verdict());
-    }
-    o.push('\n');
+    goals_md(&mut o, r);
 
     if let Some(p) = &r.per_packet {
         let _ = writeln!(
@@ -574,4 +434,39 @@ fn breakdown_md(o: &mut String, b: &Breakdown) {
         }
         o.push('\n');
     }
+}
+
+/// The headline figures: previous run, this run, goal, verdict.
+fn goals_md(o: &mut String, r: &Results) {
+    let _ = writeln!(o, "## Headline figures and goals\n");
+    let _ = writeln!(
+        o,
+        "Judged on the minimum over rounds (interference only adds time), median beside it. \
+         Previous: {}.\n",
+        r.previous_source
+            .as_deref()
+            .unwrap_or("none given (`--previous FILE.json`)")
+    );
+    let _ = writeln!(
+        o,
+        "| figure | previous min / median | today min / median | goal | verdict |\n|---|---:|---:|---|---|"
+    );
+    for g in &r.goals {
+        let f = &g.figure;
+        let prev = g.previous.as_ref().map_or_else(
+            || "-".to_string(),
+            |p| format!("{:.2} / {:.2} {}", p.min, p.median, p.unit),
+        );
+        let verdict = match g.met {
+            Some(true) => "**met**",
+            Some(false) => "**not met**",
+            None => "",
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.2} / {:.2} {} | {} | {} |",
+            f.label, prev, f.min, f.median, f.unit, g.goal, verdict
+        );
+    }
+    o.push('\n');
 }
