@@ -38,7 +38,10 @@ fn packet_path_links_point_at_what_they_name() {
         let src = std::fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("{text}: {}: {e}", file.display()));
         let Some(line) = src.lines().nth(n - 1) else {
-            bad.push(format!("{text} -> {path}#L{n}: the file has {} lines", src.lines().count()));
+            bad.push(format!(
+                "{text} -> {path}#L{n}: the file has {} lines",
+                src.lines().count()
+            ));
             continue;
         };
         // `LbState::add_backend` -> `add_backend`; plain prose links only
@@ -46,11 +49,18 @@ fn packet_path_links_point_at_what_they_name() {
         if let Some(code) = text.strip_prefix('`').and_then(|t| t.strip_suffix('`')) {
             let name = code.rsplit("::").next().unwrap_or(code);
             if !line.contains(name) {
-                bad.push(format!("{text} -> {path}#L{n}: the line is `{}`", line.trim()));
+                bad.push(format!(
+                    "{text} -> {path}#L{n}: the line is `{}`",
+                    line.trim()
+                ));
             }
         }
     }
-    assert!(bad.is_empty(), "stale links in docs/packet-path.md:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "stale links in docs/packet-path.md:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

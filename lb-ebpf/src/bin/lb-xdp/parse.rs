@@ -177,22 +177,7 @@ fn ipv4<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let ports = match protocol {
         PROTO_TCP => tcp_ports(ctx, l4, l4_room),
         PROTO_UDP => udp_ports(ctx, l4, l4_room),
-        PROTO_ICMP => {
-            if !is_vip_addr(dst, FAMILY_V4) {
-                return Parsed::Pass;
-            }
-            return match ptr_at::<[u8; 8]>(ctx, l4) {
-                Some(h) if l4_room >= 8 => {
-                    // SAFETY: bounds checked by `ptr_at`.
-                    if unsafe { (*h)[0] } == ICMP_ECHO_REQUEST {
-                        Parsed::EchoV4 { l3_off }
-                    } else {
-                        Parsed::Pass
-                    }
-                }
-                _ => Parsed::Drop(Stat::DropMalformed),
-            };
-        }
+        PROTO_ICMP => return icmp(ctx, l3_off, l4, l4_room, dst, FAMILY_V4),
         _ => return Parsed::Pass,
     };
     let Some((sport, dport, syn)) = ports else {
@@ -248,22 +233,7 @@ fn ipv6<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let ports = match nexthdr {
         PROTO_TCP => tcp_ports(ctx, l4, payload),
         PROTO_UDP => udp_ports(ctx, l4, payload),
-        PROTO_ICMPV6 => {
-            if !is_vip_addr(dst, FAMILY_V6) {
-                return Parsed::Pass;
-            }
-            return match ptr_at::<[u8; 8]>(ctx, l4) {
-                Some(h) if payload >= 8 => {
-                    // SAFETY: bounds checked by `ptr_at`.
-                    if unsafe { (*h)[0] } == ICMPV6_ECHO_REQUEST {
-                        Parsed::EchoV6 { l3_off }
-                    } else {
-                        Parsed::Pass
-                    }
-                }
-                _ => Parsed::Drop(Stat::DropMalformed),
-            };
-        }
+        PROTO_ICMPV6 => return icmp(ctx, l3_off, l4, payload, dst, FAMILY_V6),
         NEXTHDR_FRAGMENT => return drop_if_vip(dst, FAMILY_V6, Stat::DropFragment),
         nh if is_ipv6_ext(nh) => return drop_if_vip(dst, FAMILY_V6, Stat::DropIpOptions),
         _ => return Parsed::Pass,
@@ -288,6 +258,37 @@ fn ipv6<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
         vip_first: bits & FILTER_VIP_FIRST != 0,
         l3_len: (IPV6_HDR_LEN + payload) as u32,
     })
+}
+
+/// ICMP (`FAMILY_V4`) or ICMPv6 at `l4`, `room` bytes of IP payload: an
+/// echo request to a VIP address is ours to answer; anything else, or any
+/// ICMP to an address that only shares the filter bucket of a VIP, is the
+/// kernel's.
+#[inline(always)]
+fn icmp(
+    ctx: &XdpContext,
+    l3_off: usize,
+    l4: usize,
+    room: usize,
+    dst: [u32; 4],
+    family: u8,
+) -> Parsed {
+    if !is_vip_addr(dst, family) {
+        return Parsed::Pass;
+    }
+    let Some(h) = ptr_at::<[u8; 8]>(ctx, l4) else {
+        return Parsed::Drop(Stat::DropMalformed);
+    };
+    if room < 8 {
+        return Parsed::Drop(Stat::DropMalformed);
+    }
+    // SAFETY: bounds checked by `ptr_at`.
+    let kind = unsafe { (*h)[0] };
+    match (family, kind) {
+        (FAMILY_V4, ICMP_ECHO_REQUEST) => Parsed::EchoV4 { l3_off },
+        (FAMILY_V6, ICMPV6_ECHO_REQUEST) => Parsed::EchoV6 { l3_off },
+        _ => Parsed::Pass,
+    }
 }
 
 /// (sport, dport, is_syn) of a TCP header at `l4` that must fit in `room`
