@@ -16,10 +16,10 @@ fn line_links(md: &str) -> Vec<(String, String, usize)> {
         let after = &rest[close + 2..];
         let Some(end) = after.find(')') else { break };
         let target = &after[..end];
-        if let Some((path, line)) = target.split_once("#L") {
-            if let Ok(n) = line.parse() {
-                out.push((text, path.to_string(), n));
-            }
+        if let Some((path, line)) = target.split_once("#L")
+            && let Ok(n) = line.parse()
+        {
+            out.push((text, path.to_string(), n));
         }
         rest = after;
     }
