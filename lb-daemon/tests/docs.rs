@@ -58,7 +58,7 @@ fn packet_path_links_point_at_what_they_name() {
     }
     assert!(
         bad.is_empty(),
-        "stale links in docs/packet-path.md:\n{}",
+        "stale links in docs/packet-path.md (scripts/fix-doc-links.py re-points them):\n{}",
         bad.join("\n")
     );
 }
