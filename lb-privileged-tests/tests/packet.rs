@@ -993,3 +993,84 @@ fn flows_of_a_deleted_vip_are_not_forwarded() {
     // The miss is not counted as a conn-table event: there is no VIP.
     assert_eq!(f.stat(Stat::ConnStale) + f.stat(Stat::ConnMiss), 0);
 }
+
+/// Sends `frame` (whose IP packet is `l3`, followed by trailer bytes) and
+/// checks the output is the encapsulation of `l3` alone.
+#[track_caller]
+fn expect_encap_of(f: &mut Fixture, frame: &[u8], l3: &[u8], client: IpAddr, sport: u16, be: &str) {
+    let (act, out) = f.run(frame);
+    assert_eq!(act, XDP_TX, "expected XDP_TX");
+    let want = encapsulated(l3, 0, crafted_src(f, client, sport, ip(be)), ip(be), None);
+    assert_frame(&out, &want);
+}
+
+#[test]
+fn ethernet_padding_is_not_carried_into_the_encapsulated_frame() {
+    require_root();
+    // A bare TCP ACK is 54 bytes on Ethernet; the wire pads it to 60.
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    let syn = v4_tcp(v4(CLIENT4), v4(VIP4), 47300, 80, SYN, b"");
+    assert_eq!(syn.len(), 54);
+    let mut padded = syn.clone();
+    padded.resize(60, 0);
+    expect_encap_of(&mut f, &padded, l3_of(&syn), ip(CLIENT4), 47300, BE4_A);
+    let ack = v4_tcp(v4(CLIENT4), v4(VIP4), 47300, 80, ACK, b"");
+    let mut padded = ack.clone();
+    padded.resize(60, 0);
+    expect_encap_of(&mut f, &padded, l3_of(&ack), ip(CLIENT4), 47300, BE4_A);
+    assert_eq!(f.stat(Stat::ConnHit), 1);
+
+    let mut g = single(VIP6, 80, TCP, BE6_A);
+    let syn6 = v6_tcp(v6(CLIENT6), v6(VIP6), 47301, 80, SYN, b"");
+    let mut trailer = syn6.clone();
+    trailer.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    expect_encap_of(&mut g, &trailer, l3_of(&syn6), ip(CLIENT6), 47301, BE6_A);
+}
+
+/// A trailer (a kept FCS, say) on a packet that fits the MTU exactly once
+/// encapsulated: forwarded at exactly the MTU, trailer dropped; one byte
+/// more of IP packet and it is "too big", trailer or not.
+#[test]
+fn trailer_on_a_packet_at_the_mtu_is_cut_not_counted() {
+    require_root();
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    // 1500 MTU - 20 outer = 1480 bytes of inner IP packet: 1440 of payload.
+    let full = v4_tcp(v4(CLIENT4), v4(VIP4), 47400, 80, ACK, &[7u8; 1440]);
+    assert_eq!(l3_of(&full).len(), 1480);
+    let mut fcs = full.clone();
+    fcs.extend_from_slice(&[1, 2, 3, 4]);
+    let (act, out) = f.run(&fcs);
+    assert_eq!(act, XDP_TX);
+    assert_eq!(out.len(), 14 + 1500, "outer packet exactly at the MTU");
+    assert_eq!(
+        u16::from_be_bytes([out[16], out[17]]),
+        1500,
+        "outer total length"
+    );
+    let want = encapsulated(
+        l3_of(&full),
+        0,
+        crafted_src(&f, ip(CLIENT4), 47400, ip(BE4_A)),
+        ip(BE4_A),
+        None,
+    );
+    assert_frame(&out, &want);
+    // One byte more of IP packet does not fit, whatever follows it.
+    let over = v4_tcp(v4(CLIENT4), v4(VIP4), 47400, 80, ACK, &[7u8; 1441]);
+    let mut over_fcs = over.clone();
+    over_fcs.extend_from_slice(&[1, 2, 3, 4]);
+    let (act, _) = f.run(&over_fcs);
+    assert_eq!(act, XDP_TX, "answered with ICMP fragmentation needed");
+    assert_eq!(f.stat(Stat::IcmpTooBigSent), 1);
+    assert_eq!(f.stat(Stat::Forwarded), 1);
+
+    // IPv6 to an IPv6 backend: 1500 - 40 outer = 1460 of inner packet.
+    let mut g = single(VIP6, 80, TCP, BE6_A);
+    let full6 = v6_tcp(v6(CLIENT6), v6(VIP6), 47401, 80, ACK, &[7u8; 1400]);
+    assert_eq!(l3_of(&full6).len(), 1460);
+    let mut fcs6 = full6.clone();
+    fcs6.extend_from_slice(&[1, 2, 3, 4]);
+    let (act, out) = g.run(&fcs6);
+    assert_eq!(act, XDP_TX);
+    assert_eq!(out.len(), 14 + 1500);
+}

@@ -9,7 +9,7 @@ use lb_common::{
 use lb_ebpf::{
     csum, eth,
     hdr::{ETH_P_IP, ETH_P_IPV6, Ipv4Hdr, Ipv6Hdr},
-    ptr::{adjust_head, ptr_at},
+    ptr::{adjust_head, adjust_tail, frame_len, ptr_at},
 };
 
 use crate::{flow::Chosen, parse::Packet};
@@ -36,12 +36,28 @@ pub fn our_mac(cfg: &LbConfig, received_dst: [u8; 6]) -> [u8; 6] {
     }
 }
 
+/// Cuts whatever follows the IP packet off the frame: Ethernet padding of a
+/// minimum-size frame (a 40-byte TCP ACK travels in 60 bytes), a kept FCS,
+/// trailing garbage. Encapsulated, those bytes would ride behind an outer
+/// header whose length does not count them, and past the MTU the caller
+/// checked with the IP length. Free for unpadded frames (one compare).
+#[inline(always)]
+pub fn trim_to_ip(ctx: &XdpContext, pkt: &Packet) -> Option<()> {
+    let end = pkt.l3_off + pkt.l3_len as usize;
+    let len = frame_len(ctx);
+    if len > end {
+        adjust_tail(ctx, end as i32 - len as i32)?;
+    }
+    Some(())
+}
+
 /// Prepends the outer header. The caller has checked the size budget.
 #[inline(always)]
 pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Chosen, cfg: &LbConfig) -> Option<()> {
     let l3 = pkt.l3_off;
     let v4_outer = backend.family == FAMILY_V4;
     let grow = overhead(backend.family) as usize;
+    trim_to_ip(ctx, pkt)?;
     adjust_head(ctx, -(grow as i32))?;
     // The received L2 header now starts at `grow`; the new one goes at 0.
     let (rx_dst, _, tci) = eth::read(ctx, grow, l3)?;
