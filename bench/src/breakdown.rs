@@ -206,16 +206,8 @@ pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::R
     let mut net = raw.clone();
     for round in 0..p.rounds {
         let frame0 = &cases[0].frame;
-        let b = harness::run(bench.baseline()?, frame0, p.repeat)?;
-        ensure!(b.action == XDP_TX, "baseline returned {}", b.action);
-        bench.target_baseline()?;
-        bench.set_template(&harness::template(frame0, None)?)?;
-        let hb = harness::run(bench.harness()?, frame0, p.repeat)?;
-        ensure!(
-            hb.action == XDP_TX,
-            "harness + baseline returned {}",
-            hb.action
-        );
+        let tpl = harness::template(frame0, None)?;
+        let (b, hb) = harness::baselines(bench, frame0, &tpl, p.repeat)?;
         base.push(b.kernel_ns);
         hbase.push(hb.kernel_ns);
         for (ci, c) in cases.iter().enumerate() {

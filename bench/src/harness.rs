@@ -184,6 +184,30 @@ impl Bench {
     }
 }
 
+/// The two reference runs of every round: the bare baseline `B` on `frame`,
+/// then the harness in front of the baseline `HB` with `tpl` (which must be
+/// the template the measured program will run with: the harness's own work
+/// depends on it). Leaves `tpl` set and the harness pointing at the
+/// baseline. Returns (B, HB).
+pub fn baselines(
+    bench: &mut Bench,
+    frame: &[u8],
+    tpl: &Template,
+    repeat: u32,
+) -> anyhow::Result<(Run, Run)> {
+    let b = run(bench.baseline()?, frame, repeat)?;
+    anyhow::ensure!(b.action == XDP_TX, "baseline returned {}", b.action);
+    bench.target_baseline()?;
+    bench.set_template(tpl)?;
+    let hb = run(bench.harness()?, frame, repeat)?;
+    anyhow::ensure!(
+        hb.action == XDP_TX,
+        "harness + baseline returned {}",
+        hb.action
+    );
+    Ok((b, hb))
+}
+
 /// One BPF_PROG_TEST_RUN call.
 #[derive(Clone, Debug)]
 pub struct Run {

@@ -241,16 +241,8 @@ pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::R
     let mut wall = vec![vec![]; cases.len()];
     let mut net = vec![vec![]; cases.len()];
     for round in 0..p.rounds {
-        let b = harness::run(bench.baseline()?, baseline_frame, p.repeat)?;
-        ensure!(b.action == XDP_TX, "baseline returned {}", b.action);
-        bench.target_baseline()?;
-        bench.set_template(&harness::template(baseline_frame, None)?)?;
-        let hb = harness::run(bench.harness()?, baseline_frame, p.repeat)?;
-        ensure!(
-            hb.action == XDP_TX,
-            "harness + baseline returned {}",
-            hb.action
-        );
+        let tpl = harness::template(baseline_frame, None)?;
+        let (b, hb) = harness::baselines(bench, baseline_frame, &tpl, p.repeat)?;
         base.push(b.kernel_ns);
         hbase.push(hb.kernel_ns);
         let a = harness::run(bench.adjust()?, baseline_frame, p.repeat)?;
@@ -416,15 +408,7 @@ pub fn new_flows(
             (vec![], vec![], vec![], vec![], vec![]);
         let mut pos = bench.count(COUNT_HARNESS)?;
         for _ in 0..p.rounds {
-            let b = harness::run(bench.baseline()?, &frame, repeat)?;
-            bench.target_baseline()?;
-            bench.set_template(&tpl)?;
-            let hb = harness::run(bench.harness()?, &frame, repeat)?;
-            ensure!(
-                hb.action == XDP_TX,
-                "harness + baseline returned {}",
-                hb.action
-            );
+            let (b, hb) = harness::baselines(bench, &frame, &tpl, repeat)?;
             // The baseline runs advanced the flow counter: resume the cycle.
             bench.set_count(COUNT_HARNESS, cpu, pos)?;
             bench.set_target(lab.lb.program().fd()?)?;
