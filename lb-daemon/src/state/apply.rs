@@ -34,11 +34,11 @@ enum Undo {
     VipAddr { key: AddrKey, prev: u32 },
     /// Put the slot back (see [`Tx::undo_backend`] for the generation).
     Backend { slot: u32, prev: Backend },
-    /// Put a ring half back.
+    /// Put ring positions back: (position in the half, slot it held).
     Ring {
         index: u32,
         half: u32,
-        prev: Vec<u32>,
+        prev: Vec<(u32, u32)>,
     },
     /// Put the node settings back.
     Config { prev: LbConfig },
@@ -86,27 +86,38 @@ impl<'a, D: Dataplane> Tx<'a, D> {
         self.dp.set_vip_addr(key, count)
     }
 
-    pub fn set_backend(&mut self, slot: u32, b: &Backend) -> Result<(), DataplaneError> {
-        let prev = self.dp.backend(slot)?;
+    /// `prev` is what the slot holds now, as the caller has just read it
+    /// (one map read per slot rather than two: a VIP with a thousand
+    /// backends writes a thousand slots).
+    pub fn set_backend(
+        &mut self,
+        slot: u32,
+        b: &Backend,
+        prev: Backend,
+    ) -> Result<(), DataplaneError> {
         self.undo.push(Undo::Backend { slot, prev });
         self.dp.set_backend(slot, b)
     }
 
-    /// Writes a ring half if it differs from `table`; returns positions changed.
+    /// Makes a ring half equal `table`, storing only the positions that
+    /// differ; returns how many did. The undo entry holds just those
+    /// positions (a new backend moves about 1/N of the ring, not all of it).
     pub fn write_ring_half(
         &mut self,
         index: u32,
         half: u32,
         table: &[u32],
     ) -> Result<usize, DataplaneError> {
-        let prev = self.dp.ring_half(index, half);
-        if prev == table {
-            return Ok(0);
+        let mut prev = Vec::new();
+        let written = self.dp.write_ring_changes(index, half, table, &mut prev);
+        // Logged whether or not the write failed: `prev` has every position
+        // stored so far, so a write cut short is undone too.
+        let n = prev.len();
+        if n > 0 {
+            self.ring_positions += n;
+            self.undo.push(Undo::Ring { index, half, prev });
         }
-        self.undo.push(Undo::Ring { index, half, prev });
-        let n = self.dp.write_ring_half(index, half, table)?;
-        self.ring_positions += n;
-        Ok(n)
+        written.map(|_| n)
     }
 
     /// Writes the node settings (`LB_CONFIG`).
@@ -148,7 +159,14 @@ impl<'a, D: Dataplane> Tx<'a, D> {
                 Undo::VipAddr { key, prev } => dp.set_vip_addr(&key, prev),
                 Undo::Backend { slot, prev } => Self::undo_backend(dp, slot, prev),
                 Undo::Ring { index, half, prev } => {
-                    dp.write_ring_half(index, half, &prev).map(|_| ())
+                    let mut table = dp.ring_half(index, half);
+                    for (pos, slot) in prev {
+                        if let Some(t) = table.get_mut(pos as usize) {
+                            *t = slot;
+                        }
+                    }
+                    dp.write_ring_changes(index, half, &table, &mut Vec::new())
+                        .map(drop)
                 }
                 Undo::Config { prev } => dp.set_config(&prev),
             };
@@ -214,6 +232,7 @@ pub(crate) fn alloc_slot<D: Dataplane>(
     tx.set_backend(
         slot,
         &Backend::valid(addr, family, next_generation(cur.generation), vip),
+        cur,
     )
     .map_err(internal(ctx))
 }
@@ -222,10 +241,13 @@ pub(crate) fn alloc_slot<D: Dataplane>(
 /// helps when reading map dumps).
 pub(crate) fn free_slot<D: Dataplane>(tx: &mut Tx<'_, D>, slot: u32) -> Result<(), StateError> {
     let ctx = || format!("freeing backend slot {slot}");
-    let mut b = tx.dp.backend(slot).map_err(internal(ctx))?;
-    b.flags = 0;
-    b.generation = next_generation(b.generation);
-    tx.set_backend(slot, &b).map_err(internal(ctx))
+    let cur = tx.dp.backend(slot).map_err(internal(ctx))?;
+    let b = Backend {
+        flags: 0,
+        generation: next_generation(cur.generation),
+        ..cur
+    };
+    tx.set_backend(slot, &b, cur).map_err(internal(ctx))
 }
 
 /// The VIP's table, or an internal error (requests were validated against
@@ -254,7 +276,7 @@ pub(crate) fn publish<D: Dataplane>(
         _pad: 0,
     };
     let mut wrote_vip = false;
-    if tx.dp.ring_half(vip.index, live) != table || current.index != vip.index {
+    if !tx.dp.ring_half_equals(vip.index, live, table) || current.index != vip.index {
         tx.write_ring_half(vip.index, live ^ 1, table)
             .map_err(internal(ctx))?;
         tx.set_vip(&key, &want(live ^ 1)).map_err(internal(ctx))?;
