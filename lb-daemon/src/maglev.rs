@@ -23,6 +23,8 @@
 //!   largest weight back. Turn counts, and so slot counts, are proportional to
 //!   the weights whatever their scale, so callers never normalise them.
 
+use std::net::IpAddr;
+
 use xxhash_rust::xxh64::xxh64;
 
 /// Seed of `h1`, which picks a member's first ring position.
@@ -91,7 +93,7 @@ pub const EMPTY: u32 = u32::MAX;
 /// Positions are `u32` (a ring has at most `u32::MAX` positions): half the
 /// size of `u64` fields, and 32-bit arithmetic in the probe loop.
 struct Filler {
-    /// Index into the caller's `members`, the value written to the table.
+    /// Index into the caller's `members`, which picks the value written.
     caller: u32,
     /// Next position of this member's permutation to try, in `0..M`.
     pos: u32,
@@ -255,6 +257,67 @@ impl Iterator for Rounds {
 /// Cost: O(M + N) plus the probes, about `M * ln M` in total as in the paper,
 /// whatever the weights (no per-unit-of-weight work, no idle rounds).
 pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevError> {
+    build_with(ring_size, members, |i| i, EMPTY)
+}
+
+/// A backend as a VIP's ring names it: its address is its Maglev key (as 4
+/// or 16 octets), its slot is what the ring holds for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotMember {
+    /// The backend's address: its identity, whatever its slot.
+    pub address: IpAddr,
+    /// Relative weight; 0 = not in the ring (drained).
+    pub weight: u32,
+    /// The backend slot the ring names for it.
+    pub slot: u32,
+}
+
+/// The Maglev table of a backend set as the data plane holds it: backend
+/// slots, [`lb_common::SLOT_NONE`] where no backend has a weight.
+///
+/// The one place where backends become a ring, for the daemon, the bench and
+/// the tests alike, so that what one publishes and another expects cannot
+/// drift. Keys are the address octets, so the table depends on who the
+/// backends are, not on their slots or the order given; errors as for
+/// [`build`].
+pub fn slot_table(ring_size: u32, members: &[SlotMember]) -> Result<Vec<u32>, MaglevError> {
+    let keys: Vec<([u8; 16], usize)> = members
+        .iter()
+        .map(|m| match m.address {
+            IpAddr::V4(a) => {
+                let mut k = [0; 16];
+                k[..4].copy_from_slice(&a.octets());
+                (k, 4)
+            }
+            IpAddr::V6(a) => (a.octets(), 16),
+        })
+        .collect();
+    let ring: Vec<Member<'_>> = keys
+        .iter()
+        .zip(members)
+        .map(|((key, len), m)| Member {
+            key: &key[..*len],
+            weight: m.weight,
+        })
+        .collect();
+    // Slots go straight into the table rather than indices mapped after: a
+    // second pass over M positions would cost a tenth of the build.
+    build_with(
+        ring_size,
+        &ring,
+        |i| members[i as usize].slot,
+        lb_common::SLOT_NONE,
+    )
+}
+
+/// [`build`], writing `value(i)` for caller index `i` and `empty` where the
+/// ring is empty.
+fn build_with(
+    ring_size: u32,
+    members: &[Member<'_>],
+    value: impl Fn(u32) -> u32,
+    empty: u32,
+) -> Result<Vec<u32>, MaglevError> {
     if !is_prime(ring_size) {
         return Err(MaglevError::NotPrime(ring_size));
     }
@@ -305,7 +368,7 @@ pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevE
         });
     }
 
-    let mut table = vec![EMPTY; size];
+    let mut table = vec![empty; size];
     let Some(&max_weight) = weights.iter().max() else {
         return Ok(table);
     };
@@ -321,6 +384,7 @@ pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevE
             &mut table,
             &mut fillers,
             members.len(),
+            &value,
             RoundRobin { next: 0 },
         );
         return Ok(table);
@@ -333,7 +397,7 @@ pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevE
             max_weight,
             next: 0,
         };
-        fill(&mut table, &mut fillers, members.len(), credit);
+        fill(&mut table, &mut fillers, members.len(), &value, credit);
         return Ok(table);
     }
 
@@ -373,6 +437,7 @@ pub fn build(ring_size: u32, members: &[Member<'_>]) -> Result<Vec<u32>, MaglevE
         &mut table,
         &mut fillers,
         members.len(),
+        &value,
         Listed { turns, next: 0 },
     );
     Ok(table)
@@ -454,8 +519,9 @@ impl Schedule for Listed {
 }
 
 /// Fills `table` taking turns in `schedule`'s order: on its turn a member
-/// takes the first free position on its permutation. `members` is the
-/// caller's member count (caller indices are below it).
+/// takes the first free position on its permutation, which gets
+/// `value(caller index)`. `members` is the caller's member count (caller
+/// indices are below it).
 ///
 /// Probing costs about M ln M steps in all, half of them for the last few
 /// hundred positions, where a member may probe thousands of taken ones. So
@@ -465,7 +531,13 @@ impl Schedule for Listed {
 /// the same position the walk would find, at a cost of one multiplication
 /// per free position. Which of the two finds a position never changes which
 /// position it is, so where the switch happens is a matter of speed only.
-fn fill(table: &mut [u32], fillers: &mut [Filler], members: usize, mut schedule: impl Schedule) {
+fn fill(
+    table: &mut [u32],
+    fillers: &mut [Filler],
+    members: usize,
+    value: impl Fn(u32) -> u32,
+    mut schedule: impl Schedule,
+) {
     let size = table.len();
     // One byte per position (1 = taken) rather than one bit: a probe is one
     // load and no shifts, and the 64 KiB of the default ring stay in L2.
@@ -480,7 +552,7 @@ fn fill(table: &mut [u32], fillers: &mut [Filler], members: usize, mut schedule:
     schedule.run(fillers, |f| {
         let p = walk::<2>(f, &taken);
         taken[p as usize] = 1;
-        table[p as usize] = f.caller;
+        table[p as usize] = value(f.caller);
         early -= 1;
         early == 0
     });
@@ -488,7 +560,7 @@ fn fill(table: &mut [u32], fillers: &mut [Filler], members: usize, mut schedule:
         schedule.run(fillers, |f| {
             let p = walk::<4>(f, &taken);
             taken[p as usize] = 1;
-            table[p as usize] = f.caller;
+            table[p as usize] = value(f.caller);
             late -= 1;
             late == 0
         });
@@ -523,7 +595,7 @@ fn fill(table: &mut [u32], fillers: &mut [Filler], members: usize, mut schedule:
         // The index is below `free.len()`, which is at most sqrt(M).
         let p = free.swap_remove((nearest & 0xffff_ffff) as usize);
         f.pos = f.step1.from(p);
-        table[p as usize] = f.caller;
+        table[p as usize] = value(f.caller);
         free.is_empty()
     });
 }
@@ -941,6 +1013,60 @@ mod tests {
                 keys.len()
             );
         }
+    }
+
+    #[test]
+    fn slot_tables_are_the_table_with_slots_for_indices() {
+        let addrs: Vec<IpAddr> = (0..40u8)
+            .map(|i| {
+                if i % 3 == 0 {
+                    IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, u16::from(i)])
+                } else {
+                    IpAddr::from([10, 0, 1, i])
+                }
+            })
+            .collect();
+        let members: Vec<SlotMember> = addrs
+            .iter()
+            .zip(1..)
+            .map(|(&address, i)| SlotMember {
+                address,
+                weight: i % 4,
+                slot: 1000 + 7 * i,
+            })
+            .collect();
+        let octets: Vec<Vec<u8>> = addrs
+            .iter()
+            .map(|a| match a {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            })
+            .collect();
+        let ring: Vec<Member<'_>> = octets
+            .iter()
+            .zip(&members)
+            .map(|(key, m)| Member {
+                key,
+                weight: m.weight,
+            })
+            .collect();
+        for m in [31, 101, M] {
+            let want: Vec<u32> = build(m, &ring)
+                .unwrap()
+                .iter()
+                .map(|&i| members[i as usize].slot)
+                .collect();
+            assert_eq!(slot_table(m, &members).unwrap(), want, "M={m}");
+        }
+        let drained: Vec<SlotMember> = members
+            .iter()
+            .map(|&m| SlotMember { weight: 0, ..m })
+            .collect();
+        assert_eq!(
+            slot_table(13, &drained).unwrap(),
+            vec![lb_common::SLOT_NONE; 13]
+        );
+        assert_eq!(slot_table(12, &members), Err(MaglevError::NotPrime(12)));
     }
 
     #[test]
