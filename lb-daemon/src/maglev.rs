@@ -547,24 +547,14 @@ fn fill(
     let tail = ((size as f64).sqrt() as usize / 2).max(1);
     // Two probes per round while the ring is less than half full (the
     // first one is then usually free), four after.
-    let mut early = size / 2;
-    let mut late = size - early - tail;
-    schedule.run(fillers, |f| {
-        let p = walk::<2>(f, &taken);
-        taken[p as usize] = 1;
-        table[p as usize] = value(f.caller);
-        early -= 1;
-        early == 0
-    });
-    if late > 0 {
-        schedule.run(fillers, |f| {
-            let p = walk::<4>(f, &taken);
-            taken[p as usize] = 1;
-            table[p as usize] = value(f.caller);
-            late -= 1;
-            late == 0
-        });
-    }
+    let early = size / 2;
+    let mut walk = Walk {
+        taken: &mut taken,
+        table: &mut *table,
+        value: &value,
+    };
+    walk.turns::<2>(&mut schedule, fillers, early);
+    walk.turns::<4>(&mut schedule, fillers, size - early - tail);
 
     let mut free = free_positions(&taken);
     // `table` has `ring_size` (a u32) entries.
@@ -598,6 +588,35 @@ fn fill(
         table[p as usize] = value(f.caller);
         free.is_empty()
     });
+}
+
+/// The walking part of [`fill`].
+struct Walk<'a, V> {
+    /// One byte per position, 1 = taken.
+    taken: &'a mut [u8],
+    table: &'a mut [u32],
+    value: &'a V,
+}
+
+impl<V: Fn(u32) -> u32> Walk<'_, V> {
+    /// `count` turns, each a [`walk`] with `LANES` probes per round.
+    fn turns<const LANES: usize>(
+        &mut self,
+        schedule: &mut impl Schedule,
+        fillers: &mut [Filler],
+        mut count: usize,
+    ) {
+        if count == 0 {
+            return;
+        }
+        schedule.run(fillers, |f| {
+            let p = walk::<LANES>(f, self.taken);
+            self.taken[p as usize] = 1;
+            self.table[p as usize] = (self.value)(f.caller);
+            count -= 1;
+            count == 0
+        });
+    }
 }
 
 /// The positions not taken yet, ascending (all but a few hundred are taken,
