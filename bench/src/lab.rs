@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use lb_common::{AddrKey, Backend, SLOT_NONE, STAT_COUNT, Stat, VipKey, VipMeta};
+use lb_common::{AddrKey, Backend, STAT_COUNT, Stat, VipKey, VipMeta};
 use lb_daemon::{
     dataplane::{Balancer, BalancerConfig, Sizes},
     maglev,
@@ -109,30 +109,16 @@ impl Lab {
                 .set_backend(slot, &Backend::valid(addr, family, 1, index))?;
             slots.push(slot);
         }
-        let keys: Vec<Vec<u8>> = backends
+        let members: Vec<maglev::SlotMember> = backends
             .iter()
-            .map(|b| match b {
-                IpAddr::V4(v) => v.octets().to_vec(),
-                IpAddr::V6(v) => v.octets().to_vec(),
-            })
-            .collect();
-        let members: Vec<maglev::Member<'_>> = keys
-            .iter()
-            .map(|k| maglev::Member {
-                key: k,
+            .zip(&slots)
+            .map(|(&address, &slot)| maglev::SlotMember {
+                address,
                 weight: 100,
+                slot,
             })
             .collect();
-        let table: Vec<u32> = maglev::build(self.lb.sizes().ring_size, &members)?
-            .into_iter()
-            .map(|i| {
-                if i == maglev::EMPTY {
-                    SLOT_NONE
-                } else {
-                    slots[i as usize]
-                }
-            })
-            .collect();
+        let table = maglev::slot_table(self.lb.sizes().ring_size, &members)?;
         self.lb.write_ring_half(index, 1, &table)?;
         self.lb.set_vip(
             &vip_key(a, port, proto),

@@ -240,30 +240,25 @@ fn all_port_vip_catches_every_port_and_exact_port_wins() {
     assert_eq!((act, out), (XDP_PASS, u));
 }
 
-/// Ten backends via the real Maglev builder; returns slot -> address.
+/// Ten backends (slots 1 to 10) via the real Maglev builder; returns their
+/// addresses, by slot - 1.
 fn ten_backends(f: &mut Fixture, vip: &str, port: u16, proto: u8) -> Vec<IpAddr> {
     let addrs: Vec<IpAddr> = (0..10)
         .map(|i| ip(&format!("198.19.1.{}", 10 + i)))
         .collect();
-    let keys: Vec<Vec<u8>> = addrs
+    let members: Vec<_> = addrs
         .iter()
-        .map(|a| match a {
-            IpAddr::V4(v) => v.octets().to_vec(),
-            IpAddr::V6(v) => v.octets().to_vec(),
-        })
-        .collect();
-    let members: Vec<_> = keys
-        .iter()
-        .map(|k| lb_daemon::maglev::Member {
-            key: k,
+        .zip(1..)
+        .map(|(&address, slot)| lb_daemon::maglev::SlotMember {
+            address,
             weight: 100,
+            slot,
         })
         .collect();
-    let table = lb_daemon::maglev::build(f.lb.sizes().ring_size, &members).unwrap();
+    let slots = lb_daemon::maglev::slot_table(f.lb.sizes().ring_size, &members).unwrap();
     for (i, a) in addrs.iter().enumerate() {
         f.backend(i as u32 + 1, *a);
     }
-    let slots: Vec<u32> = table.iter().map(|&i| i + 1).collect();
     f.ring_table(ip(vip), port, proto, &slots);
     addrs
 }

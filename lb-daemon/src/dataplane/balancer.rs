@@ -16,7 +16,7 @@ use lb_common::{
     VipKey, VipMeta, addr,
 };
 
-use super::{DataplaneError, RingMap, filter::VipFilter, object::BALANCER_OBJECT};
+use super::{DataplaneError, RingMap, filter::VipFilter, object::BALANCER_OBJECT, ring};
 
 /// Map sizes fixed at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -575,23 +575,28 @@ impl Balancer {
         half: u32,
         table: &[u32],
     ) -> Result<usize, DataplaneError> {
-        let m = self.sizes.ring_size;
-        self.sizes.check_vip_index(vip_index)?;
-        if table.len() != m as usize {
-            return Err(DataplaneError::Sizes(format!(
-                "ring table has {} entries, ring size is {m}",
-                table.len()
-            )));
-        }
-        let base = lb_common::ring_index(vip_index, half, 0, m) as usize;
-        let mut changed = 0;
-        for (pos, &slot) in table.iter().enumerate() {
-            if self.ring.get(base + pos) != Some(slot) {
-                self.ring.set(base + pos, slot)?;
-                changed += 1;
-            }
-        }
-        Ok(changed)
+        self.write_ring_changes(vip_index, half, table, &mut Vec::new())
+    }
+
+    /// [`Self::write_ring_half`], appending each changed position with the
+    /// slot it held to `changed` (what undoes the write).
+    pub fn write_ring_changes(
+        &mut self,
+        vip_index: u32,
+        half: u32,
+        table: &[u32],
+        changed: &mut Vec<(u32, u32)>,
+    ) -> Result<usize, DataplaneError> {
+        let start = ring::half_start(&self.sizes, vip_index, half, table.len())?;
+        let mut mem = self.ring.half(start, table.len())?;
+        Ok(ring::write_diff(&mut mem, table, changed))
+    }
+
+    /// Whether half `half` of VIP `vip_index`'s ring holds `table`, compared
+    /// in place.
+    pub fn ring_half_equals(&self, vip_index: u32, half: u32, table: &[u32]) -> bool {
+        ring::half_start(&self.sizes, vip_index, half, table.len())
+            .is_ok_and(|start| self.ring.equals(start, table))
     }
 
     /// Reads one ring half back.

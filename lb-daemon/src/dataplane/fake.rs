@@ -11,7 +11,7 @@ use lb_common::{
     AddrKey, BACKEND_F_VALID, Backend, LbConfig, PktBytes, SLOT_NONE, STAT_COUNT, VipKey, VipMeta,
 };
 
-use super::{Dataplane, DataplaneError, Sizes};
+use super::{Dataplane, DataplaneError, Sizes, ring};
 
 /// Everything the fake's maps hold, comparable as a whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,35 +272,25 @@ impl Dataplane for FakeDataplane {
         Ok(self.maps.backends[slot as usize])
     }
 
-    fn write_ring_half(
+    fn write_ring_changes(
         &mut self,
         vip_index: u32,
         half: u32,
         table: &[u32],
+        changed: &mut Vec<(u32, u32)>,
     ) -> Result<usize, DataplaneError> {
-        let m = self.sizes.ring_size;
-        self.sizes.check_vip_index(vip_index)?;
-        if table.len() != m as usize {
-            return Err(DataplaneError::Sizes(format!(
-                "ring table has {} entries, ring size is {m}",
-                table.len()
-            )));
+        let start = ring::half_start(&self.sizes, vip_index, half, table.len())?;
+        if self.maps.ring[start..start + table.len()] == *table {
+            // Nothing to store, so no write: the real map is not touched
+            // either, and a failure cannot happen.
+            return Ok(0);
         }
         self.mutation(lb_common::MAP_RING)?;
-        let base = lb_common::ring_index(vip_index, half, 0, m) as usize;
-        let mut changed = 0;
-        for (dst, &slot) in self.maps.ring[base..base + m as usize]
-            .iter_mut()
-            .zip(table)
-        {
-            if *dst != slot {
-                *dst = slot;
-                changed += 1;
-            }
-        }
-        self.ring_positions_written += changed;
+        let mem = &mut self.maps.ring[start..start + table.len()];
+        let n = ring::write_diff(mem, table, changed);
+        self.ring_positions_written += n;
         self.written();
-        Ok(changed)
+        Ok(n)
     }
 
     fn ring_half(&self, vip_index: u32, half: u32) -> Vec<u32> {
@@ -311,6 +301,11 @@ impl Dataplane for FakeDataplane {
         }
         let base = lb_common::ring_index(vip_index, half, 0, m as u32) as usize;
         self.maps.ring[base..base + m].to_vec()
+    }
+
+    fn ring_half_equals(&self, vip_index: u32, half: u32, table: &[u32]) -> bool {
+        ring::half_start(&self.sizes, vip_index, half, table.len())
+            .is_ok_and(|start| self.maps.ring[start..start + table.len()] == *table)
     }
 
     fn ring_slot(&self, vip_index: u32, half: u32, pos: u32) -> u32 {
@@ -397,8 +392,9 @@ mod tests {
         f.remove_vip(&k(2)).unwrap();
         assert!(f.remove_vip(&k(2)).is_err());
         assert!(f.backend(4).is_err());
-        assert!(f.write_ring_half(2, 0, &[0; 13]).is_err());
-        assert!(f.write_ring_half(0, 0, &[0; 12]).is_err());
+        let mut changed = Vec::new();
+        assert!(f.write_ring_changes(2, 0, &[0; 13], &mut changed).is_err());
+        assert!(f.write_ring_changes(0, 0, &[0; 12], &mut changed).is_err());
         assert_eq!(f.ring_half(5, 0), vec![0; 13]);
         // Only differing positions count.
         let mut t = [0u32; 13];
@@ -411,9 +407,11 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(f.write_ring_half(1, 1, &t).unwrap(), 1);
-        assert_eq!(f.write_ring_half(1, 1, &t).unwrap(), 0);
+        assert_eq!(f.write_ring_changes(1, 1, &t, &mut changed).unwrap(), 1);
+        assert_eq!(f.write_ring_changes(1, 1, &t, &mut changed).unwrap(), 0);
+        assert_eq!(changed, [(3, 0)], "position 3 held slot 0 before");
         assert_eq!(f.ring_slot(1, 1, 3), 1);
+        assert!(f.ring_half_equals(1, 1, &t) && !f.ring_half_equals(1, 0, &t));
         assert!(f.violations().is_empty());
     }
 
@@ -432,7 +430,8 @@ mod tests {
     #[test]
     fn audit_catches_a_live_ring_naming_a_free_slot() {
         let mut f = FakeDataplane::new(sizes());
-        f.write_ring_half(0, 0, &[3; 13]).unwrap();
+        f.write_ring_changes(0, 0, &[3; 13], &mut Vec::new())
+            .unwrap();
         assert!(f.violations().is_empty(), "no VIP uses index 0 yet");
         f.set_vip(&VipKey::default(), &VipMeta::default()).unwrap();
         assert_eq!(f.violations().len(), 1);

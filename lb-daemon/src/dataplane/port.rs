@@ -45,16 +45,25 @@ pub trait Dataplane: Send {
     fn backend(&self, slot: u32) -> Result<Backend, DataplaneError>;
 
     /// Makes one half of a VIP's ring equal `table` (`ring_size` slots),
-    /// storing only the positions that differ; returns how many did.
-    fn write_ring_half(
+    /// storing only the positions that differ, and appends each changed
+    /// position with the slot it held to `changed` before storing it (so a
+    /// write that fails part-way is still undone exactly); returns how many
+    /// changed.
+    fn write_ring_changes(
         &mut self,
         vip_index: u32,
         half: u32,
         table: &[u32],
+        changed: &mut Vec<(u32, u32)>,
     ) -> Result<usize, DataplaneError>;
 
     /// Reads one half of a VIP's ring.
     fn ring_half(&self, vip_index: u32, half: u32) -> Vec<u32>;
+
+    /// Whether one half of a VIP's ring holds `table` (`ring_size` slots).
+    fn ring_half_equals(&self, vip_index: u32, half: u32, table: &[u32]) -> bool {
+        self.ring_half(vip_index, half) == table
+    }
 
     /// Reads one ring position (route prediction needs just one).
     fn ring_slot(&self, vip_index: u32, half: u32, pos: u32) -> u32 {
@@ -128,17 +137,22 @@ impl Dataplane for Balancer {
         Balancer::backend(self, slot)
     }
 
-    fn write_ring_half(
+    fn write_ring_changes(
         &mut self,
         vip_index: u32,
         half: u32,
         table: &[u32],
+        changed: &mut Vec<(u32, u32)>,
     ) -> Result<usize, DataplaneError> {
-        Balancer::write_ring_half(self, vip_index, half, table)
+        Balancer::write_ring_changes(self, vip_index, half, table, changed)
     }
 
     fn ring_half(&self, vip_index: u32, half: u32) -> Vec<u32> {
         Balancer::ring_half(self, vip_index, half)
+    }
+
+    fn ring_half_equals(&self, vip_index: u32, half: u32, table: &[u32]) -> bool {
+        Balancer::ring_half_equals(self, vip_index, half, table)
     }
 
     fn clear_stats(

@@ -112,7 +112,7 @@ fn repair<D: Dataplane>(
         let table = table_of(v, sizes.ring_size)?;
         match tx.dp.vip(&v.spec.key()) {
             Some(cur) if cur.index == v.index => {
-                let live_ok = tx.dp.ring_half(v.index, cur.ring_half & 1) == table;
+                let live_ok = tx.dp.ring_half_equals(v.index, cur.ring_half & 1, &table);
                 if publish(tx, v, cur, &table)? {
                     report.vips_written += 1;
                 }

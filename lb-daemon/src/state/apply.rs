@@ -15,6 +15,8 @@
 //!    so a connection pinned to a freed slot re-hashes instead of following
 //!    the slot to whatever it is reused for.
 
+use std::net::IpAddr;
+
 use lb_common::{AddrKey, BACKEND_F_VALID, Backend, LbConfig, VipKey, VipMeta};
 
 use super::{
@@ -34,11 +36,11 @@ enum Undo {
     VipAddr { key: AddrKey, prev: u32 },
     /// Put the slot back (see [`Tx::undo_backend`] for the generation).
     Backend { slot: u32, prev: Backend },
-    /// Put a ring half back.
+    /// Put ring positions back: (position in the half, slot it held).
     Ring {
         index: u32,
         half: u32,
-        prev: Vec<u32>,
+        prev: Vec<(u32, u32)>,
     },
     /// Put the node settings back.
     Config { prev: LbConfig },
@@ -86,27 +88,38 @@ impl<'a, D: Dataplane> Tx<'a, D> {
         self.dp.set_vip_addr(key, count)
     }
 
-    pub fn set_backend(&mut self, slot: u32, b: &Backend) -> Result<(), DataplaneError> {
-        let prev = self.dp.backend(slot)?;
+    /// `prev` is what the slot holds now, as the caller has just read it
+    /// (one map read per slot rather than two: a VIP with a thousand
+    /// backends writes a thousand slots).
+    pub fn set_backend(
+        &mut self,
+        slot: u32,
+        b: &Backend,
+        prev: Backend,
+    ) -> Result<(), DataplaneError> {
         self.undo.push(Undo::Backend { slot, prev });
         self.dp.set_backend(slot, b)
     }
 
-    /// Writes a ring half if it differs from `table`; returns positions changed.
+    /// Makes a ring half equal `table`, storing only the positions that
+    /// differ; returns how many did. The undo entry holds just those
+    /// positions (a new backend moves about 1/N of the ring, not all of it).
     pub fn write_ring_half(
         &mut self,
         index: u32,
         half: u32,
         table: &[u32],
     ) -> Result<usize, DataplaneError> {
-        let prev = self.dp.ring_half(index, half);
-        if prev == table {
-            return Ok(0);
+        let mut prev = Vec::new();
+        let written = self.dp.write_ring_changes(index, half, table, &mut prev);
+        // Logged whether or not the write failed: `prev` has every position
+        // stored so far, so a write cut short is undone too.
+        let n = prev.len();
+        if n > 0 {
+            self.ring_positions += n;
+            self.undo.push(Undo::Ring { index, half, prev });
         }
-        self.undo.push(Undo::Ring { index, half, prev });
-        let n = self.dp.write_ring_half(index, half, table)?;
-        self.ring_positions += n;
-        Ok(n)
+        written.map(|_| n)
     }
 
     /// Writes the node settings (`LB_CONFIG`).
@@ -148,7 +161,14 @@ impl<'a, D: Dataplane> Tx<'a, D> {
                 Undo::VipAddr { key, prev } => dp.set_vip_addr(&key, prev),
                 Undo::Backend { slot, prev } => Self::undo_backend(dp, slot, prev),
                 Undo::Ring { index, half, prev } => {
-                    dp.write_ring_half(index, half, &prev).map(|_| ())
+                    let mut table = dp.ring_half(index, half);
+                    for (pos, slot) in prev {
+                        if let Some(t) = table.get_mut(pos as usize) {
+                            *t = slot;
+                        }
+                    }
+                    dp.write_ring_changes(index, half, &table, &mut Vec::new())
+                        .map(drop)
                 }
                 Undo::Config { prev } => dp.set_config(&prev),
             };
@@ -214,6 +234,7 @@ pub(crate) fn alloc_slot<D: Dataplane>(
     tx.set_backend(
         slot,
         &Backend::valid(addr, family, next_generation(cur.generation), vip),
+        cur,
     )
     .map_err(internal(ctx))
 }
@@ -222,10 +243,13 @@ pub(crate) fn alloc_slot<D: Dataplane>(
 /// helps when reading map dumps).
 pub(crate) fn free_slot<D: Dataplane>(tx: &mut Tx<'_, D>, slot: u32) -> Result<(), StateError> {
     let ctx = || format!("freeing backend slot {slot}");
-    let mut b = tx.dp.backend(slot).map_err(internal(ctx))?;
-    b.flags = 0;
-    b.generation = next_generation(b.generation);
-    tx.set_backend(slot, &b).map_err(internal(ctx))
+    let cur = tx.dp.backend(slot).map_err(internal(ctx))?;
+    let b = Backend {
+        flags: 0,
+        generation: next_generation(cur.generation),
+        ..cur
+    };
+    tx.set_backend(slot, &b, cur).map_err(internal(ctx))
 }
 
 /// The VIP's table, or an internal error (requests were validated against
@@ -254,7 +278,7 @@ pub(crate) fn publish<D: Dataplane>(
         _pad: 0,
     };
     let mut wrote_vip = false;
-    if tx.dp.ring_half(vip.index, live) != table || current.index != vip.index {
+    if !tx.dp.ring_half_equals(vip.index, live, table) || current.index != vip.index {
         tx.write_ring_half(vip.index, live ^ 1, table)
             .map_err(internal(ctx))?;
         tx.set_vip(&key, &want(live ^ 1)).map_err(internal(ctx))?;
@@ -306,6 +330,39 @@ pub(crate) fn install_vip<D: Dataplane>(
         .map_err(internal(ctx))
 }
 
+/// Writes the slots in `fresh` (address, slot) for `vip` and builds its
+/// table. With many slots the two run side by side, the build on a second
+/// core: it needs only the model, and a thousand slot writes (three map
+/// system calls each) take about as long as the build, so a 1,000-backend
+/// VIP is visible that much sooner. With a few slots a thread would cost
+/// more than it saves.
+fn alloc_and_build<D: Dataplane>(
+    tx: &mut Tx<'_, D>,
+    vip: &Vip,
+    fresh: &[(IpAddr, u32)],
+    ring_size: u32,
+) -> Result<Vec<u32>, StateError> {
+    const SIDE_BY_SIDE_FROM: usize = 64;
+    let alloc = |tx: &mut Tx<'_, D>| {
+        fresh
+            .iter()
+            .try_for_each(|&(a, slot)| alloc_slot(tx, slot, a, vip.index))
+    };
+    if fresh.len() < SIDE_BY_SIDE_FROM {
+        alloc(tx)?;
+        return table_of(vip, ring_size);
+    }
+    std::thread::scope(|s| {
+        let build = s.spawn(|| table_of(vip, ring_size));
+        let allocated = alloc(tx);
+        // A panic in the build is a bug: pass it on as it is.
+        let table = build
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        allocated.and(table)
+    })
+}
+
 /// Applies the change of one VIP from `old` to `new` (`None`: absent) to the
 /// maps, in the order described in the module docs. `old_model`/`new_model`
 /// give the address counts.
@@ -320,10 +377,8 @@ pub(crate) fn sync_vip<D: Dataplane>(
     match (old, new) {
         (None, None) => Ok(()),
         (None, Some(v)) => {
-            for (a, m) in &v.backends {
-                alloc_slot(tx, m.slot, *a, v.index)?;
-            }
-            let table = table_of(v, ring_size)?;
+            let fresh: Vec<(IpAddr, u32)> = v.backends.iter().map(|(a, m)| (*a, m.slot)).collect();
+            let table = alloc_and_build(tx, v, &fresh, ring_size)?;
             let counts = (
                 new_model.addr_count(v.spec.address),
                 old_model.addr_count(v.spec.address),
@@ -350,18 +405,19 @@ pub(crate) fn sync_vip<D: Dataplane>(
             Ok(())
         }
         (Some(o), Some(n)) => {
-            for (a, m) in &n.backends {
-                if o.backends.get(a).map(|om| om.slot) != Some(m.slot) {
-                    alloc_slot(tx, m.slot, *a, n.index)?;
-                }
-            }
+            let fresh: Vec<(IpAddr, u32)> = n
+                .backends
+                .iter()
+                .filter(|(a, m)| o.backends.get(a).map(|om| om.slot) != Some(m.slot))
+                .map(|(a, m)| (*a, m.slot))
+                .collect();
+            let table = alloc_and_build(tx, n, &fresh, ring_size)?;
             let current = tx.dp.vip(&n.spec.key()).ok_or_else(|| {
                 StateError::Internal(format!(
                     "VIP {} is missing from the data plane (restart the daemon to repair)",
                     n.spec
                 ))
             })?;
-            let table = table_of(n, ring_size)?;
             publish(tx, n, current, &table)?;
             for (a, m) in &o.backends {
                 if n.backends.get(a).map(|nm| nm.slot) != Some(m.slot) {

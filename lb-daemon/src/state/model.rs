@@ -10,7 +10,7 @@ use lb_api::{BackendInfo, MacAddr, VipInfo};
 use super::slots::Pool;
 use crate::{
     dataplane::Sizes,
-    maglev::{self, Member as RingMember},
+    maglev::{self, SlotMember},
     vip::{VipFlags, VipSpec},
 };
 
@@ -54,36 +54,16 @@ impl Vip {
     /// The Maglev table of this VIP as backend slots (`SLOT_NONE` where the
     /// ring is empty).
     pub fn table(&self, ring_size: u32) -> Result<Vec<u32>, maglev::MaglevError> {
-        let keys: Vec<Vec<u8>> = self.backends.keys().map(|a| addr_octets(*a)).collect();
-        let members: Vec<RingMember<'_>> = keys
+        let members: Vec<SlotMember> = self
+            .backends
             .iter()
-            .zip(self.backends.values())
-            .map(|(key, m)| RingMember {
-                key,
+            .map(|(&address, m)| SlotMember {
+                address,
                 weight: m.weight,
+                slot: m.slot,
             })
             .collect();
-        let slots: Vec<u32> = self.backends.values().map(|m| m.slot).collect();
-        let table = maglev::build(ring_size, &members)?;
-        Ok(table
-            .into_iter()
-            .map(|i| {
-                if i == maglev::EMPTY {
-                    lb_common::SLOT_NONE
-                } else {
-                    slots[i as usize]
-                }
-            })
-            .collect())
-    }
-}
-
-/// The Maglev key of a backend: its address octets (4 or 16 bytes), so the
-/// table depends on who the backends are, not on slots or insertion order.
-pub(crate) fn addr_octets(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
+        maglev::slot_table(ring_size, &members)
     }
 }
 
