@@ -135,15 +135,9 @@ fn main() -> anyhow::Result<()> {
                     .join("lb-daemon"),
             };
             let p = if args.quick {
-                control::Params {
-                    add_samples: 30,
-                    create_runs: 2,
-                }
+                control::Params::QUICK
             } else {
-                control::Params {
-                    add_samples: 300,
-                    create_runs: 7,
-                }
+                control::Params::FULL
             };
             match control::run(&bin, p) {
                 Ok(c) => r.control = Some(c),
