@@ -106,6 +106,9 @@ pub fn quality(m: u32, n: usize) -> anyhow::Result<Quality> {
 pub struct MaglevResults {
     /// Build time per (M, N), from criterion; empty when it was not run.
     pub build: Vec<BuildTime>,
+    /// Build time per (M = 65537, N) timed by the bench: min and median.
+    #[serde(default)]
+    pub build_min: Vec<BuildMin>,
     /// Balance and disruption per (M, N).
     pub quality: Vec<Quality>,
 }
@@ -158,6 +161,45 @@ pub fn read_criterion(dir: &std::path::Path) -> Vec<BuildTime> {
         }
     }
     out
+}
+
+/// Build time of one (M, N) measured by the bench itself: the minimum (and
+/// median) over `runs` builds on the calling thread, ms. Criterion's median
+/// is the steadier estimate on a quiet machine; on a shared host, where
+/// interference only ever adds time, the minimum is the cost of the code.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BuildMin {
+    /// Ring size M.
+    pub ring_size: u32,
+    /// Backends N.
+    pub backends: usize,
+    /// Builds timed.
+    pub runs: usize,
+    /// Fastest build, ms.
+    pub min_ms: f64,
+    /// Median build, ms.
+    pub median_ms: f64,
+}
+
+/// Times `runs` builds of an equal-weight table of `n` backends, ring `m`.
+pub fn build_min(m: u32, n: usize, runs: usize) -> anyhow::Result<BuildMin> {
+    let k = keys(n);
+    let members = members(&k);
+    let mut ms = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = std::time::Instant::now();
+        let table = maglev::build(m, &members)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(table);
+    }
+    let s = crate::stats::Summary::of(&ms);
+    Ok(BuildMin {
+        ring_size: m,
+        backends: n,
+        runs,
+        min_ms: s.min,
+        median_ms: s.median,
+    })
 }
 
 #[cfg(test)]

@@ -106,6 +106,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("== Maglev balance and disruption");
         let mut m = maglev_report::MaglevResults {
             build: maglev_report::read_criterion(&args.criterion),
+            build_min: vec![],
             quality: vec![],
         };
         if m.build.is_empty() {
@@ -118,6 +119,10 @@ fn main() -> anyhow::Result<()> {
             for n in maglev_report::BACKEND_COUNTS {
                 m.quality.push(maglev_report::quality(ring, n)?);
             }
+        }
+        let runs = if args.quick { 50 } else { 1000 };
+        for n in maglev_report::BACKEND_COUNTS {
+            m.build_min.push(maglev_report::build_min(65537, n, runs)?);
         }
         r.maglev = Some(m);
     }

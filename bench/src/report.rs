@@ -217,6 +217,21 @@ pub fn markdown(r: &Results) -> String {
             }
             o.push('\n');
         }
+        if !mg.build_min.is_empty() {
+            let _ = writeln!(
+                o,
+                "Table build time timed by the bench (M = 65537, one thread, min and median over \
+                 the builds; the goal is judged on the minimum):\n\n| backends | builds | min | median |\n|---:|---:|---:|---:|"
+            );
+            for b in &mg.build_min {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {:.3} ms | {:.3} ms |",
+                    b.backends, b.runs, b.min_ms, b.median_ms
+                );
+            }
+            o.push('\n');
+        }
         let _ = writeln!(
             o,
             "Balance and disruption (equal weights; disruption = share of survivors' positions that \
