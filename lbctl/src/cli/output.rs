@@ -628,11 +628,12 @@ fn utc_time(unix_ms: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lb_proto::v1::{BackendStats, MapUsage, Protocol, VipFlag, VipStats};
 
-    fn vip(address: &str, port: u32, protocol: Protocol) -> Option<Vip> {
+    /// A proto VIP, as the API returns it (shared with the CLI's tests).
+    pub(crate) fn vip(address: &str, port: u32, protocol: Protocol) -> Option<Vip> {
         Some(Vip {
             address: address.into(),
             port,
@@ -640,7 +641,8 @@ mod tests {
         })
     }
 
-    fn backend(address: &str, weight: u32, slot: u32) -> BackendInfo {
+    /// A proto backend: weight 0 reads as draining, as the daemon reports it.
+    pub(crate) fn backend(address: &str, weight: u32, slot: u32) -> BackendInfo {
         BackendInfo {
             address: address.into(),
             weight,

@@ -13,6 +13,7 @@ use lb_proto::v1::{
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, transport::Server};
 
+use super::output::tests::{backend, vip};
 use super::*;
 
 #[test]
@@ -196,28 +197,6 @@ impl Fake {
     }
 }
 
-fn pvip(address: &str, port: u32, protocol: Protocol) -> Option<Vip> {
-    Some(Vip {
-        address: address.into(),
-        port,
-        protocol: protocol.into(),
-    })
-}
-
-fn binfo(address: &str, weight: u32, slot: u32) -> BackendInfo {
-    BackendInfo {
-        address: address.into(),
-        weight,
-        slot,
-        state: if weight > 0 {
-            BackendState::Active
-        } else {
-            BackendState::Draining
-        }
-        .into(),
-    }
-}
-
 fn not_found(vip: Option<&Vip>) -> Status {
     Status::not_found(format!("vip {} does not exist", output::vip_text(vip)))
 }
@@ -251,15 +230,15 @@ impl LoadBalancer for Fake {
         Ok(Response::new(ListVipsResponse {
             vips: vec![
                 VipInfo {
-                    vip: pvip("198.18.0.10", 80, Protocol::Tcp),
+                    vip: vip("198.18.0.10", 80, Protocol::Tcp),
                     flags: vec![],
-                    backends: vec![binfo("198.19.0.11", 100, 0)],
+                    backends: vec![backend("198.19.0.11", 100, 0)],
                     index: 0,
                 },
                 VipInfo {
-                    vip: pvip("2001:db8::10", 53, Protocol::Udp),
+                    vip: vip("2001:db8::10", 53, Protocol::Udp),
                     flags: vec![VipFlag::NoConntrack.into()],
-                    backends: vec![binfo("2001:db8::11", 0, 1)],
+                    backends: vec![backend("2001:db8::11", 0, 1)],
                     index: 1,
                 },
             ],
@@ -275,7 +254,7 @@ impl LoadBalancer for Fake {
             b.weight
         ));
         Ok(Response::new(AddBackendResponse {
-            backend: Some(binfo(&b.address, b.weight.unwrap_or(100), 5)),
+            backend: Some(backend(&b.address, b.weight.unwrap_or(100), 5)),
         }))
     }
     async fn remove_backend(
@@ -302,7 +281,7 @@ impl LoadBalancer for Fake {
             r.weight
         ));
         Ok(Response::new(SetBackendWeightResponse {
-            backend: Some(binfo(&r.address, r.weight, 5)),
+            backend: Some(backend(&r.address, r.weight, 5)),
         }))
     }
     async fn replace_backends(
@@ -368,7 +347,7 @@ impl LoadBalancer for Fake {
             r.destination_port
         ));
         Ok(Response::new(RouteResponse {
-            backend: Some(binfo("198.19.0.11", 100, 0)),
+            backend: Some(backend("198.19.0.11", 100, 0)),
             ring_position: 17,
             flow_hash: 65_554,
         }))
