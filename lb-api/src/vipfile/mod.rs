@@ -35,7 +35,7 @@ use std::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned, de::IgnoredAny};
 use toml::de::DeTable;
 
-use crate::{BackendSpec, DEFAULT_WEIGHT, MAX_WEIGHT, VipFlags, VipSpec, address_problem};
+use crate::{BackendSpec, DEFAULT_WEIGHT, MAX_WEIGHT, VipFlags, VipInfo, VipSpec, address_problem};
 
 pub use render::to_toml;
 pub use span::{Seg, Source, k};
@@ -87,6 +87,25 @@ impl VipConfig {
             .iter()
             .map(|b| BackendSpec::weighted(b.address, b.weight))
             .collect()
+    }
+}
+
+impl From<&VipInfo> for VipConfig {
+    /// A VIP as the daemon holds it, as a file writes it (without what the
+    /// daemon assigns: index and slots).
+    fn from(v: &VipInfo) -> Self {
+        Self {
+            address: v.spec,
+            flags: v.flags,
+            backends: v
+                .backends
+                .iter()
+                .map(|b| BackendConfig {
+                    address: b.address,
+                    weight: b.weight,
+                })
+                .collect(),
+        }
     }
 }
 
