@@ -644,6 +644,55 @@ mod tests {
     }
 
     #[test]
+    fn export_and_apply() {
+        assert!(matches!(
+            ok(&["export"]).command,
+            Command::Export(ExportArgs {
+                format: ExportFormat::Toml
+            })
+        ));
+        assert!(matches!(
+            ok(&["export", "--format", "json"]).command,
+            Command::Export(ExportArgs {
+                format: ExportFormat::Json
+            })
+        ));
+        refused(&["export", "--format", "yaml"]);
+        match ok(&["apply", "vips.toml"]).command {
+            Command::Apply(a) => {
+                assert_eq!(a.file, PathBuf::from("vips.toml"));
+                assert!(!a.dry_run && !a.prune);
+            }
+            c => panic!("{c:?}"),
+        }
+        // --api repeated, before and after the subcommand: every node, in order.
+        // (Collected across levels by `cli::parse_args`, tested in cli::tests.)
+        let a = ok(&[
+            "apply",
+            "--dry-run",
+            "--prune",
+            "f.toml",
+            "--api",
+            "unix:///run/a.sock",
+            "--api=tcp://lb2:50051",
+            "--ca",
+            "ca.pem",
+        ]);
+        assert_eq!(a.api, ["unix:///run/a.sock", "tcp://lb2:50051"]);
+        assert!(matches!(
+            a.command,
+            Command::Apply(ApplyArgs {
+                dry_run: true,
+                prune: true,
+                ..
+            })
+        ));
+        refused(&["apply"]);
+        refused(&["apply", "a.toml", "b.toml"]);
+        refused(&["--api", "http://x:1", "--api", "unix:///a", "apply", "f"]);
+    }
+
+    #[test]
     fn help_and_version_are_not_errors() {
         for args in [&["--help"][..], &["vip", "--help"], &["--version"]] {
             let e = parse(args).unwrap_err();

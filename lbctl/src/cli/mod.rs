@@ -126,9 +126,34 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args = Args::try_parse_from(argv)?;
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let mut args = Args::try_parse_from(&argv)?;
+    // clap keeps the values of a global option from one level only: in
+    // `lbctl --api A apply F --api B` it would drop A, and apply would skip
+    // a node without a word. Every occurrence counts, wherever it is (clap
+    // has checked each value already).
+    let every = api_values(&argv);
+    if every.len() > args.api.len() {
+        args.api = every;
+    }
     check(&args)?;
     Ok(args)
+}
+
+/// The values of every `--api V` and `--api=V` on the command line.
+fn api_values(argv: &[OsString]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = argv.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(arg) = it.next() {
+        if arg == "--api" {
+            if let Some(v) = it.next() {
+                out.push(v.into_owned());
+            }
+        } else if let Some(v) = arg.strip_prefix("--api=") {
+            out.push(v.to_owned());
+        }
+    }
+    out
 }
 
 /// clap's status for a parse "error": 0 for --help and --version, else 2.
