@@ -474,7 +474,7 @@ async fn a_concurrent_reader_never_sees_a_vip_half_changed() {
             let mut i = 0u64;
             while !done.load(Ordering::Relaxed) {
                 // Both ways of reading a VIP, in turn.
-                let v = if i % 2 == 0 {
+                let v = if i.is_multiple_of(2) {
                     c.get_vip(pb::GetVipRequest { vip: vip.clone() })
                         .await
                         .unwrap()
