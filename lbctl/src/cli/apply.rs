@@ -15,9 +15,12 @@
 //! | 1 ([`EXIT_ERROR`]) | the file has an error (nothing applied anywhere), the command line is wrong, or some node failed: unreachable, refused a step, or did not match the file after applying |
 //! | 2 ([`EXIT_DIFFERENCES`]) | `--dry-run` only: some node differs from the file (and none failed) |
 
-use std::io::Write;
+use std::{
+    io::{Read, Write},
+    path::Path,
+};
 
-use lb_api::vipfile::{VipConfig, VipFile};
+use lb_api::vipfile::{FileError, VipConfig, VipFile};
 
 use super::{
     CliError,
@@ -104,6 +107,22 @@ fn say(w: &mut (dyn Write + Send), text: &str) {
     let _ = w.flush();
 }
 
+/// Reads and checks the file; `-` is standard input (`lbctl export |
+/// lbctl apply -` copies one node's VIPs to others).
+fn read_file(path: &Path) -> Result<VipFile, FileError> {
+    if path != Path::new("-") {
+        return VipFile::read(path);
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|source| FileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    VipFile::parse(&text, "<stdin>")
+}
+
 /// Runs `lbctl apply` and returns its exit status.
 pub(super) async fn run(
     args: &Args,
@@ -111,7 +130,7 @@ pub(super) async fn run(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> u8 {
-    let file = match VipFile::read(&a.file) {
+    let file = match read_file(&a.file) {
         Ok(f) => f,
         Err(e) => {
             say(err, &format!("lbctl: {e}; nothing applied"));

@@ -145,7 +145,7 @@ pub enum ExportFormat {
 #[derive(Clone, Debug, ClapArgs)]
 pub struct ApplyArgs {
     /// File of `[[vip]]` tables (a whole daemon configuration file too: its
-    /// other tables are skipped).
+    /// other tables are skipped); `-` reads standard input.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Print the plan and change nothing; exit 2 if there are differences.
