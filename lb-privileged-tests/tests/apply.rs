@@ -126,6 +126,24 @@ fn export_apply_round_trip_and_a_change_on_two_nodes_reach_the_maps() {
         "export -> apply -> export is byte-identical"
     );
     assert_maps_follow(&empty);
+    // The same file through a pipe (`lbctl export | lbctl apply -`).
+    let mut child = std::process::Command::new(bins::bin("lbctl"))
+        .args(["--api", &b, "apply", "--dry-run", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(exported.as_bytes()).unwrap();
+    }
+    let piped = child.wait_with_output().unwrap();
+    assert_eq!(piped.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stdout),
+        "in sync: 2 VIPs match the file\n"
+    );
 
     // The seeded node's own configuration file applies to it as it is.
     let config = seeded.config.to_str().unwrap().to_owned();
