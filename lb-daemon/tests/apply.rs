@@ -19,6 +19,7 @@ use lb_daemon::{
     state::{LbState, Model, Store},
 };
 use lb_proto::v1::{self as pb, load_balancer_client::LoadBalancerClient};
+use lbctl::client::ClientTls;
 use tonic::transport::Channel;
 
 /// A daemon (the real service over a fake data plane) on its own socket.
@@ -38,6 +39,30 @@ impl Drop for Node {
 }
 
 async fn node() -> Node {
+    node_on(None).await
+}
+
+/// Test certificates (lbctl's pki.sh): ca.pem, server.pem/key for
+/// 127.0.0.1, client.pem/key. Fails, saying why, without openssl.
+fn make_pki(dir: &Path) {
+    let out = std::process::Command::new("sh")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../lbctl/tests/pki.sh"
+        ))
+        .current_dir(dir)
+        .output()
+        .expect("sh pki.sh");
+    assert!(
+        out.status.success(),
+        "making test certificates needs openssl (scripts/setup.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A node on its Unix socket, or with `pki` (a directory made by
+/// [`make_pki`]) on 127.0.0.1 with mutual TLS.
+async fn node_on(pki: Option<&Path>) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let sizes = Sizes {
         ring_size: 13,
@@ -53,23 +78,51 @@ async fn node() -> Node {
     .unwrap();
     let svc = LbService::new(state, StatusInfo::default());
     let sock: PathBuf = dir.path().join("lb.sock");
+    let (listener, api, tls) = match pki {
+        None => (
+            Listener::Unix(sock.clone()),
+            format!("unix://{}", sock.display()),
+            None,
+        ),
+        Some(pki) => {
+            // A free port: bound, read and released (the server binds it
+            // again at once).
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let listener = Listener::Tls {
+                addr,
+                cert: pki.join("server.pem"),
+                key: pki.join("server.key"),
+                client_ca: Some(pki.join("ca.pem")),
+            };
+            let tls = ClientTls {
+                ca: pki.join("ca.pem"),
+                cert: Some(pki.join("client.pem")),
+                key: Some(pki.join("client.key")),
+                domain: None,
+            };
+            (listener, format!("tcp://{addr}"), Some(tls))
+        }
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let s2 = sock.clone();
     tokio::spawn(async move {
-        serve(svc, Listener::Unix(s2), async {
+        serve(svc, listener, async {
             let _ = rx.await;
         })
         .await
         .unwrap();
     });
+    let mut client = None;
     for _ in 0..200 {
-        if sock.exists() {
+        if let Ok(c) = lbctl::client::connect(&api, tls.as_ref()).await {
+            client = Some(c);
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let api = format!("unix://{}", sock.display());
-    let client = lbctl::client::connect(&api, None).await.unwrap();
+    let client = client.expect("the node serves");
     Node {
         api,
         client,
@@ -424,6 +477,51 @@ async fn several_nodes_each_reported_and_one_failing_does_not_stop_the_others() 
         out.ends_with("nodes: 2: 1 in sync, 1 differ, 0 failed\n"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn tls_options_apply_to_every_node() {
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let (mut a, mut b) = (
+        node_on(Some(pki.path())).await,
+        node_on(Some(pki.path())).await,
+    );
+    let files = tempfile::tempdir().unwrap();
+    let file = write(files.path(), "vips.toml", VARIED);
+    let path = |f: &str| pki.path().join(f).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let (api_a, api_b) = (a.api.clone(), b.api.clone());
+    let nodes = ["--api", api_a.as_str(), "--api", api_b.as_str()];
+
+    // Without the client certificate both mutual-TLS nodes refuse, each
+    // reported, nothing applied.
+    let mut args = nodes.to_vec();
+    args.extend(["--ca", &ca, "apply", &file]);
+    let (code, out, err) = lbctl(&args).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
+    for (line, api) in err.lines().zip([&api_a, &api_b]) {
+        assert!(line.starts_with(&format!("lbctl: {api}: ")), "{line}");
+        assert!(line.ends_with("give --cert and --key)"), "{line}");
+    }
+    assert!(
+        out.ends_with("nodes: 2: 0 in sync, 0 changed, 2 failed\n"),
+        "{out}"
+    );
+    assert!(snapshot(&mut a).await.0.is_empty() && snapshot(&mut b).await.0.is_empty());
+
+    // With it, one set of TLS options serves both.
+    let mut args = nodes.to_vec();
+    args.extend(["--ca", &ca, "--cert", &cert, "--key", &key, "apply", &file]);
+    let (code, out, err) = lbctl(&args).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.ends_with("nodes: 2: 0 in sync, 2 changed, 0 failed\n"),
+        "{out}"
+    );
+    assert_eq!(snapshot(&mut a).await.0.len(), 3);
+    assert_eq!(snapshot(&mut a).await.0, snapshot(&mut b).await.0);
 }
 
 /// One VIP's backends as a reader sees them: (address, weight) and flags.
