@@ -169,6 +169,29 @@ pub fn vip_info_out(v: &VipInfo) -> pb::VipInfo {
     }
 }
 
+/// A VIP with its backends as the daemon reports it (the client's side of
+/// [`vip_info_out`]); fields the daemon never sends malformed are checked
+/// all the same, and named.
+pub fn vip_info(v: &pb::VipInfo) -> Result<VipInfo, FieldError> {
+    let backends = v
+        .backends
+        .iter()
+        .map(|b| {
+            Ok(BackendInfo {
+                address: ip("backends.address", &b.address)?,
+                weight: b.weight,
+                slot: b.slot,
+            })
+        })
+        .collect::<Result<Vec<_>, FieldError>>()?;
+    Ok(VipInfo {
+        spec: vip(v.vip.as_ref())?,
+        flags: flags(&v.flags)?,
+        index: v.index,
+        backends,
+    })
+}
+
 /// A MAC address field (surrounding blanks ignored).
 pub fn mac(s: &str) -> Result<MacAddr, FieldError> {
     s.trim()
@@ -210,6 +233,40 @@ mod tests {
             assert!(e.to_string().starts_with(want), "{e}");
             assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
         }
+    }
+
+    #[test]
+    fn vip_infos_round_trip() {
+        let info = VipInfo {
+            spec: "[fd00::10]:443/tcp".parse().unwrap(),
+            flags: VipFlags {
+                no_sport: false,
+                no_conntrack: true,
+            },
+            index: 4,
+            backends: vec![
+                BackendInfo {
+                    address: "198.19.0.11".parse().unwrap(),
+                    weight: 0,
+                    slot: 9,
+                },
+                BackendInfo {
+                    address: "fd00:1::11".parse().unwrap(),
+                    weight: 100,
+                    slot: 3,
+                },
+            ],
+        };
+        assert_eq!(vip_info(&vip_info_out(&info)), Ok(info.clone()));
+        let mut bad = vip_info_out(&info);
+        bad.backends[1].address = "fd00:1::".into();
+        bad.backends[0].address = "nonsense".into();
+        assert!(
+            vip_info(&bad)
+                .unwrap_err()
+                .to_string()
+                .starts_with("backends.address: `nonsense`")
+        );
     }
 
     #[test]

@@ -14,7 +14,11 @@
 //! * [`BackendSpec`], [`BackendInfo`], [`VipInfo`]: what a request asks for
 //!   and what the daemon reports;
 //! * [`convert`]: proto messages <-> these types, refusing every malformed
-//!   field with a [`convert::FieldError`] (INVALID_ARGUMENT).
+//!   field with a [`convert::FieldError`] (INVALID_ARGUMENT);
+//! * [`address_problem`]: which addresses a VIP or backend cannot have;
+//! * [`vipfile`]: the `[[vip]]` tables of a TOML file (the daemon's
+//!   configuration, `lbctl export` and `lbctl apply`), with errors that name
+//!   the line and the key.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -38,10 +42,14 @@ macro_rules! serde_via_str {
     };
 }
 
+mod address;
 pub mod convert;
 mod info;
 mod mac;
 pub mod vip;
+pub mod vipfile;
+
+pub use address::address_problem;
 
 pub use info::{BackendInfo, BackendSpec, VipInfo};
 /// The global counters of the data plane, by name: `GetStats` reports them

@@ -351,8 +351,22 @@ async fn invalid_calls_get_precise_codes_and_change_nothing() {
         k.replace_backends(pb::ReplaceBackendsRequest {
             vip: v1(),
             backends: vec![be("198.19.0.31", None), be("198.19.0.31", Some(3))],
+            flags: None,
         })
     );
+    for bad_flags in [vec![7], vec![0], vec![1, 1]] {
+        rejected!(
+            api,
+            InvalidArgument,
+            k.replace_backends(pb::ReplaceBackendsRequest {
+                vip: v1(),
+                backends: vec![be("198.19.0.31", None)],
+                flags: Some(pb::VipFlagSet {
+                    flags: bad_flags.clone()
+                }),
+            })
+        );
+    }
     rejected!(
         api,
         NotFound,
@@ -507,6 +521,52 @@ async fn valid_calls_do_what_they_say() {
         assert_eq!(r.backend.unwrap().address, "198.19.0.11");
         assert!(r.ring_position < 13);
     }
+    // Flags and backends in one ReplaceBackends: the VIP keeps its index and
+    // its kept backends their slots; unset flags leave them as they are.
+    let before = c
+        .get_vip(pb::GetVipRequest { vip: v.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .vip
+        .unwrap();
+    let same_backends = vec![be("198.19.0.11", Some(7)), be("fd00:19::12", Some(0))];
+    c.replace_backends(pb::ReplaceBackendsRequest {
+        vip: v.clone(),
+        backends: same_backends.clone(),
+        flags: Some(pb::VipFlagSet {
+            flags: vec![pb::VipFlag::NoSport as i32],
+        }),
+    })
+    .await
+    .unwrap();
+    let after = c
+        .get_vip(pb::GetVipRequest { vip: v.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .vip
+        .unwrap();
+    assert_eq!(after.flags, vec![pb::VipFlag::NoSport as i32]);
+    assert_eq!(
+        (after.index, &after.backends),
+        (before.index, &before.backends)
+    );
+    c.replace_backends(pb::ReplaceBackendsRequest {
+        vip: v.clone(),
+        backends: same_backends,
+        flags: None,
+    })
+    .await
+    .unwrap();
+    let kept = c
+        .get_vip(pb::GetVipRequest { vip: v.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .vip
+        .unwrap();
+    assert_eq!(kept.flags, vec![pb::VipFlag::NoSport as i32]);
     let mac = c
         .set_gateway(pb::SetGatewayRequest {
             mac: "02:AB:00:00:00:09".into(),

@@ -5,6 +5,7 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod apply;
 pub mod cli;
 pub mod client;
 

@@ -9,49 +9,29 @@
 //! `Deserialize` impls, so the toml crate reports where they sit, and the
 //! checks that need several fields look the key's position up in the parsed
 //! document ([`Source`]), which checks made elsewhere use too.
+//!
+//! The `[[vip]]` tables, their parser and the checks that need no node are
+//! `lb_api::vipfile`'s, shared with `lbctl export`/`apply`; this module adds
+//! the node's limits (map sizes) to them.
 
-mod span;
 mod values;
 
 use std::{
-    collections::HashSet,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     str::FromStr,
 };
 
-use lb_api::{BackendSpec, DEFAULT_WEIGHT, MacAddr, VipFlags, VipSpec};
+use lb_api::{MacAddr, vipfile};
 use serde::Deserialize;
-use toml::de::DeTable;
 
-pub use span::{Seg, Source, k};
+/// Why a configuration was refused (the error of every file this project
+/// reads with line and key).
+pub use lb_api::vipfile::FileError as ConfigError;
+pub use lb_api::vipfile::{
+    BackendConfig, Seg, Source, VipConfig, backend_key, k, parse_toml, vip_key,
+};
 pub use values::{InterfaceName, Ipv4Prefix, Ipv6Prefix, Listen, XdpMode};
-
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or not a valid configuration.
-    #[error("{origin}:{}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default(), key.as_ref().map(|k| format!(": key `{k}`")).unwrap_or_default())]
-    Invalid {
-        /// The file name (or `<config>` for a string).
-        origin: String,
-        /// 1-based line of the offending key or value, when known.
-        line: Option<usize>,
-        /// Dotted path of the offending key, e.g. `vip[1].backends[0].weight`.
-        key: Option<String>,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -166,41 +146,6 @@ impl Default for StateConfig {
     }
 }
 
-/// One `[[vip]]`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VipConfig {
-    /// `ADDR:PORT/PROTO`.
-    pub address: VipSpec,
-    /// Flag names: `no-sport`, `no-conntrack`.
-    #[serde(default)]
-    pub flags: VipFlags,
-    /// Backends.
-    #[serde(default)]
-    pub backends: Vec<BackendConfig>,
-}
-
-impl VipConfig {
-    /// The backends as state requests.
-    pub fn backend_specs(&self) -> Vec<BackendSpec> {
-        self.backends
-            .iter()
-            .map(|b| BackendSpec::weighted(b.address, b.weight))
-            .collect()
-    }
-}
-
-/// One backend of a `[[vip]]`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendConfig {
-    /// Backend address.
-    pub address: IpAddr,
-    /// Relative weight, 0..=65535; 0 drains.
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-}
-
 fn default_pin_path() -> PathBuf {
     "/sys/fs/bpf/lb".into()
 }
@@ -242,9 +187,6 @@ fn default_listen() -> Listen {
 }
 fn default_state_dir() -> PathBuf {
     "/var/lib/lb".into()
-}
-fn default_weight() -> u32 {
-    DEFAULT_WEIGHT
 }
 
 /// Smallest MTU accepted: the IPv4 minimum every host must handle (RFC 791).
@@ -297,14 +239,7 @@ impl ConfigFile {
 
     /// Parses `text`; errors name `origin` as the file.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let source = Source::new(text, origin);
-        let (doc, syntax) = DeTable::parse_recoverable(text);
-        if let Some(e) = syntax.into_iter().next() {
-            let message = e.message().trim_end().to_owned();
-            return Err(source.error_at(doc.get_ref(), e.span(), message));
-        }
-        let config: Config = toml::from_str(text)
-            .map_err(|e| source.error_at(doc.get_ref(), e.span(), e.message().to_owned()))?;
+        let (config, source): (Config, Source) = parse_toml(text, origin)?;
         config.check(&source)?;
         Ok(Self { config, source })
     }
@@ -371,45 +306,22 @@ impl Config {
         self.check_vips(c)
     }
 
-    /// The `[[vip]]` tables against each other and the map sizes. What an
-    /// address or a weight may be is the state's rule, checked at start-up.
+    /// The `[[vip]]` tables: on their own and against each other (the
+    /// shared rules), then against the map sizes.
     fn check_vips(&self, c: &Source) -> Result<(), ConfigError> {
+        vipfile::check_vips(&self.vips, c)?;
         let dp = &self.dataplane;
-        let mut seen = HashSet::new();
         let mut slots = 0u64;
         for (i, v) in self.vips.iter().enumerate() {
-            let at = vip_key(i);
-            if !seen.insert(v.address) {
-                return Err(c.error(
-                    &at("address"),
-                    format!("VIP {} is defined twice", v.address),
-                ));
-            }
             if i as u64 >= u64::from(dp.max_vips) {
                 return Err(c.error(
-                    &at("address"),
+                    &vip_key(i)("address"),
                     format!("more VIPs than dataplane.max_vips ({})", dp.max_vips),
                 ));
             }
-            let mut backends = HashSet::new();
             let mut weighted = 0u64;
             for (j, b) in v.backends.iter().enumerate() {
                 let bk = backend_key(i, j);
-                if !backends.insert(b.address) {
-                    return Err(c.error(
-                        &bk("address"),
-                        format!(
-                            "backend {} is listed twice for VIP {}",
-                            b.address, v.address
-                        ),
-                    ));
-                }
-                if self.vips.iter().any(|o| o.address.address == b.address) {
-                    return Err(c.error(
-                        &bk("address"),
-                        format!("backend {} is also a VIP address", b.address),
-                    ));
-                }
                 slots += 1;
                 if slots >= u64::from(dp.max_backends) {
                     return Err(c.error(
@@ -433,25 +345,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-}
-
-/// The key path of a value of the `i`th `[[vip]]`, e.g. `vip[1].address`.
-pub fn vip_key(i: usize) -> impl Fn(&str) -> Vec<Seg> {
-    move |key| vec![k("vip"), Seg::Index(i), k(key)]
-}
-
-/// The key path of a value of backend `j` of the `i`th `[[vip]]`, e.g.
-/// `vip[1].backends[0].weight`.
-pub fn backend_key(i: usize, j: usize) -> impl Fn(&str) -> Vec<Seg> {
-    move |key| {
-        vec![
-            k("vip"),
-            Seg::Index(i),
-            k("backends"),
-            Seg::Index(j),
-            k(key),
-        ]
     }
 }
 

@@ -2,6 +2,7 @@
 //! the daemon checks beyond the format is tested in `daemon::settings`.
 
 use super::*;
+use lb_api::BackendSpec;
 
 pub(crate) const FULL: &str = r#"
 [dataplane]

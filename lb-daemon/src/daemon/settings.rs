@@ -1,16 +1,16 @@
 //! What the configuration file means to this daemon: the map sizes, the node
 //! settings and the attach mode it asks of the data plane, and the checks of
-//! its values against the data plane's limits and the state's rules, so that
-//! a file `lb-daemon check` accepts never fails when it is applied. Errors
-//! name the line and the key, as the parser's do.
+//! its values against the data plane's limits (the state's rules for VIP
+//! and backend values are the parser's, `lb_api::vipfile::check_vips`), so
+//! that a file `lb-daemon check` accepts never fails when it is applied.
+//! Errors name the line and the key, as the parser's do.
 
 use std::path::Path;
 
 use crate::{
-    config::{Config, ConfigError, ConfigFile, DataplaneConfig, XdpMode, backend_key, k, vip_key},
+    config::{Config, ConfigError, ConfigFile, DataplaneConfig, XdpMode, k},
     dataplane::{AttachMode, BalancerConfig, Sizes},
     maglev,
-    state::validate,
 };
 
 /// Reads, parses and checks a configuration file for this daemon.
@@ -45,20 +45,6 @@ fn check(file: &ConfigFile) -> Result<(), ConfigError> {
             "ring_size"
         };
         return Err(src.error(&[k("dataplane"), k(key)], e.to_string()));
-    }
-    for (i, v) in cfg.vips.iter().enumerate() {
-        if let Err(e) = validate::check_vip(&v.address) {
-            return Err(src.error(&vip_key(i)("address"), e.to_string()));
-        }
-        for (j, b) in v.backends.iter().enumerate() {
-            let at = backend_key(i, j);
-            if let Err(e) = validate::check_backend_address(&v.address, b.address) {
-                return Err(src.error(&at("address"), e.to_string()));
-            }
-            if let Err(e) = validate::check_weight(&v.address, b.address, b.weight) {
-                return Err(src.error(&at("weight"), e.to_string()));
-            }
-        }
     }
     Ok(())
 }

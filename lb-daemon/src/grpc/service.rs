@@ -186,13 +186,17 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             .iter()
             .map(convert::backend)
             .collect::<Result<Vec<_>, _>>()?;
+        let flags = match &r.flags {
+            Some(set) => Some(convert::flags(&set.flags)?),
+            None => None,
+        };
         let info = self
             .state
             .lock()
             .await
-            .replace_backends(&spec, &backends)
+            .replace_vip(&spec, flags, &backends)
             .map_err(to_status)?;
-        tracing::info!(vip = %spec, backends = backends.len(), "backends replaced");
+        tracing::info!(vip = %spec, backends = backends.len(), flags = ?flags.map(|f| f.to_string()), "backends replaced");
         Ok(Response::new(pb::ReplaceBackendsResponse {
             backends: convert::vip_info_out(&info).backends,
         }))

@@ -260,6 +260,19 @@ impl<D: Dataplane> LbState<D> {
         spec: &VipSpec,
         backends: &[BackendSpec],
     ) -> Result<VipInfo, StateError> {
+        self.replace_vip(spec, None, backends)
+    }
+
+    /// [`Self::replace_backends`], and with `flags` the VIP's flags too, in
+    /// the same step: the new ring and the new flags are published by one
+    /// write of the VIP entry (`apply::publish`), so the data plane never
+    /// pairs the flags of one version with the ring of the other.
+    pub fn replace_vip(
+        &mut self,
+        spec: &VipSpec,
+        flags: Option<VipFlags>,
+        backends: &[BackendSpec],
+    ) -> Result<VipInfo, StateError> {
         check_backend_list(spec, backends)?;
         let old = self.vip(spec)?;
         for b in backends {
@@ -267,6 +280,7 @@ impl<D: Dataplane> LbState<D> {
         }
         let mut vip = Vip {
             backends: BTreeMap::new(),
+            flags: flags.unwrap_or(old.flags),
             ..old.clone()
         };
         let mut fresh = Vec::new();

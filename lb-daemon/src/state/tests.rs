@@ -624,6 +624,80 @@ fn replace_is_one_flip_and_keeps_staying_backends() {
     assert_eq!(st.dataplane().writes(), writes);
 }
 
+#[test]
+fn flags_change_with_the_ring_in_one_vip_entry_write() {
+    let mut st = base();
+    let key = v(A).key();
+    let before = st.dataplane().maps().vips[&key];
+    assert_eq!(before.flags, 0);
+    // Backends and flags together: one flip carries both.
+    let new = st
+        .replace_vip(&v(A), Some(no_sport()), &[b("10.0.0.2"), b("10.0.0.7")])
+        .unwrap();
+    let after = st.dataplane().maps().vips[&key];
+    assert_eq!(new.flags, no_sport());
+    assert_eq!(after.flags, no_sport().bits());
+    assert_eq!(after.ring_half, before.ring_half ^ 1);
+    assert_eq!((after.index, new.index), (before.index, before.index));
+    assert_consistent(&st);
+    // Flags alone: the same ring half, the entry rewritten with the flags.
+    let same: Vec<_> = new
+        .backends
+        .iter()
+        .map(|m| bw(&m.address.to_string(), m.weight))
+        .collect();
+    let back = st
+        .replace_vip(&v(A), Some(VipFlags::default()), &same)
+        .unwrap();
+    assert_eq!(back.flags, VipFlags::default());
+    assert_eq!(back.backends, new.backends, "slots kept");
+    let entry = st.dataplane().maps().vips[&key];
+    assert_eq!((entry.flags, entry.ring_half), (0, after.ring_half));
+    assert_consistent(&st);
+    // No flags given: they stay.
+    st.replace_vip(&v(A), Some(no_sport()), &same).unwrap();
+    assert_eq!(
+        st.replace_vip(&v(A), None, &same).unwrap().flags,
+        no_sport()
+    );
+    // A flags-only change that fails at any of its writes changes nothing.
+    let two = [b("10.0.0.1"), b("10.0.0.2")];
+    let setup = || {
+        let mut st = base();
+        st.replace_vip(&v(A), Some(no_sport()), &two).unwrap();
+        st
+    };
+    let clear = |st: &mut St| {
+        st.replace_vip(&v(A), Some(VipFlags::default()), &two)
+            .map(drop)
+    };
+    let mut dry = setup();
+    let w0 = dry.dataplane().writes();
+    clear(&mut dry).unwrap();
+    let total = dry.dataplane().writes() - w0;
+    assert!(total > 0, "a flags change wrote nothing");
+    for k in 0..total {
+        let mut st = setup();
+        let (model, maps) = (st.model().clone(), st.dataplane().maps().clone());
+        st.dataplane_mut().fail_after(k, 1);
+        clear(&mut st).expect_err("injected failure");
+        assert_eq!(st.model(), &model, "flags change @{k}: state changed");
+        assert_maps_restored(&maps, st.dataplane().maps());
+        assert_consistent(&st);
+    }
+    // A refused call changes the flags no more than the backends.
+    let model = st.model().clone();
+    let e = st
+        .replace_vip(
+            &v(A),
+            Some(VipFlags::default()),
+            &[b("10.0.0.5"), b("10.0.0.5")],
+        )
+        .unwrap_err();
+    assert!(matches!(e, StateError::InvalidArgument(_)), "{e:?}");
+    assert_eq!(st.model(), &model);
+}
+
 type Op = fn(&mut St) -> Result<(), StateError>;
 
 fn mutations() -> Vec<(&'static str, Op)> {
@@ -652,6 +726,10 @@ fn mutations() -> Vec<(&'static str, Op)> {
         }),
         ("replace", |s| {
             s.replace_backends(&v(A), &[b("10.0.0.2"), b("10.0.0.7"), b("10.0.0.8")])
+                .map(drop)
+        }),
+        ("replace with flags", |s| {
+            s.replace_vip(&v(A), Some(no_sport()), &[b("10.0.0.2"), b("10.0.0.7")])
                 .map(drop)
         }),
     ]

@@ -23,7 +23,8 @@ const CONNECTION: &str = "Connection options";
 #[command(name = "lbctl", version, propagate_version = true)]
 pub struct Args {
     /// API address: unix:///PATH (the daemon's socket) or tcp://HOST:PORT
-    /// (TLS; IPv6 as `tcp://[ADDR]:PORT`).
+    /// (TLS; IPv6 as `tcp://[ADDR]:PORT`). `lbctl apply` takes it more than
+    /// once: one node each, with the same TLS options.
     #[arg(
         long,
         global = true,
@@ -32,8 +33,9 @@ pub struct Args {
         default_value = DEFAULT_API,
         value_name = "URI",
         value_parser = parse_api,
+        action = clap::ArgAction::Append,
     )]
-    pub api: String,
+    pub api: Vec<String>,
 
     /// CA certificate (PEM) that signed the daemon's certificate; required
     /// for tcp:// APIs.
@@ -74,6 +76,12 @@ pub struct Args {
 }
 
 impl Args {
+    /// The API address of a single-node command (the first `--api`; `check`
+    /// refuses more than one for those).
+    pub fn api(&self) -> &str {
+        self.api.first().map_or(DEFAULT_API, String::as_str)
+    }
+
     /// The TLS settings the options describe, if any (`--ca` given).
     pub fn client_tls(&self) -> Option<ClientTls> {
         self.ca.as_ref().map(|ca| ClientTls {
@@ -107,6 +115,46 @@ pub enum Command {
     /// Show or set the next-hop MAC address of encapsulated packets.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Write the live VIPs, flags, backends and weights as `[[vip]]` tables.
+    Export(ExportArgs),
+    /// Make the live VIPs match a file of `[[vip]]` tables (one atomic call
+    /// per VIP); exit 0 in sync or applied, 2 differences found by
+    /// --dry-run, 1 on any error.
+    Apply(ApplyArgs),
+}
+
+/// `lbctl export [--format toml|json]`
+#[derive(Clone, Debug, ClapArgs)]
+pub struct ExportArgs {
+    /// Output format: the `[[vip]]` TOML `lbctl apply` and the daemon's
+    /// configuration read, or the same structure as JSON.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Toml)]
+    pub format: ExportFormat,
+}
+
+/// Formats of `lbctl export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// `[[vip]]` tables.
+    Toml,
+    /// `{"vip": [...]}`, the same keys.
+    Json,
+}
+
+/// `lbctl apply FILE [--dry-run] [--prune]`
+#[derive(Clone, Debug, ClapArgs)]
+pub struct ApplyArgs {
+    /// File of `[[vip]]` tables (a whole daemon configuration file too: its
+    /// other tables are skipped); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the plan and change nothing; exit 2 if there are differences.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete live VIPs that the file does not have (otherwise they are left
+    /// and listed).
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// `lbctl vip ...`
@@ -294,11 +342,11 @@ mod tests {
     fn global_options() {
         let a = ok(&["vip", "list"]);
         if std::env::var_os("LB_API").is_none() {
-            assert_eq!(a.api, DEFAULT_API);
+            assert_eq!(a.api(), DEFAULT_API);
         }
         assert_eq!(a.client_tls(), None);
         let a = ok(&["--api", "unix:///tmp/x.sock", "vip", "list"]);
-        assert_eq!(a.api, "unix:///tmp/x.sock");
+        assert_eq!(a.api(), "unix:///tmp/x.sock");
         // Global: accepted after the subcommand too.
         let a = ok(&[
             "vip",
@@ -308,7 +356,7 @@ mod tests {
             "--ca",
             "ca.pem",
         ]);
-        assert_eq!(a.api, "tcp://[::1]:50051");
+        assert_eq!(a.api(), "tcp://[::1]:50051");
         let a = ok(&[
             "--api",
             "tcp://lb1:50051",
@@ -593,6 +641,55 @@ mod tests {
         refused(&["gateway", "set", "ff:ff:ff:ff:ff:ff"]);
         refused(&["gateway", "set"]);
         refused(&["gateway"]);
+    }
+
+    #[test]
+    fn export_and_apply() {
+        assert!(matches!(
+            ok(&["export"]).command,
+            Command::Export(ExportArgs {
+                format: ExportFormat::Toml
+            })
+        ));
+        assert!(matches!(
+            ok(&["export", "--format", "json"]).command,
+            Command::Export(ExportArgs {
+                format: ExportFormat::Json
+            })
+        ));
+        refused(&["export", "--format", "yaml"]);
+        match ok(&["apply", "vips.toml"]).command {
+            Command::Apply(a) => {
+                assert_eq!(a.file, PathBuf::from("vips.toml"));
+                assert!(!a.dry_run && !a.prune);
+            }
+            c => panic!("{c:?}"),
+        }
+        // --api repeated, before and after the subcommand: every node, in order.
+        // (Collected across levels by `cli::parse_args`, tested in cli::tests.)
+        let a = ok(&[
+            "apply",
+            "--dry-run",
+            "--prune",
+            "f.toml",
+            "--api",
+            "unix:///run/a.sock",
+            "--api=tcp://lb2:50051",
+            "--ca",
+            "ca.pem",
+        ]);
+        assert_eq!(a.api, ["unix:///run/a.sock", "tcp://lb2:50051"]);
+        assert!(matches!(
+            a.command,
+            Command::Apply(ApplyArgs {
+                dry_run: true,
+                prune: true,
+                ..
+            })
+        ));
+        refused(&["apply"]);
+        refused(&["apply", "a.toml", "b.toml"]);
+        refused(&["--api", "http://x:1", "--api", "unix:///a", "apply", "f"]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::client;
 
 /// Writes one output unit and flushes it, so `--watch` output reaches a
 /// pipe as it happens.
-fn emit(out: &mut (dyn Write + Send), text: &str) -> Result<(), CliError> {
+pub(super) fn emit(out: &mut (dyn Write + Send), text: &str) -> Result<(), CliError> {
     let write = |out: &mut (dyn Write + Send)| -> io::Result<()> {
         out.write_all(text.as_bytes())?;
         if !text.ends_with('\n') {
@@ -37,7 +37,7 @@ fn emit(out: &mut (dyn Write + Send), text: &str) -> Result<(), CliError> {
 /// Connects as the global options say and runs the command.
 pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
     let tls = args.client_tls();
-    let mut lb = client::connect(&args.api, tls.as_ref())
+    let mut lb = client::connect(args.api(), tls.as_ref())
         .await
         .map_err(CliError::Connect)?;
     match &args.command {
@@ -66,6 +66,9 @@ pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(),
             };
             emit(out, &text)
         }
+        Command::Export(e) => super::export::run(&mut lb, e, out).await,
+        // Several nodes, each reported on its own: `execute` runs it.
+        Command::Apply(_) => unreachable!("lbctl apply is run by cli::apply"),
         Command::Gateway(GatewayCommand::Set { mac }) => {
             lb.set_gateway(SetGatewayRequest {
                 mac: mac.to_string(),

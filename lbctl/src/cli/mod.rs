@@ -14,6 +14,8 @@
 //!   status [--json]
 //!   route VIP CLIENT_ADDR:PORT [--dport N] [--json]
 //!   gateway get [--json] | gateway set MAC
+//!   export [--format toml|json]
+//!   apply FILE [--dry-run] [--prune]       (--api may be repeated)
 //! ```
 //!
 //! The API address defaults to `$LB_API`, else `unix:///run/lb/lb.sock`.
@@ -34,9 +36,16 @@
 //! | 1 ([`EXIT_REJECTED`]) | the daemon refused or failed the call (any gRPC status but UNAVAILABLE), or answered something lbctl cannot use |
 //! | 2 ([`EXIT_USAGE`]) | bad command line: unknown command or option, malformed VIP/address/port/weight/MAC, bad `--api`, TLS options that do not fit the API address |
 //! | 3 ([`EXIT_CONNECT`]) | the daemon could not be reached (no socket, refused, permission, TLS handshake, timeout), the connection failed during the call (e.g. a mutual-TLS daemon closing it for want of a client certificate), or the daemon answered UNAVAILABLE (starting or stopping: retry) |
+//!
+//! `lbctl apply` has its own statuses, for pipelines (see [`apply`]): 0 the
+//! nodes match the file (already, or once applied), 2 (`--dry-run`) some
+//! node differs from the file, 1 any error: a bad file (nothing applied), a
+//! bad command line, a node unreachable or refusing a step.
 
+mod apply;
 pub mod args;
 mod commands;
+mod export;
 pub mod output;
 
 use std::{
@@ -67,12 +76,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args = match parse_args(argv) {
+    let argv: Vec<T> = argv.into_iter().collect();
+    let args = match parse_args(argv.clone()) {
         Ok(args) => args,
         Err(e) => {
             // clap's own printing: colours on a terminal, help to stdout.
             let _ = e.print();
-            return ExitCode::from(usage_status(&e));
+            return ExitCode::from(usage_status_of(&e, argv));
         }
     };
     ExitCode::from(run_parsed(&args, &mut io::stdout(), &mut io::stderr()))
@@ -86,9 +96,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    match parse_args(argv) {
+    let argv: Vec<T> = argv.into_iter().collect();
+    match parse_args(argv.clone()) {
         Ok(args) => run_parsed(&args, out, err),
-        Err(e) => report_usage(&e, out, err),
+        Err(e) => report_usage(&e, out, err, usage_status_of(&e, argv)),
     }
 }
 
@@ -102,9 +113,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    match parse_args(argv) {
+    let argv: Vec<T> = argv.into_iter().collect();
+    match parse_args(argv.clone()) {
         Ok(args) => execute(&args, out, err).await,
-        Err(e) => report_usage(&e, out, err),
+        Err(e) => report_usage(&e, out, err, usage_status_of(&e, argv)),
     }
 }
 
@@ -114,9 +126,34 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args = Args::try_parse_from(argv)?;
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let mut args = Args::try_parse_from(&argv)?;
+    // clap keeps the values of a global option from one level only: in
+    // `lbctl --api A apply F --api B` it would drop A, and apply would skip
+    // a node without a word. Every occurrence counts, wherever it is (clap
+    // has checked each value already).
+    let every = api_values(&argv);
+    if every.len() > args.api.len() {
+        args.api = every;
+    }
     check(&args)?;
     Ok(args)
+}
+
+/// The values of every `--api V` and `--api=V` on the command line.
+fn api_values(argv: &[OsString]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = argv.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(arg) = it.next() {
+        if arg == "--api" {
+            if let Some(v) = it.next() {
+                out.push(v.into_owned());
+            }
+        } else if let Some(v) = arg.strip_prefix("--api=") {
+            out.push(v.to_owned());
+        }
+    }
+    out
 }
 
 /// clap's status for a parse "error": 0 for --help and --version, else 2.
@@ -124,13 +161,40 @@ fn usage_status(e: &clap::Error) -> u8 {
     u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE)
 }
 
+/// [`usage_status`], except for `lbctl apply`, where 2 means "differences
+/// found": a malformed apply command line is an error like any other (1),
+/// so a pipeline never takes a typo for drift.
+fn usage_status_of<I, T>(e: &clap::Error, argv: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let status = usage_status(e);
+    if status != EXIT_USAGE {
+        return status;
+    }
+    // Parsing again while ignoring errors still finds the subcommand.
+    let matches = Args::command()
+        .ignore_errors(true)
+        .try_get_matches_from(argv);
+    match matches {
+        Ok(m) if m.subcommand_name() == Some("apply") => apply::EXIT_ERROR,
+        _ => status,
+    }
+}
+
 /// Prints clap's message without styling (help and version to `out`,
-/// errors to `err`) and returns the status.
-fn report_usage<'w>(e: &clap::Error, out: &'w mut dyn Write, err: &'w mut dyn Write) -> u8 {
+/// errors to `err`) and returns `status`.
+fn report_usage<'w>(
+    e: &clap::Error,
+    out: &'w mut dyn Write,
+    err: &'w mut dyn Write,
+    status: u8,
+) -> u8 {
     let w = if e.use_stderr() { err } else { out };
     let _ = w.write_all(e.render().to_string().as_bytes());
     let _ = w.flush();
-    usage_status(e)
+    status
 }
 
 /// Runs parsed arguments in a runtime of its own.
@@ -153,6 +217,13 @@ fn run_parsed(args: &Args, out: &mut (dyn Write + Send), err: &mut (dyn Write + 
 /// connecting because the daemon would refuse the call anyway, and a usage
 /// error can say which option to fix.
 fn check(args: &Args) -> Result<(), clap::Error> {
+    if args.api.len() > 1 && !matches!(args.command, Command::Apply(_)) {
+        let mut cmd = Args::command();
+        return Err(cmd.error(
+            ErrorKind::ArgumentConflict,
+            "--api is given more than once: only `lbctl apply` works on several nodes",
+        ));
+    }
     if let Command::Route(r) = &args.command {
         if r.vip.address.is_ipv4() != r.client.is_ipv4() {
             return Err(route_usage(
@@ -199,6 +270,9 @@ fn route_usage(kind: ErrorKind, msg: String) -> clap::Error {
 
 /// Runs parsed arguments and reports a failure as one line on `err`.
 async fn execute(args: &Args, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> u8 {
+    if let Command::Apply(a) = &args.command {
+        return apply::run(args, a, out, err).await;
+    }
     match commands::run(args, out).await {
         Ok(()) => 0,
         // The reader went away (`lbctl stats --watch | head`): it has what

@@ -639,3 +639,45 @@ fn tcp_with_mutual_tls() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.ends_with("give --cert and --key)\n"), "{err}");
 }
+
+#[test]
+fn every_api_counts_wherever_it_is_given() {
+    let argv = |v: &[&str]| -> Vec<OsString> {
+        std::iter::once("lbctl")
+            .chain(v.iter().copied())
+            .map(OsString::from)
+            .collect()
+    };
+    let a = parse_args(argv(&[
+        "--api",
+        "unix:///a.sock",
+        "apply",
+        "f.toml",
+        "--api=unix:///b.sock",
+        "--api",
+        "unix:///c.sock",
+    ]))
+    .unwrap();
+    assert_eq!(
+        a.api,
+        ["unix:///a.sock", "unix:///b.sock", "unix:///c.sock"]
+    );
+    // Once, on either side, is still one node.
+    for v in [
+        &["--api", "unix:///a.sock", "export"][..],
+        &["export", "--api", "unix:///a.sock"],
+    ] {
+        assert_eq!(parse_args(argv(v)).unwrap().api(), "unix:///a.sock");
+    }
+    // Twice for anything but apply is a usage error, however it is spread.
+    let e = parse_args(argv(&[
+        "--api",
+        "unix:///a.sock",
+        "vip",
+        "list",
+        "--api",
+        "unix:///b.sock",
+    ]))
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+}

@@ -1,14 +1,15 @@
-//! Where a key sits in the TOML text, so that every configuration error
-//! names the line and the dotted key: for the toml crate's own errors (a
-//! byte span, turned into the key whose name or value holds it) and for the
-//! checks that need several values, made here or by the daemon at start-up
-//! (a key path, looked up in the parsed document).
+//! Where a key sits in the TOML text, so that every error about a file
+//! (the daemon's configuration, a file for `lbctl apply`) names the line and
+//! the dotted key: for the toml crate's own errors (a byte span, turned into
+//! the key whose name or value holds it) and for the checks that need
+//! several values, made here, by the daemon at start-up or by lbctl (a key
+//! path, looked up in the parsed document).
 
 use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
 
-use super::ConfigError;
+use super::FileError;
 
 /// One step of a key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +91,7 @@ fn locate_value(value: &toml::Spanned<DeValue<'_>>, at: &Range<usize>) -> Option
     within(at, &value.span()).then(Vec::new)
 }
 
-/// A configuration's text and the name to report it by.
+/// A file's text and the name to report it by.
 #[derive(Clone, Debug)]
 pub struct Source {
     text: String,
@@ -98,7 +99,8 @@ pub struct Source {
 }
 
 impl Source {
-    pub(super) fn new(text: &str, origin: &str) -> Self {
+    /// The text of a file and the name errors report it by.
+    pub fn new(text: &str, origin: &str) -> Self {
         Self {
             text: text.to_owned(),
             origin: origin.to_owned(),
@@ -107,12 +109,12 @@ impl Source {
 
     /// The error for bytes `span` of the text (from the toml crate),
     /// naming the key that holds them.
-    pub(super) fn error_at(
+    pub fn error_at(
         &self,
         doc: &DeTable<'_>,
         span: Option<Range<usize>>,
         message: String,
-    ) -> ConfigError {
+    ) -> FileError {
         // An error about the whole document (a missing top-level table)
         // has no line worth naming.
         let span = span.filter(|s| !(s.start == 0 && (s.end == 0 || s.end >= self.text.len())));
@@ -120,7 +122,7 @@ impl Source {
             .as_ref()
             .and_then(|s| locate(doc, s))
             .map(|p| render_path(&p));
-        ConfigError::Invalid {
+        FileError::Invalid {
             origin: self.origin.clone(),
             line: span.map(|s| line_of(&self.text, s.start)),
             key,
@@ -151,8 +153,8 @@ impl Source {
 
     /// The error about the value at `path`: its line if the file spells it
     /// out, and the key.
-    pub fn error(&self, path: &[Seg], message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
+    pub fn error(&self, path: &[Seg], message: impl Into<String>) -> FileError {
+        FileError::Invalid {
             origin: self.origin.clone(),
             line: self.span(path).map(|s| line_of(&self.text, s.start)),
             key: Some(render_path(path)),

@@ -1,0 +1,220 @@
+use super::*;
+
+const TWO_VIPS: &str = r#"
+[[vip]]
+address = "[fd00::10]:443/tcp"
+flags = ["no-sport"]
+backends = [
+  { address = "fd00:1::12", weight = 50 },
+  { address = "fd00:1::11" },
+]
+
+[[vip]]
+address = "198.18.100.10:80/tcp"
+backends = [{ address = "198.19.0.11", weight = 0 }]
+"#;
+
+#[test]
+fn parses_vips_with_defaults() {
+    let f = VipFile::parse(TWO_VIPS, "t.toml").unwrap();
+    assert!(f.skipped.is_empty());
+    assert_eq!(f.vips.len(), 2);
+    let v6 = &f.vips[0];
+    assert_eq!(v6.address.to_string(), "[fd00::10]:443/tcp");
+    assert!(v6.flags.no_sport && !v6.flags.no_conntrack);
+    assert_eq!(
+        v6.backend_specs(),
+        [
+            BackendSpec::weighted("fd00:1::12".parse().unwrap(), 50),
+            BackendSpec::weighted("fd00:1::11".parse().unwrap(), DEFAULT_WEIGHT),
+        ]
+    );
+    assert_eq!(f.vips[1].backends[0].weight, 0);
+    // No VIPs at all is a valid (empty) desired state.
+    assert!(VipFile::parse("", "e.toml").unwrap().vips.is_empty());
+}
+
+#[test]
+fn a_daemon_configuration_is_a_vip_file() {
+    let text = format!(
+        "[dataplane]\ninterface = \"eth0\"\ngateway_mac = \"02:00:00:00:00:01\"\n\
+         [api]\nlisten = \"unix:///run/lb/lb.sock\"\n{TWO_VIPS}"
+    );
+    let f = VipFile::parse(&text, "lb.toml").unwrap();
+    assert_eq!(f.skipped, ["dataplane", "api"]);
+    assert_eq!(f.vips.len(), 2);
+    for shipped in ["demo.toml", "production.toml"] {
+        let path = format!("{}/../config/{shipped}", env!("CARGO_MANIFEST_DIR"));
+        let f = VipFile::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!f.vips.is_empty(), "{shipped}");
+        assert!(f.skipped.contains(&"dataplane"), "{shipped}");
+    }
+}
+
+/// A file that must be refused, with the line and key of the error.
+#[track_caller]
+fn refused(text: &str, line: usize, key: &str, needle: &str) {
+    match VipFile::parse(text, "bad.toml") {
+        Ok(f) => panic!("accepted: {text}\n{:?}", f.vips),
+        Err(FileError::Invalid {
+            origin,
+            line: l,
+            key: k,
+            message,
+        }) => {
+            assert_eq!(origin, "bad.toml");
+            assert_eq!(
+                (l, k.as_deref()),
+                (Some(line), Some(key)),
+                "{message}\n{text}"
+            );
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+            let shown = VipFile::parse(text, "bad.toml").unwrap_err().to_string();
+            assert!(
+                shown.starts_with(&format!("bad.toml: line {line}: key `{key}`: ")),
+                "{shown}"
+            );
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn bad_files_name_the_line_and_the_key() {
+    let vip = |addr: &str, backends: &str| {
+        format!("[[vip]]\naddress = \"{addr}\"\nbackends = [\n{backends}]\n")
+    };
+    let ok = vip("198.18.100.10:80/tcp", "  { address = \"198.19.0.11\" },\n");
+    let cases: Vec<(String, usize, &str, &str)> =
+        vec![
+        // The same VIP twice, written differently.
+        (
+            format!("{ok}{}", vip("198.18.100.10:080/TCP", "")),
+            7,
+            "vip[1].address",
+            "defined twice",
+        ),
+        (
+            format!("{ok}[[vip]]\nadress = \"198.18.100.11:80/tcp\"\n"),
+            7,
+            "vip[1].adress",
+            "unknown field",
+        ),
+        (
+            vip("198.18.100.10:80/tcp", "  { address = \"198.19.0.11\", wieght = 5 },\n"),
+            4,
+            "vip[0].backends[0].wieght",
+            "unknown field",
+        ),
+        ("frontends = 3\n".into(), 1, "frontends", "unknown field"),
+        (
+            vip("198.18.100.10:80/tcp", "  { address = \"198.19.0\" },\n"),
+            4,
+            "vip[0].backends[0].address",
+            "invalid IP address",
+        ),
+        (vip("198.18.100:80/tcp", ""), 2, "vip[0].address", "not an IP address"),
+        (vip("fd00::10:80/tcp", ""), 2, "vip[0].address", "brackets"),
+        (vip("198.18.100.10:80/sctp", ""), 2, "vip[0].address", "unknown protocol"),
+        (vip("127.0.0.1:80/tcp", ""), 2, "vip[0].address", "loopback"),
+        (
+            vip("198.18.100.10:80/tcp", "  { address = \"224.0.0.1\" },\n"),
+            4,
+            "vip[0].backends[0].address",
+            "multicast",
+        ),
+        (
+            vip("198.18.100.10:80/tcp", "  { address = \"198.18.100.10\" },\n"),
+            4,
+            "vip[0].backends[0].address",
+            "own address",
+        ),
+        (
+            vip(
+                "198.18.100.10:80/tcp",
+                "  { address = \"198.19.0.11\" },\n  { address = \"198.19.0.11\", weight = 1 },\n",
+            ),
+            5,
+            "vip[0].backends[1].address",
+            "listed twice",
+        ),
+        (
+            vip("198.18.100.10:80/tcp", "  { address = \"198.19.0.11\", weight = 65536 },\n"),
+            4,
+            "vip[0].backends[0].weight",
+            "out of range 0..=65535",
+        ),
+        (
+            vip("198.18.100.10:80/tcp", "  { address = \"198.19.0.11\", weight = -1 },\n"),
+            4,
+            "vip[0].backends[0].weight",
+            "",
+        ),
+        (
+            format!(
+                "{ok}{}",
+                vip("198.18.100.20:80/tcp", "  { address = \"198.18.100.10\" },\n")
+            ),
+            9,
+            "vip[1].backends[0].address",
+            "also a VIP address",
+        ),
+        (
+            "[[vip]]\naddress = \"198.18.100.10:80/tcp\"\nflags = [\"no-sport\", \"nosport\"]\n"
+                .into(),
+            3,
+            "vip[0].flags",
+            "unknown VIP flag `nosport`",
+        ),
+        (
+            "[[vip]]\naddress = \"198.18.100.10:80/tcp\"\nbackends = [\n".into(),
+            3,
+            "vip[0].backends",
+            "unclosed array",
+        ),
+    ];
+    for (text, line, key, needle) in cases {
+        refused(&text, line, key, needle);
+    }
+}
+
+#[test]
+fn rendering_is_sorted_and_reads_back() {
+    let f = VipFile::parse(TWO_VIPS, "t.toml").unwrap();
+    let text = to_toml(&f.vips);
+    assert_eq!(
+        text,
+        "# lb VIPs, as `lbctl export` writes them; `lbctl apply FILE` makes a node match.\n\
+         \n[[vip]]\naddress = \"198.18.100.10:80/tcp\"\nbackends = [\n  { address = \"198.19.0.11\", weight = 0 },\n]\n\
+         \n[[vip]]\naddress = \"[fd00::10]:443/tcp\"\nflags = [\"no-sport\"]\nbackends = [\n  \
+         { address = \"fd00:1::11\", weight = 100 },\n  { address = \"fd00:1::12\", weight = 50 },\n]\n"
+    );
+    let back = VipFile::parse(&text, "export.toml").unwrap();
+    assert_eq!(
+        to_toml(&back.vips),
+        text,
+        "render(parse(render(x))) == render(x)"
+    );
+    // Order-independent: the same VIPs in another order give the same bytes.
+    let mut reversed = f.vips.clone();
+    reversed.reverse();
+    for v in &mut reversed {
+        v.backends.reverse();
+    }
+    assert_eq!(to_toml(&reversed), text);
+    // A VIP without backends, and both flags.
+    let bare = VipConfig {
+        address: "[fd00::20]:0/udp".parse().unwrap(),
+        flags: VipFlags {
+            no_sport: true,
+            no_conntrack: true,
+        },
+        backends: vec![],
+    };
+    let text = to_toml(std::slice::from_ref(&bare));
+    assert!(
+        text.ends_with("flags = [\"no-sport\", \"no-conntrack\"]\nbackends = []\n"),
+        "{text}"
+    );
+    assert_eq!(VipFile::parse(&text, "x").unwrap().vips, [bare]);
+}
