@@ -107,6 +107,19 @@ pub enum Command {
     /// Show or set the next-hop MAC address of encapsulated packets.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Print a shell completion script on stdout (does not contact the
+    /// daemon). Install: README, "Shell completions and man pages".
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (lbctl.1 and one per command, e.g.
+    /// lbctl-vip-add.1) into DIR (does not contact the daemon).
+    Man {
+        /// Directory to write into (created if missing), e.g.
+        /// /usr/local/share/man/man1.
+        dir: PathBuf,
+    },
 }
 
 /// `lbctl vip ...`

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use super::{
     CliError,
     args::{Args, BackendCommand, Command, GatewayCommand, RouteArgs, StatsArgs, VipCommand},
-    output,
+    generate, output,
 };
 use crate::client;
 
@@ -36,6 +36,12 @@ fn emit(out: &mut (dyn Write + Send), text: &str) -> Result<(), CliError> {
 
 /// Connects as the global options say and runs the command.
 pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
+    // Generated from the command line's definition alone: no daemon needed.
+    match &args.command {
+        Command::Completions { shell } => return generate::completions(*shell, out),
+        Command::Man { dir } => return generate::man_pages(dir, out),
+        _ => {}
+    }
     let tls = args.client_tls();
     let mut lb = client::connect(&args.api, tls.as_ref())
         .await
@@ -72,6 +78,9 @@ pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(),
             })
             .await?;
             Ok(())
+        }
+        Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("answered before connecting")
         }
     }
 }

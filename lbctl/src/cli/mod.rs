@@ -14,6 +14,8 @@
 //!   status [--json]
 //!   route VIP CLIENT_ADDR:PORT [--dport N] [--json]
 //!   gateway get [--json] | gateway set MAC
+//!   completions bash|zsh|fish|elvish|powershell   (no daemon needed)
+//!   man DIR                                       (no daemon needed)
 //! ```
 //!
 //! The API address defaults to `$LB_API`, else `unix:///run/lb/lb.sock`.
@@ -37,6 +39,7 @@
 
 pub mod args;
 mod commands;
+mod generate;
 pub mod output;
 
 use std::{
