@@ -35,7 +35,7 @@ pub use error::StateError;
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
 pub use model::Model;
 pub use persist::{STATE_FILE, Store};
-pub use route::Route;
+pub use route::{ConnLookup, ConnView, Encap, Explanation, FlowPacket, RingStep, Route, Verdict};
 
 use crate::{
     dataplane::Dataplane,
@@ -296,6 +296,12 @@ impl<D: Dataplane> LbState<D> {
     /// all-ports VIP).
     pub fn route(&self, dst: &VipSpec, client: SocketAddr) -> Result<Route, StateError> {
         route::route(&self.dp, &self.model, dst, client)
+    }
+
+    /// Every step the data plane takes for one packet of a flow, read from
+    /// the live maps, connection table included (`lbctl route --explain`).
+    pub fn explain_route(&self, pkt: &FlowPacket) -> Result<Explanation, StateError> {
+        route::explain(&self.dp, &self.model, pkt)
     }
 
     /// A VIP's counters and its backends'.

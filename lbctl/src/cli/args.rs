@@ -220,6 +220,15 @@ pub struct RouteArgs {
     /// Destination port of the flow; required for a port-0 (all ports) VIP.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub dport: Option<u16>,
+    /// Explain one packet of the flow step by step as the data plane takes it
+    /// now: VIP entry, connection-table entry (read from the live map), ring,
+    /// encapsulation, verdict.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: the packet is a TCP SYN (never consults the
+    /// connection table).
+    #[arg(long, requires = "explain")]
+    pub syn: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

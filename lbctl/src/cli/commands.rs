@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use super::{
     CliError,
     args::{Args, BackendCommand, Command, GatewayCommand, RouteArgs, StatsArgs, VipCommand},
-    generate, output,
+    explain, generate, output,
 };
 use crate::client;
 
@@ -264,9 +264,29 @@ async fn route(
             client_address: r.client.ip().to_string(),
             client_port: u32::from(r.client.port()),
             destination_port: u32::from(dport),
+            explain: r.explain,
+            syn: r.syn,
         })
         .await?
         .into_inner();
+    if r.explain {
+        let e = resp
+            .explanation
+            .as_ref()
+            .ok_or_else(|| CliError::BadResponse("Route answered without an explanation".into()))?;
+        let q = explain::Query {
+            vip: &r.vip,
+            client: r.client,
+            destination_port: if r.vip.port == 0 { dport } else { r.vip.port },
+            syn: r.syn,
+        };
+        let text = if r.json {
+            explain::json(&q, e)
+        } else {
+            explain::text(&q, e)
+        };
+        return emit(out, &text);
+    }
     let backend = resp
         .backend
         .as_ref()

@@ -12,7 +12,7 @@
 //!   backend list VIP [--json]
 //!   stats [VIP] [--json] [--watch SECS]
 //!   status [--json]
-//!   route VIP CLIENT_ADDR:PORT [--dport N] [--json]
+//!   route VIP CLIENT_ADDR:PORT [--dport N] [--explain [--syn]] [--json]
 //!   gateway get [--json] | gateway set MAC
 //!   completions bash|zsh|fish|elvish|powershell   (no daemon needed)
 //!   man DIR                                       (no daemon needed)
@@ -39,6 +39,7 @@
 
 pub mod args;
 mod commands;
+pub mod explain;
 mod generate;
 pub mod output;
 
