@@ -227,7 +227,7 @@ pub fn text(q: &Query<'_>, e: &RouteExplanation) -> String {
         }
         (None, _) => writeln!(
             s,
-            "2. conntab  {lookup}: no entry for (source port {})",
+            "2. conntab  {lookup}: no entry for the flow (key source port {})",
             e.conn_key_source_port
         ),
         (Some(c), _) => writeln!(
