@@ -934,6 +934,7 @@ mod tests {
             backend: Some(b.clone()),
             ring_position: 1234,
             flow_hash: 4_000_000_000,
+            explanation: None,
         };
         let view = RouteView {
             vip: &v,
