@@ -14,11 +14,13 @@ use std::{
 };
 
 /// The client packages, pinned: grpcio 1.85 is the C-core release whose
-/// Unix-socket `:authority` the daemon must accept (issue #14).
-pub const PACKAGES: [&str; 3] = [
+/// Unix-socket `:authority` the daemon must accept (issue #14); `h2` (the
+/// Python HTTP/2 library) sends the authorities other clients use.
+pub const PACKAGES: [&str; 4] = [
     "grpcio==1.85.3",
     "grpcio-reflection==1.85.1",
     "grpcio-health-checking==1.85.1",
+    "h2==4.4.1",
 ];
 
 /// The client script.
@@ -26,6 +28,14 @@ pub fn script() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/python/lb_client_check.py"
+    ))
+}
+
+/// The script that sends each client's `:authority` spelling by hand.
+pub fn authority_script() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python/raw_authority_check.py"
     ))
 }
 
@@ -84,7 +94,7 @@ fn imports_ok(py: &Path) -> bool {
             .args([
                 "-c",
                 "import grpc, grpc_reflection.v1alpha.proto_reflection_descriptor_database, \
-                 grpc_health.v1.health_pb2; assert grpc.__version__ == '1.85.3'",
+                 grpc_health.v1.health_pb2, h2.connection; assert grpc.__version__ == '1.85.3'",
             ])
             .output()
             .is_ok_and(|o| o.status.success())

@@ -10,6 +10,9 @@
 //! types resolved by reflection, and makes three refused calls with their
 //! exact codes (ALREADY_EXISTS, NOT_FOUND, INVALID_ARGUMENT), checking that
 //! they changed nothing. This test then checks the daemon's state itself.
+//! `python/raw_authority_check.py` sends the authorities of grpc-java,
+//! grpc-swift and grpc-go by hand (the Python `h2` library) and one
+//! malformed authority that must still be refused.
 
 use std::process::Command;
 
@@ -109,6 +112,20 @@ fn python_grpcio_with_default_options_on_the_unix_socket() {
         &env.api(),
         &[],
         &["198.18.100.10:80/tcp", "198.18.100.11:80/tcp"],
+    );
+    // The other clients' spellings (Java's raw path, Swift's encoded one,
+    // Go's localhost) are accepted too, and a malformed authority is still
+    // refused: the h2 patch is no blanket acceptance.
+    let out = Command::new(pyclient::python())
+        .arg(pyclient::authority_script())
+        .arg(&env.sock)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("ALL OK"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     env.stop();
 }
