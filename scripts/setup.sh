@@ -14,7 +14,7 @@ fi
 
 # Debian packages the build, the tests, the lab and the demo use.
 PKGS=(bpftool iproute2 iputils-ping ethtool tcpdump python3-scapy iperf3 hping3
-      nginx-light curl openssl pkg-config)
+      nginx-light curl openssl pkg-config python3-venv man-db groff-base)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

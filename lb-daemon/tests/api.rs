@@ -419,6 +419,7 @@ async fn invalid_calls_get_precise_codes_and_change_nothing() {
                 client_address: client,
                 client_port: port,
                 destination_port: dport,
+                ..Default::default()
             })
             .await
         }
@@ -514,6 +515,7 @@ async fn valid_calls_do_what_they_say() {
                 client_address: "fd00:1::7".into(),
                 client_port: port,
                 destination_port: 0,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -88,8 +88,33 @@ impl DaemonEnv {
 
     /// Starts `lb-daemon run` and waits until its API socket exists.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "already running");
         let _ = std::fs::remove_file(&self.sock);
+        self.spawn();
+        self.wait_ready(&self.sock.clone());
+    }
+
+    /// Starts `lb-daemon run` with a TCP (TLS) listener and waits until the
+    /// daemon logs that the API listens (there is no socket file to wait for).
+    pub fn start_tcp(&mut self) {
+        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains("API listening") {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("lb-daemon exited with {st}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lb-daemon not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,7 +130,6 @@ impl DaemonEnv {
             .spawn()
             .expect("spawn lb-daemon");
         self.child = Some(child);
-        self.wait_ready(&self.sock.clone());
     }
 
     /// Waits for a socket path to appear (or the daemon to die).

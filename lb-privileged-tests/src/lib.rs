@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod lab;
 pub mod netns;
 pub mod pkt;
+pub mod pyclient;
 
 use std::net::IpAddr;
 

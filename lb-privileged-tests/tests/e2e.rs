@@ -390,6 +390,7 @@ fn removing_a_backend_leaves_streams_on_the_others_running() {
                 client_address: CLIENT_V4.into(),
                 client_port: sport,
                 destination_port: 0,
+                ..Default::default()
             }))
             .expect("Route")
             .into_inner();

@@ -442,6 +442,20 @@ impl Balancer {
         }
     }
 
+    /// The balancer program, shared: enough for BPF_PROG_TEST_RUN (which
+    /// takes the program by reference), e.g. while the state layer owns
+    /// this balancer.
+    pub fn program_ref(&self) -> &Xdp {
+        match &self.prog {
+            // Checked to exist and be XDP in `load_with`.
+            Prog::Object(ebpf) => ebpf
+                .program("lb_xdp")
+                .and_then(|p| <&Xdp>::try_from(p).ok())
+                .expect("lb_xdp was loaded as an XDP program"),
+            Prog::Pinned(p) => p.as_ref(),
+        }
+    }
+
     /// The sizes the maps were created with.
     pub fn sizes(&self) -> Sizes {
         self.sizes
@@ -665,6 +679,25 @@ impl Balancer {
     /// The connection entry of an IPv4 flow (`None`: not in the table).
     pub fn conn_entry4(&self, key: &FlowKey4) -> Option<ConnEntry> {
         self.conn4.get(key, 0).ok()
+    }
+
+    /// The connection entry of an IPv4 flow: `Ok(None)` when there is none,
+    /// an error when the map could not be read.
+    pub fn lookup_conn4(&self, key: &FlowKey4) -> Result<Option<ConnEntry>, DataplaneError> {
+        match self.conn4.get(key, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(lb_common::MAP_CONN4)(e)),
+        }
+    }
+
+    /// The connection entry of an IPv6 flow, as [`Self::lookup_conn4`].
+    pub fn lookup_conn6(&self, key: &FlowKey) -> Result<Option<ConnEntry>, DataplaneError> {
+        match self.conn.get(key, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(lb_common::MAP_CONN)(e)),
+        }
     }
 }
 

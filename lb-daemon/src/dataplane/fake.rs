@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use aya::{maps::MapError, sys::SyscallError};
 use lb_common::{
-    AddrKey, BACKEND_F_VALID, Backend, LbConfig, PktBytes, SLOT_NONE, STAT_COUNT, VipKey, VipMeta,
+    AddrKey, BACKEND_F_VALID, Backend, ConnEntry, FlowKey, FlowKey4, LbConfig, PktBytes, SLOT_NONE,
+    STAT_COUNT, VipKey, VipMeta,
 };
 
 use super::{Dataplane, DataplaneError, Sizes, ring};
@@ -26,6 +27,10 @@ pub struct FakeMaps {
     pub ring: Vec<u32>,
     /// `LB_CONFIG[0]`.
     pub config: LbConfig,
+    /// `LB_CONN4` (only what tests put there: nothing forwards packets).
+    pub conn4: HashMap<FlowKey4, ConnEntry>,
+    /// `LB_CONN`.
+    pub conn6: HashMap<FlowKey, ConnEntry>,
 }
 
 /// In-memory data plane. See the module docs.
@@ -64,6 +69,8 @@ impl FakeDataplane {
                 backends: vec![Backend::default(); sizes.max_backends as usize],
                 ring: vec![SLOT_NONE; ring_len],
                 config: LbConfig::default(),
+                conn4: HashMap::new(),
+                conn6: HashMap::new(),
             },
             stats: [0; STAT_COUNT as usize],
             vip_stats: vec![PktBytes::default(); sizes.max_vips as usize],
@@ -361,6 +368,14 @@ impl Dataplane for FakeDataplane {
 
     fn config(&self) -> Result<LbConfig, DataplaneError> {
         Ok(self.maps.config)
+    }
+
+    fn conn_entry4(&self, key: &FlowKey4) -> Result<Option<ConnEntry>, DataplaneError> {
+        Ok(self.maps.conn4.get(key).copied())
+    }
+
+    fn conn_entry6(&self, key: &FlowKey) -> Result<Option<ConnEntry>, DataplaneError> {
+        Ok(self.maps.conn6.get(key).copied())
     }
 }
 

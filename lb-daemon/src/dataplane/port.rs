@@ -4,7 +4,9 @@
 //! (state, gRPC) is testable without root (the adapter-as-dependency shape of
 //! Katran's control library).
 
-use lb_common::{AddrKey, Backend, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta};
+use lb_common::{
+    AddrKey, Backend, ConnEntry, FlowKey, FlowKey4, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta,
+};
 
 use super::{Balancer, DataplaneError, Sizes};
 
@@ -94,6 +96,13 @@ pub trait Dataplane: Send {
 
     /// Reads the node-wide settings (the hash seed route prediction uses).
     fn config(&self) -> Result<LbConfig, DataplaneError>;
+
+    /// The live connection-table entry of an IPv4 flow (`LB_CONN4`;
+    /// `None`: no entry), for `lbctl route --explain`.
+    fn conn_entry4(&self, key: &FlowKey4) -> Result<Option<ConnEntry>, DataplaneError>;
+
+    /// The live connection-table entry of an IPv6 flow (`LB_CONN`).
+    fn conn_entry6(&self, key: &FlowKey) -> Result<Option<ConnEntry>, DataplaneError>;
 }
 
 impl Dataplane for Balancer {
@@ -181,5 +190,13 @@ impl Dataplane for Balancer {
 
     fn config(&self) -> Result<LbConfig, DataplaneError> {
         Balancer::config(self)
+    }
+
+    fn conn_entry4(&self, key: &FlowKey4) -> Result<Option<ConnEntry>, DataplaneError> {
+        Balancer::lookup_conn4(self, key)
+    }
+
+    fn conn_entry6(&self, key: &FlowKey) -> Result<Option<ConnEntry>, DataplaneError> {
+        Balancer::lookup_conn6(self, key)
     }
 }

@@ -363,6 +363,39 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         let st = self.state.lock().await;
         // The VIP asked about must exist (not just some VIP on the address).
         let info = st.get_vip(&vip).map_err(to_status)?;
+        if r.explain {
+            let e = st
+                .explain_route(&crate::state::FlowPacket {
+                    dst,
+                    client: std::net::SocketAddr::new(client, cport),
+                    syn: r.syn,
+                })
+                .map_err(to_status)?;
+            let backend = match e.verdict {
+                crate::state::Verdict::Forward { backend, slot } => Some(
+                    info.backends
+                        .iter()
+                        .find(|b| b.address == backend && b.slot == slot)
+                        .copied()
+                        // Pinned to a slot of another VIP's backend list is
+                        // impossible (slots are per VIP); a weight of 0 says
+                        // "not in this VIP's list" should it ever happen.
+                        .unwrap_or(crate::state::BackendInfo {
+                            address: backend,
+                            weight: 0,
+                            slot,
+                        }),
+                ),
+                crate::state::Verdict::DropNoBackend => None,
+            };
+            let (position, hash) = e.ring.map_or((0, 0), |r| (r.position, r.hash));
+            return Ok(Response::new(pb::RouteResponse {
+                backend: backend.as_ref().map(convert::backend_out),
+                ring_position: position,
+                flow_hash: hash,
+                explanation: Some(super::explain::explanation_out(&e)),
+            }));
+        }
         let route = st
             .route(&dst, std::net::SocketAddr::new(client, cport))
             .map_err(to_status)?;
@@ -385,6 +418,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             backend: Some(convert::backend_out(&b)),
             ring_position: route.position,
             flow_hash: route.hash,
+            explanation: None,
         }))
     }
 }

@@ -12,6 +12,7 @@
 mod adopt;
 mod apply;
 mod error;
+mod explain;
 mod gateway;
 mod model;
 mod persist;
@@ -32,6 +33,7 @@ use lb_common::{LbConfig, PktBytes, STAT_COUNT};
 
 pub use adopt::AdoptReport;
 pub use error::StateError;
+pub use explain::{ConnLookup, ConnView, Encap, Explanation, FlowPacket, RingStep, Verdict};
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
 pub use model::Model;
 pub use persist::{STATE_FILE, Store};
@@ -310,6 +312,12 @@ impl<D: Dataplane> LbState<D> {
     /// all-ports VIP).
     pub fn route(&self, dst: &VipSpec, client: SocketAddr) -> Result<Route, StateError> {
         route::route(&self.dp, &self.model, dst, client)
+    }
+
+    /// Every step the data plane takes for one packet of a flow, read from
+    /// the live maps, connection table included (`lbctl route --explain`).
+    pub fn explain_route(&self, pkt: &FlowPacket) -> Result<Explanation, StateError> {
+        explain::explain(&self.dp, &self.model, pkt)
     }
 
     /// A VIP's counters and its backends'.

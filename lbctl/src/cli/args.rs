@@ -121,6 +121,19 @@ pub enum Command {
     /// per VIP); exit 0 in sync or applied, 2 differences found by
     /// --dry-run, 1 on any error.
     Apply(ApplyArgs),
+    /// Print a shell completion script on stdout (does not contact the
+    /// daemon). Install: README, "Shell completions and man pages".
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (lbctl.1 and one per command, e.g.
+    /// lbctl-vip-add.1) into DIR (does not contact the daemon).
+    Man {
+        /// Directory to write into (created if missing), e.g.
+        /// /usr/local/share/man/man1.
+        dir: PathBuf,
+    },
 }
 
 /// `lbctl export [--format toml|json]`
@@ -255,6 +268,15 @@ pub struct RouteArgs {
     /// Destination port of the flow; required for a port-0 (all ports) VIP.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub dport: Option<u16>,
+    /// Explain one packet of the flow step by step as the data plane takes it
+    /// now: VIP entry, connection-table entry (read from the live map), ring,
+    /// encapsulation, verdict.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: the packet is a TCP SYN (never consults the
+    /// connection table).
+    #[arg(long, requires = "explain")]
+    pub syn: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use super::{
     CliError,
     args::{Args, BackendCommand, Command, GatewayCommand, RouteArgs, StatsArgs, VipCommand},
-    output,
+    explain, generate, output,
 };
 use crate::client;
 
@@ -36,6 +36,12 @@ pub(super) fn emit(out: &mut (dyn Write + Send), text: &str) -> Result<(), CliEr
 
 /// Connects as the global options say and runs the command.
 pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
+    // Generated from the command line's definition alone: no daemon needed.
+    match &args.command {
+        Command::Completions { shell } => return generate::completions(*shell, out),
+        Command::Man { dir } => return generate::man_pages(dir, out),
+        _ => {}
+    }
     let tls = args.client_tls();
     let mut lb = client::connect(args.api(), tls.as_ref())
         .await
@@ -75,6 +81,9 @@ pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(),
             })
             .await?;
             Ok(())
+        }
+        Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("answered before connecting")
         }
     }
 }
@@ -258,9 +267,29 @@ async fn route(
             client_address: r.client.ip().to_string(),
             client_port: u32::from(r.client.port()),
             destination_port: u32::from(dport),
+            explain: r.explain,
+            syn: r.syn,
         })
         .await?
         .into_inner();
+    if r.explain {
+        let e = resp
+            .explanation
+            .as_ref()
+            .ok_or_else(|| CliError::BadResponse("Route answered without an explanation".into()))?;
+        let q = explain::Query {
+            vip: &r.vip,
+            client: r.client,
+            destination_port: if r.vip.port == 0 { dport } else { r.vip.port },
+            syn: r.syn,
+        };
+        let text = if r.json {
+            explain::json(&q, e)
+        } else {
+            explain::text(&q, e)
+        };
+        return emit(out, &text);
+    }
     let backend = resp
         .backend
         .as_ref()

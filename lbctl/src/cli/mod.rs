@@ -12,10 +12,12 @@
 //!   backend list VIP [--json]
 //!   stats [VIP] [--json] [--watch SECS]
 //!   status [--json]
-//!   route VIP CLIENT_ADDR:PORT [--dport N] [--json]
+//!   route VIP CLIENT_ADDR:PORT [--dport N] [--explain [--syn]] [--json]
 //!   gateway get [--json] | gateway set MAC
 //!   export [--format toml|json]
 //!   apply FILE [--dry-run] [--prune]       (--api may be repeated)
+//!   completions bash|zsh|fish|elvish|powershell   (no daemon needed)
+//!   man DIR                                       (no daemon needed)
 //! ```
 //!
 //! The API address defaults to `$LB_API`, else `unix:///run/lb/lb.sock`.
@@ -45,7 +47,9 @@
 mod apply;
 pub mod args;
 mod commands;
+pub mod explain;
 mod export;
+mod generate;
 pub mod output;
 
 use std::{

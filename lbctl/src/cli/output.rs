@@ -18,6 +18,7 @@
 //! | BSTATS | `{"address":"…","slot":N,"packets":N,"bytes":N}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`) |
 //! | `status --json` | `{"interface":"eth0","ifindex":N,"attach_mode":"native"\|"generic"\|"none","program_id":N,"verified_insns":N,"pin_path":"/sys/fs/bpf/lb","adopted":B,"vips":{"used":N,"capacity":N},"backend_slots":{"used":N,"capacity":N},"conn_table_capacity":N,"ring_size":N,"hash_seed":N,"version":"0.1.0","uptime_seconds":N}` |
 //! | `route VIP CLIENT --json` | `{"vip":"…","client":"203.0.113.7:40000","destination_port":N,"backend":"198.19.0.11","slot":N,"ring_position":N,"flow_hash":N}` |
+//! | `route VIP CLIENT --explain --json` | see [`super::explain`] |
 //! | `gateway get --json` | `{"mac":"02:00:00:00:00:01"}` |
 //!
 //! `counters` always holds every counter `lb_api::Stat` names (0 when the
@@ -935,6 +936,7 @@ pub(crate) mod tests {
             backend: Some(b.clone()),
             ring_position: 1234,
             flow_hash: 4_000_000_000,
+            explanation: None,
         };
         let view = RouteView {
             vip: &v,

@@ -350,6 +350,7 @@ impl LoadBalancer for Fake {
             backend: Some(backend("198.19.0.11", 100, 0)),
             ring_position: 17,
             flow_hash: 65_554,
+            explanation: None,
         }))
     }
 }
