@@ -179,6 +179,18 @@ impl Target {
         }
     }
 
+    /// Recycles a random backend slot: same address, next generation, as
+    /// the daemon does when a slot is freed and reused.
+    fn recycle(&mut self, rng: &mut Rng) {
+        let slot = *rng.pick(&self.slots);
+        let mut b = self.fixture.lb.backend(slot).expect("backend");
+        b.generation = b.generation.wrapping_add(1);
+        self.fixture
+            .lb
+            .set_backend(slot, &b)
+            .expect("write backend");
+    }
+
     fn stats(&self) -> [u64; STAT_COUNT as usize] {
         self.fixture.lb.stats().expect("read counters")
     }
@@ -258,7 +270,15 @@ pub fn run(target: &mut Target, seed: u64, frames: u64) -> Report {
     let (vip0, be0) = (target.vip_packets(), target.backend_packets());
     let mut before = start_counters;
     let t0 = Instant::now();
-    for _ in 0..frames {
+    for n in 0..frames {
+        if n % 2000 == 1999 {
+            // Concurrent management: a backend slot is recycled (same
+            // address, next generation), so the flows pinned to it become
+            // stale and are hashed again.
+            let before_churn = target.stats();
+            target.recycle(&mut rng);
+            debug_assert_eq!(before_churn, target.stats());
+        }
         let (frame, mutated) = generate(&mut rng, target);
         report.mutated += u64::from(mutated);
         let (verdict, out) = target.fixture.run(&frame);
@@ -610,11 +630,22 @@ fn check_answer(frame: &[u8], out: &[u8], echo: bool) -> Result<(), String> {
 
 // ------------------------------------------------------------- generator
 
+/// Clients come from a small pool, and their ports too, so flows repeat:
+/// connection-table hits and stale entries happen, not only new flows.
 fn client4(rng: &mut Rng) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, rng.below(100) as u8, 1 + rng.below(254) as u8)
+    Ipv4Addr::new(198, 18, 1, 1 + rng.below(64) as u8)
 }
 
 fn client6(rng: &mut Rng) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1 + rng.below(64) as u16)
+}
+
+/// A router somewhere on the path: any address.
+fn router4(rng: &mut Rng) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, rng.below(100) as u8, 1 + rng.below(254) as u8)
+}
+
+fn router6(rng: &mut Rng) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, rng.u16(), 1 + rng.u16() % 0xfffe)
 }
 
@@ -674,7 +705,11 @@ fn valid_frame(rng: &mut Rng, t: &Target) -> Vec<u8> {
     } else {
         client6(rng).into()
     };
-    let sport = 1024 + rng.below(60000) as u16;
+    let sport = if rng.chance(80) {
+        40000 + rng.below(16) as u16
+    } else {
+        1024 + rng.below(60000) as u16
+    };
     let dport = if svc.port == 0 { rng.u16() } else { svc.port };
     let room = if v4 { 1480 } else { 1460 } - 20;
     match rng.below(12) {
@@ -711,9 +746,9 @@ fn valid_frame(rng: &mut Rng, t: &Target) -> Vec<u8> {
         // to a client (source = VIP, destination = client).
         6 => {
             let router: IpAddr = if v4 {
-                client4(rng).into()
+                router4(rng).into()
             } else {
-                client6(rng).into()
+                router6(rng).into()
             };
             let reply = if svc.proto == TCP {
                 pkt::tcp(svc.addr, client, dport, sport, pkt::ACK, &rng.bytes(16))

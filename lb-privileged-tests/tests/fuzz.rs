@@ -49,6 +49,7 @@ fn hostile_frames_get_defined_verdicts_and_counters_reconcile() {
         Stat::DropTooBig,
         Stat::NewFlow,
         Stat::ConnHit,
+        Stat::ConnStale,
     ] {
         assert!(
             r.counters[s.name()] >= 50,
