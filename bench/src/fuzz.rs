@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Seed of the bench's run (the CI test uses another, so the two runs see
 /// different frames).
-pub const SEED: u64 = 0xbe_4c_f022;
+pub const SEED: u64 = 0xbe4c_f022;
 
 /// The result of the run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
