@@ -15,6 +15,7 @@
 pub mod breakdown;
 pub mod control;
 pub mod frames;
+pub mod fuzz;
 pub mod goals;
 pub mod harness;
 pub mod lab;

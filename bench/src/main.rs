@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use bench::{
-    breakdown, control, goals, harness::Bench, lab::Lab, live, maglev_report, perpkt, report,
+    breakdown, control, fuzz, goals, harness::Bench, lab::Lab, live, maglev_report, perpkt, report,
     report::Results, sys,
 };
 use clap::{Parser, ValueEnum};
@@ -63,6 +63,7 @@ enum Figure {
     Live,
     Maglev,
     Control,
+    Fuzz,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -147,6 +148,18 @@ fn main() -> anyhow::Result<()> {
             match control::run(&bin, p) {
                 Ok(c) => r.control = Some(c),
                 Err(e) => r.errors.push(format!("control plane: {e:#}")),
+            }
+        }
+    }
+    if want(Figure::Fuzz) {
+        if !root {
+            r.errors.push("hostile input: needs root (BPF)".into());
+        } else {
+            let frames = if args.quick { 100_000 } else { 1_000_000 };
+            eprintln!("== hostile input: {frames} frames through lb_xdp");
+            match fuzz::run(frames) {
+                Ok(f) => r.fuzz = Some(f),
+                Err(e) => r.errors.push(format!("hostile input: {e:#}")),
             }
         }
     }

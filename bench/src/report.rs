@@ -37,6 +37,9 @@ pub struct Results {
     pub maglev: Option<MaglevResults>,
     /// Figure 4.
     pub control: Option<Control>,
+    /// Figure 5: hostile input.
+    #[serde(default)]
+    pub fuzz: Option<crate::fuzz::Fuzz>,
     /// Figures that could not be measured, and why.
     pub errors: Vec<String>,
     /// The earlier results file the figures are compared with, if any.
@@ -311,6 +314,31 @@ pub fn markdown(r: &Results) -> String {
             rss(&c.rss_idle),
             rss(&c.rss_64x100)
         );
+    }
+
+    if let Some(f) = &r.fuzz {
+        let _ = writeln!(
+            o,
+            "## 5. Hostile input ({} frames through `lb_xdp`, seed {:#x}, {:.1} s)\n\n\
+             Random frames and frames mutated from valid VIP packets, each judged by the oracle of \
+             `lb_privileged_tests::fuzz` (defined verdict, exactly one outcome counter of the \
+             verdict's kind, frames not for a VIP untouched, encapsulations and ICMP answers \
+             well-formed). {} mutated, {} not addressed to a VIP address.\n\n\
+             **Frames judged wrong: {}**\n",
+            f.frames, f.seed, f.seconds, f.mutated, f.not_for_vip, f.violations
+        );
+        for (k, n) in &f.kinds {
+            let _ = writeln!(o, "* {n} x {k}");
+        }
+        let _ = writeln!(o, "\n| verdict | frames |\n|---|---:|");
+        for (k, n) in &f.verdicts {
+            let _ = writeln!(o, "| {k} | {n} |");
+        }
+        let _ = writeln!(o, "\n| counter | change |\n|---|---:|");
+        for (k, n) in &f.counters {
+            let _ = writeln!(o, "| {k} | {n} |");
+        }
+        o.push('\n');
     }
 
     if !r.errors.is_empty() {

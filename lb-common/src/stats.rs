@@ -104,6 +104,50 @@ impl Stat {
     }
 }
 
+/// The fate of a frame, as the counters record it. Every frame `lb_xdp`
+/// sees (`rx`) ends in exactly one counter that has an outcome; the other
+/// counters (connection-table hits and misses, ring lookups, ...) describe
+/// how it got there. So `rx` equals the sum of the outcome counters, which
+/// is what the fuzz test reconciles frame by frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// XDP_PASS: handed to the kernel untouched.
+    Passed,
+    /// XDP_TX: encapsulated towards a backend.
+    Forwarded,
+    /// XDP_TX: answered by the balancer itself (ICMP).
+    Answered,
+    /// XDP_DROP, for the counter's reason.
+    Dropped,
+}
+
+impl Stat {
+    /// The outcome this counter records, or `None` for a counter that
+    /// describes the path rather than the end (`rx`, conn-table and ring
+    /// counters, failed inserts of forwarded flows).
+    pub const fn outcome(self) -> Option<Outcome> {
+        match self {
+            Stat::Pass => Some(Outcome::Passed),
+            Stat::Forwarded => Some(Outcome::Forwarded),
+            Stat::IcmpEchoReply | Stat::IcmpTooBigSent => Some(Outcome::Answered),
+            Stat::DropMalformed
+            | Stat::DropFragment
+            | Stat::DropIpOptions
+            | Stat::DropNoBackend
+            | Stat::DropTooBig
+            | Stat::DropEncapFailed
+            | Stat::IcmpRateLimited => Some(Outcome::Dropped),
+            Stat::Rx
+            | Stat::ConnHit
+            | Stat::ConnMiss
+            | Stat::ConnStale
+            | Stat::NewFlow
+            | Stat::RingLookup
+            | Stat::ConnInsertFailed => None,
+        }
+    }
+}
+
 /// Counters of `lb_decap` ([`crate::MAP_DECAP_STATS`]).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 pub mod bins;
 pub mod daemon;
+pub mod fuzz;
 pub mod lab;
 pub mod netns;
 pub mod pkt;

@@ -115,7 +115,8 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, tc: u8, hop: u8, payload: &[
     p
 }
 
-fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> Vec<u8> {
+/// The TCP/UDP/ICMPv6 checksum pseudo-header (RFC 793, RFC 8200 section 8.1).
+pub fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> Vec<u8> {
     let mut p = Vec::new();
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {

@@ -150,7 +150,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<(T, S
     let (doc, syntax) = DeTable::parse_recoverable(text);
     if let Some(e) = syntax.into_iter().next() {
         let message = e.message().trim_end().to_owned();
-        return Err(source.error_at(doc.get_ref(), e.span(), message));
+        return Err(source.syntax_error_at(doc.get_ref(), e.span(), message));
     }
     let value: T = toml::from_str(text)
         .map_err(|e| source.error_at(doc.get_ref(), e.span(), e.message().to_owned()))?;

@@ -107,8 +107,19 @@ impl Source {
         }
     }
 
-    /// The error for bytes `span` of the text (from the toml crate),
-    /// naming the key that holds them.
+    /// The error for a syntax error at bytes `span` (from the toml crate):
+    /// it always has a place, even the very first byte of the file.
+    pub fn syntax_error_at(
+        &self,
+        doc: &DeTable<'_>,
+        span: Option<Range<usize>>,
+        message: String,
+    ) -> FileError {
+        self.error_in(doc, span, message)
+    }
+
+    /// The error for bytes `span` of the text (from the toml crate's
+    /// deserializer), naming the key that holds them.
     pub fn error_at(
         &self,
         doc: &DeTable<'_>,
@@ -118,6 +129,15 @@ impl Source {
         // An error about the whole document (a missing top-level table)
         // has no line worth naming.
         let span = span.filter(|s| !(s.start == 0 && (s.end == 0 || s.end >= self.text.len())));
+        self.error_in(doc, span, message)
+    }
+
+    fn error_in(
+        &self,
+        doc: &DeTable<'_>,
+        span: Option<Range<usize>>,
+        message: String,
+    ) -> FileError {
         let key = span
             .as_ref()
             .and_then(|s| locate(doc, s))

@@ -384,3 +384,16 @@ fn value_types_round_trip() {
     );
     assert!("tcp://localhost:1".parse::<Listen>().is_err());
 }
+
+/// A syntax error on the very first byte still names line 1 (found by the
+/// property test in tests/config_props.rs: an error at offset 0 used to be
+/// taken for an error about the whole document and lost its line).
+#[test]
+fn syntax_error_on_the_first_byte_names_line_1() {
+    let e = ConfigFile::parse("}\n[dataplane]\ninterface = \"eth0\"\n", "x.toml").unwrap_err();
+    let ConfigError::Invalid { line, .. } = &e else {
+        panic!("{e}");
+    };
+    assert_eq!(*line, Some(1), "{e}");
+    assert!(e.to_string().starts_with("x.toml: line 1"), "{e}");
+}
