@@ -323,11 +323,12 @@ fn icmp(
     }
 }
 
-/// False for sources a host must not answer (RFC 1122 3.2.2.6, RFC 4443
-/// 4.2 via RFC 4291): IPv4 224.0.0.0/3 (multicast, the reserved class E and
-/// the limited broadcast 255.255.255.255), IPv6 ff00::/8 (multicast). A
-/// directed broadcast cannot be told from a host address without the
-/// sender's prefix length, which we do not know.
+/// False for sources a host must not answer (IPv4: RFC 1122 3.2.2.6; IPv6:
+/// RFC 4291 2.7, a multicast address is never a source): IPv4 224.0.0.0/3
+/// (multicast, the reserved class E and the limited broadcast
+/// 255.255.255.255), IPv6 ff00::/8 (multicast). A directed broadcast cannot
+/// be told from a host address without the sender's prefix length, which we
+/// do not know.
 #[inline(always)]
 fn unicast_source(src: &[u32; 4], family: u8) -> bool {
     // Map layout: the first address byte is the first byte in memory.
