@@ -725,7 +725,15 @@ fn icmp_errors_reach_the_backend_so_downloads_cross_a_smaller_link() {
     const CLIENT_V6: &str = "fd00:1::2";
     let download = |lab: &Lab, vip: &str| {
         lab.traffic(&[
-            "http", "--vip", vip, "--count", "1", "--path", "/bytes/300000", "--timeout", "4",
+            "http",
+            "--vip",
+            vip,
+            "--count",
+            "1",
+            "--path",
+            "/bytes/300000",
+            "--timeout",
+            "4",
         ])
     };
 
