@@ -737,12 +737,17 @@ fn icmp_errors_reach_the_backend_so_downloads_cross_a_smaller_link() {
         ])
     };
 
-    // Off: the errors go to the LB host's kernel; the transfer stalls.
+    // Off: the errors reach the LB and go to its kernel; the transfer stalls.
+    let cap = lab.capture(
+        "lb",
+        &lab.lb_if(),
+        "(icmp and icmp[0] == 3 and icmp[1] == 4) or (icmp6 and ip6[40] == 2)",
+    );
     for (vip, client) in [(VIP4, CLIENT_V4), (VIP6, CLIENT_V6)] {
         let r = download(&lab, vip);
         assert_eq!(
-            (n(&r["ok"]), n(&r["failed"])),
-            (0, 1),
+            (n(&r["ok"]), n(&r["failed"]), r["errors"]["timeout"].as_u64()),
+            (0, 1, Some(1)),
             "without ICMP forwarding the download via {vip} stalls: {r}"
         );
         assert_eq!(
@@ -751,6 +756,11 @@ fn icmp_errors_reach_the_backend_so_downloads_cross_a_smaller_link() {
             "the backend never heard of the smaller link"
         );
     }
+    let seen = cap.stop().join("\n");
+    assert!(
+        seen.contains("need to frag (mtu 1280)") && seen.contains("packet too big, mtu 1280"),
+        "the router's errors reached the LB: {seen}"
+    );
     let off = lab.stats();
     assert_eq!(counter(&off, "icmp_error_forwarded"), 0);
 
