@@ -34,7 +34,8 @@ pub enum Stat {
     DropIpOptions = 12,
     /// Dropped: VIP has no backend (empty ring).
     DropNoBackend = 13,
-    /// Dropped: too big after encapsulation and no ICMP could be sent.
+    /// Dropped: too big after encapsulation and no ICMP could be sent (or an
+    /// ICMP error to hand on to a backend would not fit the MTU).
     DropTooBig = 14,
     /// Dropped: the frame could not be grown/shrunk or rewritten.
     DropEncapFailed = 15,
