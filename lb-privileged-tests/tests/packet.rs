@@ -1581,3 +1581,34 @@ fn ipv4_header_checksum_errors_to_a_vip_are_dropped() {
     expect_encap(&mut f, &syn, 0, ip(CLIENT4), 47500, BE4_A);
     assert_eq!(f.run(&req).0, XDP_TX);
 }
+
+/// A "no source port" VIP pins a client, not a connection: an error about
+/// any of the client's connections goes where all of them go, and a
+/// "no conntrack" VIP's errors follow the ring as its packets do.
+#[test]
+fn icmp_errors_follow_the_vip_flags() {
+    require_root();
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, VIP_F_NO_SPORT);
+    ten_backends(&mut f, VIP4, 80, TCP);
+    let (act, out) = f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 20000, 80, SYN, b""));
+    assert_eq!(act, XDP_TX);
+    let pinned = outer_dst_v4(&out);
+    for cport in [20001u16, 33333, 65000] {
+        let err = icmp_err4(3, 4, mtu4(1280), &reply4(TCP, 80, cport, 20));
+        let (act, out) = f.run(&err);
+        assert_eq!(act, XDP_TX);
+        assert_eq!(outer_dst_v4(&out), pinned, "client port {cport}");
+    }
+
+    let mut g = Fixture::new();
+    g.vip(ip(VIP4), 80, TCP, VIP_F_NO_CONNTRACK);
+    g.backend(1, ip(BE4_A));
+    g.backend(2, ip(BE4_B));
+    g.ring(ip(VIP4), 80, TCP, &[1]);
+    let err = icmp_err4(3, 4, mtu4(1280), &reply4(TCP, 80, 20100, 20));
+    expect_encap(&mut g, &err, 0xc0, ip(CLIENT4), 20100, BE4_A);
+    g.ring(ip(VIP4), 80, TCP, &[2]);
+    expect_encap(&mut g, &err, 0xc0, ip(CLIENT4), 20100, BE4_B);
+    assert_eq!(g.stat(Stat::IcmpErrorForwarded), 2);
+}
