@@ -61,6 +61,15 @@ pub fn src_low16_offset(src: IpAddr) -> usize {
     }
 }
 
+/// Byte offset of the IPv4 header checksum in a frame built by [`frame`]
+/// from `src`; 0 (none) for IPv6.
+pub fn ipv4_check_offset(src: IpAddr) -> usize {
+    match src {
+        IpAddr::V4(_) => ETH_LEN + 10,
+        IpAddr::V6(_) => 0,
+    }
+}
+
 /// Byte offset of the source port in a frame built by [`frame`].
 pub fn sport_offset(src: IpAddr) -> usize {
     ETH_LEN + if src.is_ipv4() { 20 } else { 40 }

@@ -39,6 +39,8 @@ pub struct FlowRewrite {
     pub addr_base: u16,
     /// First source port.
     pub port_base: u16,
+    /// Offset of the IPv4 header checksum (kept right), 0 for IPv6.
+    pub csum_off: usize,
 }
 
 /// The harness template for `frame`, optionally cycling flows.
@@ -59,6 +61,7 @@ pub fn template(frame: &[u8], flows: Option<FlowRewrite>) -> anyhow::Result<Temp
         port_off: 0,
         addr_base: 0,
         port_base: 0,
+        csum_off: 0,
     });
     Ok(Template {
         len: frame.len() as u32,
@@ -67,6 +70,8 @@ pub fn template(frame: &[u8], flows: Option<FlowRewrite>) -> anyhow::Result<Temp
         port_off: f.port_off as u32,
         addr_base: u32::from(f.addr_base),
         port_base: u32::from(f.port_base),
+        csum_off: f.csum_off as u32,
+        _pad: 0,
         words,
     })
 }

@@ -101,6 +101,7 @@ fn rewrite(client: IpAddr, nflows: u32) -> FlowRewrite {
         port_off: frames::sport_offset(client),
         addr_base: 0x8000,
         port_base: 10000,
+        csum_off: frames::ipv4_check_offset(client),
     }
 }
 

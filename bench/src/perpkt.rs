@@ -347,6 +347,7 @@ pub fn new_flows(
         port_off: frames::sport_offset(client),
         addr_base: 0x8000,
         port_base: 10000,
+        csum_off: frames::ipv4_check_offset(client),
     };
     let table = lab.lb.sizes().conn_table;
     let per_run: &'static [Stat] = &[Stat::Rx, Stat::RingLookup, Stat::NewFlow, Stat::Forwarded];

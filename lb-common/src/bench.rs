@@ -32,11 +32,17 @@ pub struct Template {
     pub addr_base: u32,
     /// First source port (host order).
     pub port_base: u32,
+    /// Byte offset of the IPv4 header checksum, updated with the address so
+    /// the rewritten header stays valid (`lb_xdp` drops VIP packets whose
+    /// header checksum is wrong); 0 for IPv6, which has none.
+    pub csum_off: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// The frame, as 8-byte words in memory order.
     pub words: [u64; FRAME_WORDS],
 }
 
-const _: () = assert!(core::mem::size_of::<Template>() == 24 + MAX_FRAME);
+const _: () = assert!(core::mem::size_of::<Template>() == 32 + MAX_FRAME);
 
 /// Index of the per-CPU counter the harness increments per run (`BENCH_COUNT`).
 pub const COUNT_HARNESS: u32 = 0;

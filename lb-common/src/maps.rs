@@ -315,9 +315,16 @@ pub struct LbConfig {
     /// second's worth); 0 = unlimited. Without a limit, a client (or a
     /// spoofer) sending large DF packets gets one reply per packet.
     pub icmp_too_big_rate: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Switches, `LB_CFG_F_*` bits.
+    pub flags: u32,
 }
+
+/// [`LbConfig::flags`]: ICMP errors about VIP flows (IPv4 "destination
+/// unreachable", ICMPv6 "destination unreachable" and "packet too big") that
+/// reach the LB are encapsulated to the backend of the flow they quote, so
+/// path MTU discovery works with direct server return. Clear: they are passed
+/// to the LB host's kernel, which cannot use them.
+pub const LB_CFG_F_FORWARD_ICMP_ERRORS: u32 = 1;
 const _: () = assert!(core::mem::size_of::<LbConfig>() == 56);
 
 /// State of the per-CPU ICMP token bucket (time credit in nanoseconds).

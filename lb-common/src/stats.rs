@@ -34,7 +34,8 @@ pub enum Stat {
     DropIpOptions = 12,
     /// Dropped: VIP has no backend (empty ring).
     DropNoBackend = 13,
-    /// Dropped: too big after encapsulation and no ICMP could be sent.
+    /// Dropped: too big after encapsulation and no ICMP could be sent (or an
+    /// ICMP error to hand on to a backend would not fit the MTU).
     DropTooBig = 14,
     /// Dropped: the frame could not be grown/shrunk or rewritten.
     DropEncapFailed = 15,
@@ -42,10 +43,27 @@ pub enum Stat {
     ConnInsertFailed = 16,
     /// Dropped: too big, and the ICMP reply was rate-limited.
     IcmpRateLimited = 17,
+    /// ICMP "destination unreachable" (incl. "fragmentation needed") and
+    /// ICMPv6 "destination unreachable" / "packet too big" about a VIP flow,
+    /// encapsulated to the flow's backend (direct server return: the backend
+    /// sent the packet the error is about, so it must learn of it).
+    IcmpErrorForwarded = 18,
+    /// Dropped: an ICMP error to a VIP address whose quoted packet is cut
+    /// short (less than its IP header and 8 bytes of ports).
+    DropIcmpQuoteTruncated = 19,
+    /// Dropped: an ICMP error to a VIP address whose quoted IP header is
+    /// malformed (wrong version, IPv4 header length other than 20).
+    DropIcmpQuoteMalformed = 20,
+    /// Dropped: an echo request to a VIP from a multicast, broadcast or
+    /// reserved source (IPv4 224.0.0.0/3, IPv6 ff00::/8), which a host must
+    /// not answer (RFC 1122 3.2.2.6): it would make the VIP an amplifier.
+    DropEchoBadSource = 21,
+    /// Dropped: an IPv4 packet to a VIP address whose header checksum is wrong.
+    DropBadChecksum = 22,
 }
 
 /// Number of [`Stat`] counters.
-pub const STAT_COUNT: u32 = 18;
+pub const STAT_COUNT: u32 = 23;
 
 /// The value of [`crate::MAP_STATS`] (a per-CPU array of one element): every
 /// global counter of one CPU, indexed by [`Stat`]. One record rather than one
@@ -77,6 +95,11 @@ impl Stat {
         Stat::DropEncapFailed,
         Stat::ConnInsertFailed,
         Stat::IcmpRateLimited,
+        Stat::IcmpErrorForwarded,
+        Stat::DropIcmpQuoteTruncated,
+        Stat::DropIcmpQuoteMalformed,
+        Stat::DropEchoBadSource,
+        Stat::DropBadChecksum,
     ];
 
     /// Stable snake_case name, used in the API and JSON output.
@@ -100,6 +123,11 @@ impl Stat {
             Stat::DropEncapFailed => "drop_encap_failed",
             Stat::ConnInsertFailed => "conn_insert_failed",
             Stat::IcmpRateLimited => "icmp_rate_limited",
+            Stat::IcmpErrorForwarded => "icmp_error_forwarded",
+            Stat::DropIcmpQuoteTruncated => "drop_icmp_quote_truncated",
+            Stat::DropIcmpQuoteMalformed => "drop_icmp_quote_malformed",
+            Stat::DropEchoBadSource => "drop_echo_bad_source",
+            Stat::DropBadChecksum => "drop_bad_checksum",
         }
     }
 }
@@ -128,7 +156,7 @@ impl Stat {
     pub const fn outcome(self) -> Option<Outcome> {
         match self {
             Stat::Pass => Some(Outcome::Passed),
-            Stat::Forwarded => Some(Outcome::Forwarded),
+            Stat::Forwarded | Stat::IcmpErrorForwarded => Some(Outcome::Forwarded),
             Stat::IcmpEchoReply | Stat::IcmpTooBigSent => Some(Outcome::Answered),
             Stat::DropMalformed
             | Stat::DropFragment
@@ -136,7 +164,11 @@ impl Stat {
             | Stat::DropNoBackend
             | Stat::DropTooBig
             | Stat::DropEncapFailed
-            | Stat::IcmpRateLimited => Some(Outcome::Dropped),
+            | Stat::IcmpRateLimited
+            | Stat::DropIcmpQuoteTruncated
+            | Stat::DropIcmpQuoteMalformed
+            | Stat::DropEchoBadSource
+            | Stat::DropBadChecksum => Some(Outcome::Dropped),
             Stat::Rx
             | Stat::ConnHit
             | Stat::ConnMiss

@@ -54,6 +54,7 @@ fn node_config() -> lb_common::LbConfig {
         v6_src: "fd00:5::".parse().unwrap(),
         v6_src_len: 96,
         icmp_too_big_rate: 0,
+        ..Default::default()
     }
     .to_map()
     .unwrap()

@@ -757,16 +757,27 @@ fn valid_frame(rng: &mut Rng, t: &Target) -> Vec<u8> {
             };
             match (svc.addr, client, router) {
                 (IpAddr::V4(v), IpAddr::V4(c), IpAddr::V4(_)) => {
-                    let quoted = pkt::ipv4(&Ip4::new(v, c, svc.proto), &reply);
-                    let cut = 28 + rng.below(quoted.len() - 27);
+                    let mut h = Ip4::new(v, c, svc.proto);
+                    if rng.chance(10) {
+                        h.options = vec![1; 4];
+                    }
+                    let mut quoted = pkt::ipv4(&h, &reply);
+                    if rng.chance(10) {
+                        quoted[0] = (rng.byte() & 0xf0) | (quoted[0] & 0x0f);
+                    }
+                    // Sometimes shorter than the IP header and 8 bytes of ports.
+                    let cut = 16 + rng.below(quoted.len() - 15);
                     let mtu = (1200 + rng.below(300) as u16).to_be_bytes();
                     let code = *rng.pick(&[4u8, 1, 3, 13]);
                     let m = pkt::icmp4(3, code, [0, 0, mtu[0], mtu[1]], &quoted[..cut]);
                     ip_frame(rng, router, svc.addr, ICMP, &m)
                 }
                 (IpAddr::V6(v), IpAddr::V6(c), IpAddr::V6(r)) => {
-                    let quoted = pkt::ipv6(v, c, svc.proto, 0, 64, &reply);
-                    let cut = 48 + rng.below(quoted.len() - 47);
+                    let mut quoted = pkt::ipv6(v, c, svc.proto, 0, 64, &reply);
+                    if rng.chance(10) {
+                        quoted[0] = (rng.byte() & 0xf0) | (quoted[0] & 0x0f);
+                    }
+                    let cut = 32 + rng.below(quoted.len() - 31);
                     let (kind, rest) = if rng.chance(50) {
                         (2u8, (1280 + rng.below(200) as u32).to_be_bytes())
                     } else {

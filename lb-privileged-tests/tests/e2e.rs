@@ -103,6 +103,7 @@ fn lab_opts(backends: u32, mtu: u32, vips: &[(&str, &[&str])]) -> Lab {
         backends,
         mtu,
         vips: vips.iter().map(|(a, b)| vip_toml(a, b)).collect(),
+        ..LabOpts::default()
     })
 }
 
@@ -682,6 +683,117 @@ fn too_big_packets_lower_the_clients_path_mtu() {
     assert!(sent >= 3, "the LB sent ICMP too-big ({sent})");
     eprintln!(
         "e2e pmtu: {sent} too-big sent; {:.1} s",
+        lab.started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------- 8
+
+/// The cached path MTU of `dst` on lab host `host` (`ip route get`), if any.
+fn cached_mtu(lab: &Lab, host: &str, dst: &str) -> Option<u32> {
+    let fam = if dst.contains(':') { "-6" } else { "-4" };
+    let r = lab.exec(host, &["ip", fam, "route", "get", dst]);
+    let words: Vec<&str> = r.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == "mtu")
+        .map(|w| w[1].parse().expect("mtu value"))
+}
+
+/// Path MTU discovery with direct server return: a link on the way back
+/// to the client is smaller than the backends' (1280 on the router's client
+/// port), so the router answers the backend's full-size replies with
+/// "fragmentation needed" / "packet too big", addressed to the VIP, which
+/// routes to the LB. With `forward_icmp_errors` off the LB host's kernel
+/// gets them and can do nothing: the download stalls (a PMTU black hole).
+/// On, `lb_xdp` encapsulates them to the backend, whose kernel lowers its
+/// path MTU for the client, and the download completes.
+#[test]
+fn icmp_errors_reach_the_backend_so_downloads_cross_a_smaller_link() {
+    require_root();
+    let mut lab = Lab::up(LabOpts {
+        backends: 1,
+        dataplane_extra: "forward_icmp_errors = false\n".into(),
+        vips: [
+            vip_toml("198.18.100.10:80/tcp", &B4[..1]),
+            vip_toml("[fd00:100::10]:80/tcp", &B6[..1]),
+        ]
+        .concat(),
+        ..LabOpts::default()
+    });
+    let r_cli = format!("{}r-cli", lab.prefix);
+    lab.exec("router", &["ip", "link", "set", &r_cli, "mtu", "1280"]);
+    const CLIENT_V6: &str = "fd00:1::2";
+    let download = |lab: &Lab, vip: &str| {
+        lab.traffic(&[
+            "http",
+            "--vip",
+            vip,
+            "--count",
+            "1",
+            "--path",
+            "/bytes/300000",
+            "--timeout",
+            "4",
+        ])
+    };
+
+    // Off: the errors reach the LB and go to its kernel; the transfer stalls.
+    let cap = lab.capture(
+        "lb",
+        &lab.lb_if(),
+        "(icmp and icmp[0] == 3 and icmp[1] == 4) or (icmp6 and ip6[40] == 2)",
+    );
+    for (vip, client) in [(VIP4, CLIENT_V4), (VIP6, CLIENT_V6)] {
+        let r = download(&lab, vip);
+        assert_eq!(
+            (
+                n(&r["ok"]),
+                n(&r["failed"]),
+                r["errors"]["timeout"].as_u64()
+            ),
+            (0, 1, Some(1)),
+            "without ICMP forwarding the download via {vip} stalls: {r}"
+        );
+        assert_eq!(
+            cached_mtu(&lab, "b1", client),
+            None,
+            "the backend never heard of the smaller link"
+        );
+    }
+    let seen = cap.stop().join("\n");
+    assert!(
+        seen.contains("need to frag (mtu 1280)") && seen.contains("packet too big, mtu 1280"),
+        "the router's errors reached the LB: {seen}"
+    );
+    let off = lab.stats();
+    assert_eq!(counter(&off, "icmp_error_forwarded"), 0);
+
+    // On (the same data plane, the daemon restarted with the switch on).
+    let text = std::fs::read_to_string(&lab.config).unwrap();
+    std::fs::write(
+        &lab.config,
+        text.replace("forward_icmp_errors = false", "forward_icmp_errors = true"),
+    )
+    .unwrap();
+    lab.kill_daemon();
+    lab.start_daemon();
+    let t0 = Instant::now();
+    for (vip, client) in [(VIP4, CLIENT_V4), (VIP6, CLIENT_V6)] {
+        let r = download(&lab, vip);
+        assert_all_ok(&format!("300 kB download via {vip}"), &r, 1, 1);
+        assert_eq!(
+            cached_mtu(&lab, "b1", client),
+            Some(1280),
+            "the backend learned the path MTU to {client}"
+        );
+    }
+    let on = lab.stats();
+    let fwd = counter(&on, "icmp_error_forwarded");
+    assert!(fwd >= 2, "the LB forwarded the router's errors ({fwd})");
+    eprintln!(
+        "e2e pmtu-dsr: {fwd} ICMP errors forwarded, downloads in {:.1} s; {:.1} s in all",
+        t0.elapsed().as_secs_f64(),
         lab.started.elapsed().as_secs_f64()
     );
 }

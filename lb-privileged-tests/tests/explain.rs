@@ -116,6 +116,7 @@ fn explanation_matches_the_kernel_for_1000_flows() {
         v6_src: "fd00:5::".parse().unwrap(),
         v6_src_len: 96,
         icmp_too_big_rate: 0,
+        ..Default::default()
     };
     let lb = Balancer::load(test_sizes()).expect("load lb_xdp");
     let mut st = LbState::new(lb, Model::default(), None).unwrap();

@@ -50,6 +50,10 @@ fn hostile_frames_get_defined_verdicts_and_counters_reconcile() {
         Stat::NewFlow,
         Stat::ConnHit,
         Stat::ConnStale,
+        Stat::IcmpErrorForwarded,
+        Stat::DropIcmpQuoteTruncated,
+        Stat::DropIcmpQuoteMalformed,
+        Stat::DropBadChecksum,
     ] {
         assert!(
             r.counters[s.name()] >= 50,

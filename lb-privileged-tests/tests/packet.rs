@@ -1069,3 +1069,546 @@ fn trailer_on_a_packet_at_the_mtu_is_cut_not_counted() {
     assert_eq!(act, XDP_TX);
     assert_eq!(out.len(), 14 + 1500);
 }
+
+// ------------------------------------------------ ICMP errors about VIP flows
+
+/// The router on the client's side that reports an undeliverable reply.
+const ROUTER4: &str = "198.18.1.1";
+const ROUTER6: &str = "fd00:1::1";
+
+/// A backend's reply `VIP:vport -> client:cport` over `proto`, as the
+/// backend sent it (the packet an ICMP error quotes), `payload` bytes of data.
+fn reply4(proto: u8, vport: u16, cport: u16, payload: usize) -> Vec<u8> {
+    let data = vec![0x5a; payload];
+    let l4 = if proto == TCP {
+        tcp(ip(VIP4), ip(CLIENT4), vport, cport, ACK, &data)
+    } else {
+        udp(ip(VIP4), ip(CLIENT4), vport, cport, &data)
+    };
+    ipv4(&Ip4::new(v4(VIP4), v4(CLIENT4), proto), &l4)
+}
+
+fn reply6(proto: u8, vport: u16, cport: u16, payload: usize) -> Vec<u8> {
+    let data = vec![0x5a; payload];
+    let l4 = if proto == TCP {
+        tcp(ip(VIP6), ip(CLIENT6), vport, cport, ACK, &data)
+    } else {
+        udp(ip(VIP6), ip(CLIENT6), vport, cport, &data)
+    };
+    ipv6(v6(VIP6), v6(CLIENT6), proto, 0, 64, &l4)
+}
+
+/// An ICMP error from the router to the VIP quoting `quote`; the router
+/// sends it with DSCP CS6 (TOS 0xc0), as Linux does.
+fn icmp_err4(kind: u8, code: u8, rest: [u8; 4], quote: &[u8]) -> Vec<u8> {
+    let mut h = Ip4::new(v4(ROUTER4), v4(VIP4), 1);
+    h.tos = 0xc0;
+    h.flags_frag = 0;
+    eth(
+        LB_MAC,
+        CLIENT_MAC,
+        None,
+        0x0800,
+        &ipv4(&h, &icmp4(kind, code, rest, quote)),
+    )
+}
+
+fn icmp_err6(kind: u8, code: u8, rest: [u8; 4], quote: &[u8]) -> Vec<u8> {
+    let msg = icmp6(v6(ROUTER6), v6(VIP6), kind, code, rest, quote);
+    eth(
+        LB_MAC,
+        CLIENT_MAC,
+        None,
+        0x86DD,
+        &ipv6(v6(ROUTER6), v6(VIP6), 58, 0x20, 64, &msg),
+    )
+}
+
+/// "Fragmentation needed" rest-of-header with next-hop MTU `mtu`.
+fn mtu4(mtu: u16) -> [u8; 4] {
+    let m = mtu.to_be_bytes();
+    [0, 0, m[0], m[1]]
+}
+
+/// The flow counters, which an ICMP error must leave alone.
+fn flow_counters(f: &Fixture) -> [u64; 5] {
+    [
+        Stat::ConnHit,
+        Stat::ConnMiss,
+        Stat::ConnStale,
+        Stat::NewFlow,
+        Stat::RingLookup,
+    ]
+    .map(|s| f.stat(s))
+}
+
+/// Two backends on VIP4:80/tcp and VIP4:53/udp (and the same on VIP6), the
+/// rings naming A (slot 1) or B (slot 2) as `ring` says.
+fn two_backend_vips(v6_backends: bool) -> Fixture {
+    let mut f = Fixture::new();
+    let (a, b) = if v6_backends {
+        (BE6_A, "fd00:200::12")
+    } else {
+        (BE4_A, BE4_B)
+    };
+    f.backend(1, ip(a));
+    f.backend(2, ip(b));
+    for (vip, port, proto) in [
+        (VIP4, 80, TCP),
+        (VIP4, 53, UDP),
+        (VIP6, 80, TCP),
+        (VIP6, 53, UDP),
+    ] {
+        f.vip(ip(vip), port, proto, 0);
+        f.ring(ip(vip), port, proto, &[1]);
+    }
+    f
+}
+
+#[test]
+fn frag_needed_about_a_pinned_v4_tcp_flow_goes_to_its_backend() {
+    require_root();
+    let mut f = two_backend_vips(false);
+    f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 40100, 80, SYN, b""));
+    // The ring moves on to B; the flow stays pinned to A, and so must the
+    // errors about it.
+    f.ring(ip(VIP4), 80, TCP, &[2]);
+    let before = flow_counters(&f);
+    // Linux quotes as much as fits in 576 bytes.
+    let quote = reply4(TCP, 80, 40100, 1400);
+    let err = icmp_err4(3, 4, mtu4(1280), &quote[..576 - 28]);
+    assert_eq!(l3_of(&err).len(), 576);
+    expect_encap(&mut f, &err, 0xc0, ip(CLIENT4), 40100, BE4_A);
+    assert_eq!(f.stat(Stat::IcmpErrorForwarded), 1);
+    assert_eq!(flow_counters(&f), before, "an ICMP error is no flow event");
+    assert_eq!(
+        f.stat(Stat::Forwarded),
+        1,
+        "only the SYN counts as forwarded"
+    );
+}
+
+#[test]
+fn frag_needed_about_an_unpinned_v4_udp_flow_takes_the_ring_and_pins_nothing() {
+    require_root();
+    let mut f = two_backend_vips(false);
+    f.ring(ip(VIP4), 53, UDP, &[2]);
+    // The shortest quote RFC 792 allows: IP header and 8 bytes.
+    let quote = reply4(UDP, 53, 5300, 100);
+    let err = icmp_err4(3, 4, mtu4(1280), &quote[..28]);
+    expect_encap(&mut f, &err, 0xc0, ip(CLIENT4), 5300, BE4_B);
+    assert_eq!(
+        flow_counters(&f),
+        [0; 5],
+        "no lookup counted, nothing pinned"
+    );
+    // Nothing was pinned: once the ring names A, the flow's next packet
+    // misses the table and goes to A.
+    f.ring(ip(VIP4), 53, UDP, &[1]);
+    let d = v4_frame(
+        v4(CLIENT4),
+        v4(VIP4),
+        UDP,
+        0,
+        &udp(ip(CLIENT4), ip(VIP4), 5300, 53, b"q"),
+    );
+    expect_encap(&mut f, &d, 0, ip(CLIENT4), 5300, BE4_A);
+    assert_eq!(f.stat(Stat::ConnMiss), 1);
+    assert_eq!(f.stat(Stat::NewFlow), 1);
+}
+
+#[test]
+fn packet_too_big_about_a_pinned_v6_tcp_flow_goes_to_its_backend() {
+    require_root();
+    let mut f = two_backend_vips(true);
+    f.run(&v6_tcp(v6(CLIENT6), v6(VIP6), 50100, 80, SYN, b""));
+    f.ring(ip(VIP6), 80, TCP, &[2]);
+    let before = flow_counters(&f);
+    // Linux quotes as much as fits in 1280 bytes.
+    let quote = reply6(TCP, 80, 50100, 1400);
+    let err = icmp_err6(2, 0, 1280u32.to_be_bytes(), &quote[..1280 - 48]);
+    assert_eq!(l3_of(&err).len(), 1280);
+    expect_encap(&mut f, &err, 0x20, ip(CLIENT6), 50100, BE6_A);
+    assert_eq!(f.stat(Stat::IcmpErrorForwarded), 1);
+    assert_eq!(flow_counters(&f), before);
+}
+
+#[test]
+fn packet_too_big_about_an_unpinned_v6_udp_flow_takes_the_ring() {
+    require_root();
+    let mut f = two_backend_vips(true);
+    f.ring(ip(VIP6), 53, UDP, &[2]);
+    let quote = reply6(UDP, 53, 5301, 100);
+    let err = icmp_err6(2, 0, 1280u32.to_be_bytes(), &quote[..48]);
+    expect_encap(&mut f, &err, 0x20, ip(CLIENT6), 5301, "fd00:200::12");
+    assert_eq!(flow_counters(&f), [0; 5]);
+}
+
+#[test]
+fn every_destination_unreachable_code_is_forwarded_other_errors_pass() {
+    require_root();
+    let mut f = two_backend_vips(false);
+    let q4 = reply4(TCP, 80, 40200, 20);
+    // IPv4 "destination unreachable": net, host, protocol, port, frag
+    // needed, admin prohibited.
+    for code in [0u8, 1, 2, 3, 4, 13] {
+        let err = icmp_err4(3, code, [0; 4], &q4);
+        expect_encap(&mut f, &err, 0xc0, ip(CLIENT4), 40200, BE4_A);
+    }
+    // Time exceeded, redirect, parameter problem, source quench: the kernel's.
+    for kind in [11u8, 5, 12, 4] {
+        expect_pass_untouched(&mut f, &icmp_err4(kind, 0, [0; 4], &q4));
+    }
+    let q6 = reply6(TCP, 80, 50200, 20);
+    // ICMPv6 "destination unreachable" (no route, prohibited, address,
+    // port unreachable) and "packet too big".
+    for (kind, code) in [(1u8, 0u8), (1, 1), (1, 3), (1, 4), (2, 0)] {
+        let err = icmp_err6(kind, code, [0, 0, 5, 0], &q6);
+        expect_encap(&mut f, &err, 0x20, ip(CLIENT6), 50200, BE4_A);
+    }
+    // Time exceeded, parameter problem: the kernel's.
+    for kind in [3u8, 4] {
+        expect_pass_untouched(&mut f, &icmp_err6(kind, 0, [0; 4], &q6));
+    }
+    assert_eq!(f.stat(Stat::IcmpErrorForwarded), 6 + 5);
+    assert_eq!(f.stat(Stat::Pass), 4 + 2);
+}
+
+#[test]
+fn icmp_error_with_a_truncated_or_malformed_quote_is_a_counted_drop() {
+    require_root();
+    let mut f = two_backend_vips(false);
+    let q4 = reply4(TCP, 80, 40300, 20);
+    // One byte short of the ports; then only the IP header.
+    for n in [27usize, 20, 8] {
+        expect_drop(
+            &mut f,
+            &icmp_err4(3, 4, mtu4(1280), &q4[..n]),
+            Stat::DropIcmpQuoteTruncated,
+        );
+    }
+    // Not IPv4; IPv4 with options (ports not where we look).
+    let mut bad = q4.clone();
+    bad[0] = 0x65;
+    expect_drop(
+        &mut f,
+        &icmp_err4(3, 4, mtu4(1280), &bad),
+        Stat::DropIcmpQuoteMalformed,
+    );
+    let mut h = Ip4::new(v4(VIP4), v4(CLIENT4), TCP);
+    h.options = vec![1, 1, 1, 0];
+    let with_opts = ipv4(&h, &tcp(ip(VIP4), ip(CLIENT4), 80, 40300, ACK, b""));
+    expect_drop(
+        &mut f,
+        &icmp_err4(3, 4, mtu4(1280), &with_opts),
+        Stat::DropIcmpQuoteMalformed,
+    );
+
+    let q6 = reply6(TCP, 80, 50300, 20);
+    for n in [47usize, 40, 0] {
+        expect_drop(
+            &mut f,
+            &icmp_err6(2, 0, [0, 0, 5, 0], &q6[..n]),
+            Stat::DropIcmpQuoteTruncated,
+        );
+    }
+    let mut bad6 = q6.clone();
+    bad6[0] = 0x45;
+    expect_drop(
+        &mut f,
+        &icmp_err6(2, 0, [0, 0, 5, 0], &bad6),
+        Stat::DropIcmpQuoteMalformed,
+    );
+    assert_eq!(f.stat(Stat::DropIcmpQuoteTruncated), 6);
+    assert_eq!(f.stat(Stat::DropIcmpQuoteMalformed), 3);
+    assert_eq!(f.stat(Stat::IcmpErrorForwarded), 0);
+}
+
+#[test]
+fn icmp_error_not_about_a_vip_flow_passes_untouched() {
+    require_root();
+    let mut f = two_backend_vips(false);
+    // A packet the VIP did not send (another source).
+    let mut h = Ip4::new(v4("198.18.100.99"), v4(CLIENT4), TCP);
+    h.flags_frag = 0x4000;
+    let other = ipv4(&h, &tcp(ip("198.18.100.99"), ip(CLIENT4), 80, 1, ACK, b""));
+    expect_pass_untouched(&mut f, &icmp_err4(3, 4, mtu4(1280), &other));
+    // A port the VIP does not serve, a protocol without ports (the LB's own
+    // echo reply), a later fragment (no ports in it).
+    expect_pass_untouched(&mut f, &icmp_err4(3, 3, [0; 4], &reply4(TCP, 22, 1, 0)));
+    let echo = ipv4(
+        &Ip4::new(v4(VIP4), v4(CLIENT4), 1),
+        &icmp4(0, 0, [0, 1, 0, 1], b"pong"),
+    );
+    expect_pass_untouched(&mut f, &icmp_err4(3, 1, [0; 4], &echo));
+    let mut frag = Ip4::new(v4(VIP4), v4(CLIENT4), UDP);
+    frag.flags_frag = 185;
+    expect_pass_untouched(&mut f, &icmp_err4(3, 1, [0; 4], &ipv4(&frag, &[0x5a; 16])));
+    let mut q6 = reply6(TCP, 80, 1, 0);
+    q6[8..24].copy_from_slice(&v6("fd00:100::99").octets());
+    expect_pass_untouched(&mut f, &icmp_err6(2, 0, [0, 0, 5, 0], &q6));
+    assert_eq!(f.stat(Stat::Pass), 5);
+    assert_eq!(f.stat(Stat::IcmpErrorForwarded), 0);
+}
+
+#[test]
+fn icmp_error_for_a_vip_without_backends_is_a_counted_drop() {
+    require_root();
+    let mut f = two_backend_vips(false);
+    f.ring(ip(VIP4), 80, TCP, &[]);
+    expect_drop(
+        &mut f,
+        &icmp_err4(3, 4, mtu4(1280), &reply4(TCP, 80, 40400, 20)),
+        Stat::DropNoBackend,
+    );
+}
+
+#[test]
+fn icmp_errors_go_to_the_kernel_when_forwarding_is_off() {
+    require_root();
+    let mut f = Fixture::with(|c| c.forward_icmp_errors = false);
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.vip(ip(VIP6), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    f.ring(ip(VIP6), 80, TCP, &[1]);
+    let err = icmp_err4(3, 4, mtu4(1280), &reply4(TCP, 80, 40500, 20));
+    expect_pass_untouched(&mut f, &err);
+    let err6 = icmp_err6(2, 0, [0, 0, 5, 0], &reply6(TCP, 80, 50500, 20));
+    expect_pass_untouched(&mut f, &err6);
+    // Even a bad quote: nothing is looked at.
+    expect_pass_untouched(&mut f, &icmp_err4(3, 4, mtu4(1280), &[0x45; 8]));
+    assert_eq!(f.stat(Stat::Pass), 3);
+    assert_eq!(f.stat(Stat::IcmpErrorForwarded), 0);
+}
+
+// ------------------------------------------------ trailers on the ICMP paths
+
+#[test]
+fn icmp_error_with_a_trailer_is_encapsulated_without_it() {
+    require_root();
+    let mut f = two_backend_vips(false);
+    let err = icmp_err4(3, 4, mtu4(1280), &reply4(UDP, 53, 5310, 0)[..28]);
+    let mut padded = err.clone();
+    padded.extend_from_slice(&[0xfc, 0x5c, 0x01, 0x02]);
+    let (act, out) = f.run(&padded);
+    assert_eq!(act, XDP_TX);
+    let src = crafted_src(&f, ip(CLIENT4), 5310, ip(BE4_A));
+    assert_frame(&out, &encapsulated(l3_of(&err), 0xc0, src, ip(BE4_A), None));
+    let err6 = icmp_err6(2, 0, [0, 0, 5, 0], &reply6(UDP, 53, 5311, 0)[..48]);
+    let mut trailer = err6.clone();
+    trailer.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    let (act, out) = f.run(&trailer);
+    assert_eq!(act, XDP_TX);
+    let src = crafted_src(&f, ip(CLIENT6), 5311, ip(BE4_A));
+    assert_frame(
+        &out,
+        &encapsulated(l3_of(&err6), 0x20, src, ip(BE4_A), None),
+    );
+}
+
+#[test]
+fn echo_request_with_ethernet_padding_is_answered_without_it() {
+    require_root();
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    f.vip(ip(VIP6), 80, TCP, 0);
+    // A bare echo request is 42 bytes on Ethernet; the wire pads it to 60.
+    let req = v4_frame(v4(CLIENT4), v4(VIP4), 1, 0, &icmp4(8, 0, [0, 9, 0, 1], b""));
+    assert_eq!(req.len(), 42);
+    let mut padded = req.clone();
+    padded.resize(60, 0);
+    let (act, out) = f.run(&padded);
+    assert_eq!(act, XDP_TX);
+    let mut r = Ip4::new(v4(VIP4), v4(CLIENT4), 1);
+    r.ttl = 64;
+    let want = eth(
+        CLIENT_MAC,
+        LB_MAC,
+        None,
+        0x0800,
+        &ipv4(&r, &icmp4(0, 0, [0, 9, 0, 1], b"")),
+    );
+    assert_eq!(want.len(), 42);
+    assert_frame(&out, &want);
+
+    let req6 = icmp6(v6(CLIENT6), v6(VIP6), 128, 0, [0, 9, 0, 2], b"");
+    let mut frame6 = v6_frame(v6(CLIENT6), v6(VIP6), 58, 0, &req6);
+    frame6.extend_from_slice(&[1, 2, 3, 4]);
+    let (act, out) = f.run(&frame6);
+    assert_eq!(act, XDP_TX);
+    let rep6 = icmp6(v6(VIP6), v6(CLIENT6), 129, 0, [0, 9, 0, 2], b"");
+    assert_frame(
+        &out,
+        &eth(
+            CLIENT_MAC,
+            LB_MAC,
+            None,
+            0x86DD,
+            &ipv6(v6(VIP6), v6(CLIENT6), 58, 0, 64, &rep6),
+        ),
+    );
+    assert_eq!(f.stat(Stat::IcmpEchoReply), 2);
+}
+
+#[test]
+fn too_big_replies_to_frames_with_a_trailer_quote_the_packet_only() {
+    require_root();
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    f.vip(ip(VIP6), 80, TCP, 0);
+    f.backend(2, ip(BE6_A));
+    f.ring(ip(VIP6), 80, TCP, &[2]);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 45100, 80, ACK, &[0xab; 1460]);
+    let frame = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    let inner = l3_of(&frame).to_vec();
+    let mut fcs = frame.clone();
+    fcs.extend_from_slice(&[9, 8, 7, 6]);
+    let (act, out) = f.run(&fcs);
+    assert_eq!(act, XDP_TX);
+    let msg = icmp4(3, 4, mtu4(1480), &inner[..28]);
+    let mut h = Ip4::new(v4(VIP4), v4(CLIENT4), 1);
+    h.id = 0;
+    h.flags_frag = 0;
+    assert_frame(
+        &out,
+        &eth(CLIENT_MAC, LB_MAC, None, 0x0800, &ipv4(&h, &msg)),
+    );
+
+    let seg6 = tcp(ip(CLIENT6), ip(VIP6), 46100, 80, ACK, &[0xcd; 1420]);
+    let frame6 = v6_frame(v6(CLIENT6), v6(VIP6), TCP, 0, &seg6);
+    let inner6 = l3_of(&frame6).to_vec();
+    let mut fcs6 = frame6.clone();
+    fcs6.extend_from_slice(&[9, 8, 7, 6]);
+    let (act, out) = f.run(&fcs6);
+    assert_eq!(act, XDP_TX);
+    let msg6 = icmp6(
+        v6(VIP6),
+        v6(CLIENT6),
+        2,
+        0,
+        1460u32.to_be_bytes(),
+        &inner6[..48],
+    );
+    assert_frame(
+        &out,
+        &eth(
+            CLIENT_MAC,
+            LB_MAC,
+            None,
+            0x86DD,
+            &ipv6(v6(VIP6), v6(CLIENT6), 58, 0, 64, &msg6),
+        ),
+    );
+    assert_eq!(f.stat(Stat::IcmpTooBigSent), 2);
+}
+
+// ------------------------------------------------ echo sources, header checksums
+
+#[test]
+fn echo_requests_from_group_or_broadcast_sources_are_dropped() {
+    require_root();
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    f.vip(ip(VIP6), 80, TCP, 0);
+    for src in [
+        "224.0.0.1",
+        "239.255.255.250",
+        "240.0.0.1",
+        "255.255.255.255",
+    ] {
+        let req = icmp4(8, 0, [0, 1, 0, 1], b"amplify me");
+        expect_drop(
+            &mut f,
+            &v4_frame(v4(src), v4(VIP4), 1, 0, &req),
+            Stat::DropEchoBadSource,
+        );
+    }
+    for src in ["ff02::1", "ff0e::1:3"] {
+        let req = icmp6(v6(src), v6(VIP6), 128, 0, [0, 1, 0, 1], b"amplify me");
+        expect_drop(
+            &mut f,
+            &v6_frame(v6(src), v6(VIP6), 58, 0, &req),
+            Stat::DropEchoBadSource,
+        );
+    }
+    assert_eq!(f.stat(Stat::DropEchoBadSource), 6);
+    assert_eq!(f.stat(Stat::IcmpEchoReply), 0);
+    // The last unicast addresses below the group range are answered.
+    let req = icmp4(8, 0, [0, 1, 0, 1], b"hi");
+    let (act, _) = f.run(&v4_frame(v4("223.255.255.255"), v4(VIP4), 1, 0, &req));
+    assert_eq!(act, XDP_TX);
+    let req6 = icmp6(v6("fe80::1"), v6(VIP6), 128, 0, [0, 1, 0, 1], b"hi");
+    let (act, _) = f.run(&v6_frame(v6("fe80::1"), v6(VIP6), 58, 0, &req6));
+    assert_eq!(act, XDP_TX);
+    assert_eq!(f.stat(Stat::IcmpEchoReply), 2);
+}
+
+/// `frame` with its IPv4 header checksum (bytes 24..26 of an untagged
+/// frame) off by one.
+fn corrupt_ip_checksum(frame: &[u8]) -> Vec<u8> {
+    let mut c = frame.to_vec();
+    c[25] ^= 1;
+    c
+}
+
+#[test]
+fn ipv4_header_checksum_errors_to_a_vip_are_dropped() {
+    require_root();
+    let mut f = single(VIP4, 80, TCP, BE4_A);
+    // Forwarded, answered (echo), or answered with "too big": all refused.
+    let syn = v4_tcp(v4(CLIENT4), v4(VIP4), 47500, 80, SYN, b"");
+    expect_drop(&mut f, &corrupt_ip_checksum(&syn), Stat::DropBadChecksum);
+    let req = v4_frame(
+        v4(CLIENT4),
+        v4(VIP4),
+        1,
+        0,
+        &icmp4(8, 0, [0, 1, 0, 1], b"x"),
+    );
+    expect_drop(&mut f, &corrupt_ip_checksum(&req), Stat::DropBadChecksum);
+    let big = v4_tcp(v4(CLIENT4), v4(VIP4), 47500, 80, ACK, &[1; 1460]);
+    expect_drop(&mut f, &corrupt_ip_checksum(&big), Stat::DropBadChecksum);
+    let err = icmp_err4(3, 4, mtu4(1280), &reply4(TCP, 80, 47500, 20));
+    expect_drop(&mut f, &corrupt_ip_checksum(&err), Stat::DropBadChecksum);
+    // A corrupt header whose damage lands in the destination: if it still
+    // names a VIP we drop it; if it names another host, it is not ours.
+    let other = v4_tcp(v4(CLIENT4), v4("198.18.100.99"), 1, 80, SYN, b"");
+    expect_pass_untouched(&mut f, &corrupt_ip_checksum(&other));
+    assert_eq!(f.stat(Stat::DropBadChecksum), 4);
+    assert_eq!(
+        f.stat(Stat::IcmpEchoReply) + f.stat(Stat::IcmpTooBigSent) + f.stat(Stat::NewFlow),
+        0
+    );
+    // The intact packets go through.
+    expect_encap(&mut f, &syn, 0, ip(CLIENT4), 47500, BE4_A);
+    assert_eq!(f.run(&req).0, XDP_TX);
+}
+
+/// A "no source port" VIP pins a client, not a connection: an error about
+/// any of the client's connections goes where all of them go, and a
+/// "no conntrack" VIP's errors follow the ring as its packets do.
+#[test]
+fn icmp_errors_follow_the_vip_flags() {
+    require_root();
+    let mut f = Fixture::new();
+    f.vip(ip(VIP4), 80, TCP, VIP_F_NO_SPORT);
+    ten_backends(&mut f, VIP4, 80, TCP);
+    let (act, out) = f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 20000, 80, SYN, b""));
+    assert_eq!(act, XDP_TX);
+    let pinned = outer_dst_v4(&out);
+    for cport in [20001u16, 33333, 65000] {
+        let err = icmp_err4(3, 4, mtu4(1280), &reply4(TCP, 80, cport, 20));
+        let (act, out) = f.run(&err);
+        assert_eq!(act, XDP_TX);
+        assert_eq!(outer_dst_v4(&out), pinned, "client port {cport}");
+    }
+
+    let mut g = Fixture::new();
+    g.vip(ip(VIP4), 80, TCP, VIP_F_NO_CONNTRACK);
+    g.backend(1, ip(BE4_A));
+    g.backend(2, ip(BE4_B));
+    g.ring(ip(VIP4), 80, TCP, &[1]);
+    let err = icmp_err4(3, 4, mtu4(1280), &reply4(TCP, 80, 20100, 20));
+    expect_encap(&mut g, &err, 0xc0, ip(CLIENT4), 20100, BE4_A);
+    g.ring(ip(VIP4), 80, TCP, &[2]);
+    expect_encap(&mut g, &err, 0xc0, ip(CLIENT4), 20100, BE4_B);
+    assert_eq!(g.stat(Stat::IcmpErrorForwarded), 2);
+}

@@ -93,6 +93,11 @@ pub struct DataplaneConfig {
     /// CPU; 0 = unlimited.
     #[serde(default = "default_icmp_too_big_rate")]
     pub icmp_too_big_rate: u32,
+    /// Encapsulate ICMP errors about VIP flows (fragmentation needed, packet
+    /// too big, destination unreachable) to the flow's backend, which sent
+    /// the packet they are about (direct server return).
+    #[serde(default = "default_true")]
+    pub forward_icmp_errors: bool,
 }
 
 /// `[api]`.
@@ -151,6 +156,9 @@ fn default_pin_path() -> PathBuf {
 }
 fn default_mtu() -> u32 {
     1500
+}
+fn default_true() -> bool {
+    true
 }
 fn default_icmp_too_big_rate() -> u32 {
     // The kernel's own ICMP limit is in the same order: 1000/s.

@@ -18,6 +18,7 @@ conn_table_size = 4096
 hash_seed = 12345
 encap_source_v4 = "198.19.0.1/32"
 encap_source_v6 = "fd00:5::/96"
+forward_icmp_errors = false
 
 [api]
 listen = "tcp://127.0.0.1:50051"
@@ -66,6 +67,7 @@ fn full_file() {
     assert_eq!((dp.mtu, dp.hash_seed), (9000, 12345));
     assert_eq!(dp.encap_source_v4.to_string(), "198.19.0.1/32");
     assert_eq!(dp.encap_source_v6.to_string(), "fd00:5::/96");
+    assert!(!dp.forward_icmp_errors);
     assert_eq!(
         c.api.listen,
         Listen::Tcp("127.0.0.1:50051".parse().unwrap())
@@ -99,6 +101,10 @@ fn minimal_file_takes_defaults() {
     assert_eq!(dp.encap_source_v4.to_string(), "172.16.0.0/16");
     assert_eq!(dp.encap_source_v6.to_string(), "100::/96");
     assert_eq!(dp.icmp_too_big_rate, 1000);
+    assert!(
+        dp.forward_icmp_errors,
+        "ICMP errors are forwarded by default"
+    );
     assert_eq!(c.api.listen.to_string(), "unix:///run/lb/lb.sock");
     assert_eq!(c.api.tls, None);
     assert_eq!(c.state.dir, PathBuf::from("/var/lib/lb"));
@@ -217,6 +223,12 @@ fn bad_values_are_reported_with_line_and_key() {
         "host bits",
     );
     bad(&format!("{HEAD}mtu = -5\n"), 4, "dataplane.mtu", "u32");
+    bad(
+        &format!("{HEAD}forward_icmp_errors = \"yes\"\n"),
+        4,
+        "dataplane.forward_icmp_errors",
+        "bool",
+    );
     bad(
         &format!("{HEAD}mtu = 1500\nbogus = 1\n"),
         5,

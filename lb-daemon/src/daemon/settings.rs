@@ -72,6 +72,7 @@ pub fn balancer_config(dp: &DataplaneConfig, if_mac: [u8; 6]) -> BalancerConfig 
         v6_src: dp.encap_source_v6.addr,
         v6_src_len: dp.encap_source_v6.len,
         icmp_too_big_rate: dp.icmp_too_big_rate,
+        forward_icmp_errors: dp.forward_icmp_errors,
     }
 }
 
@@ -120,7 +121,8 @@ mod tests {
             (bc.v6_src.to_string(), bc.v6_src_len),
             ("fd00:5::".into(), 96)
         );
-        bc.to_map().unwrap();
+        assert!(!bc.forward_icmp_errors);
+        assert_eq!(bc.to_map().unwrap().flags, 0);
     }
 
     #[test]
@@ -133,6 +135,14 @@ mod tests {
                 gateway_mac: [2, 0, 0, 0, 0, 1],
                 ..BalancerConfig::default()
             }
+        );
+        assert_eq!(
+            balancer_config(&c.dataplane, [0; 6])
+                .to_map()
+                .unwrap()
+                .flags,
+            lb_common::LB_CFG_F_FORWARD_ICMP_ERRORS,
+            "ICMP errors are forwarded unless the file says otherwise"
         );
         let prod = parse(
             include_str!("../../../config/production.toml"),

@@ -12,8 +12,8 @@ use aya::{
     programs::Xdp,
 };
 use lb_common::{
-    AddrKey, Backend, ConnEntry, Counters, FlowKey, FlowKey4, LbConfig, PktBytes, STAT_COUNT,
-    VipKey, VipMeta, addr,
+    AddrKey, Backend, ConnEntry, Counters, FlowKey, FlowKey4, LB_CFG_F_FORWARD_ICMP_ERRORS,
+    LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
 };
 
 use super::{DataplaneError, RingMap, filter::VipFilter, object::BALANCER_OBJECT, ring};
@@ -117,6 +117,9 @@ pub struct BalancerConfig {
     pub v6_src_len: u8,
     /// ICMP "too big" replies per second per CPU (0 = unlimited).
     pub icmp_too_big_rate: u32,
+    /// Encapsulate ICMP errors about VIP flows to the flow's backend
+    /// ([`lb_common::LB_CFG_F_FORWARD_ICMP_ERRORS`]).
+    pub forward_icmp_errors: bool,
 }
 
 impl Default for BalancerConfig {
@@ -133,6 +136,7 @@ impl Default for BalancerConfig {
             v6_src: Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
             v6_src_len: 96,
             icmp_too_big_rate: DEFAULT_ICMP_TOO_BIG_RATE,
+            forward_icmp_errors: true,
         }
     }
 }
@@ -175,7 +179,11 @@ impl BalancerConfig {
             v6_src: addr::from_v6(self.v6_src.octets()),
             v6_src_mask: mask(self.v6_src_len - 96),
             icmp_too_big_rate: self.icmp_too_big_rate,
-            _pad: 0,
+            flags: if self.forward_icmp_errors {
+                LB_CFG_F_FORWARD_ICMP_ERRORS
+            } else {
+                0
+            },
         })
     }
 }

@@ -786,7 +786,9 @@ pub(crate) mod tests {
 
     const ZERO_COUNTERS: &str = concat!(
         r#""conn_hit":0,"conn_insert_failed":0,"conn_miss":0,"conn_stale":0,"#,
-        r#""drop_encap_failed":0,"drop_fragment":0,"drop_ip_options":0,"#,
+        r#""drop_bad_checksum":0,"drop_echo_bad_source":0,"#,
+        r#""drop_encap_failed":0,"drop_fragment":0,"#,
+        r#""drop_icmp_quote_malformed":0,"drop_icmp_quote_truncated":0,"drop_ip_options":0,"#,
         r#""drop_malformed":0,"drop_no_backend":0,"drop_too_big":0,"#
     );
 
@@ -795,7 +797,7 @@ pub(crate) mod tests {
         let want = format!(
             concat!(
                 r#"{{"counters":{{{zero}"forwarded":900,"icmp_echo_reply":0,"#,
-                r#""icmp_rate_limited":0,"icmp_too_big_sent":0,"new_counter":5,"new_flow":0,"pass":0,"#,
+                r#""icmp_error_forwarded":0,"icmp_rate_limited":0,"icmp_too_big_sent":0,"new_counter":5,"new_flow":0,"pass":0,"#,
                 r#""ring_lookup":0,"rx":1000}},"#,
                 r#""vips":[{{"vip":"198.18.0.10:80/tcp","packets":900,"bytes":90000,"#,
                 r#""backends":[{{"address":"198.19.0.11","slot":0,"packets":900,"bytes":90000}}]}}],"#,
@@ -840,14 +842,22 @@ pub(crate) mod tests {
             "198.18.0.10:80/tcp      900  90000\n",
             "  -> 198.19.0.11        900  90000\n",
             "\n",
-            "COUNTER             VALUE\n",
-            "rx                   1000\n",
-            "pass                    0\n",
-            "forwarded             900\n",
+            "COUNTER                    VALUE\n",
+            "rx                          1000\n",
+            "pass                           0\n",
+            "forwarded                    900\n",
         );
         assert!(table.starts_with(head), "{table}");
         assert!(
-            table.ends_with("icmp_rate_limited       0\nnew_counter             5\n"),
+            table.ends_with(concat!(
+                "icmp_rate_limited              0\n",
+                "icmp_error_forwarded           0\n",
+                "drop_icmp_quote_truncated      0\n",
+                "drop_icmp_quote_malformed      0\n",
+                "drop_echo_bad_source           0\n",
+                "drop_bad_checksum              0\n",
+                "new_counter                    5\n"
+            )),
             "{table}"
         );
         // Three table lines, a blank, the counter header, every counter, one extra.
@@ -860,10 +870,10 @@ pub(crate) mod tests {
             "198.18.0.10:80/tcp      900  90000    90.5   9050.0\n",
             "  -> 198.19.0.11        900  90000    90.5   9050.0\n",
             "\n",
-            "COUNTER             VALUE  RATE/S\n",
-            "rx                   1000   100.0\n",
-            "pass                    0     0.0\n",
-            "forwarded             900    90.5\n",
+            "COUNTER                    VALUE  RATE/S\n",
+            "rx                          1000   100.0\n",
+            "pass                           0     0.0\n",
+            "forwarded                    900    90.5\n",
         );
         assert!(watch.starts_with(head), "{watch}");
     }

@@ -28,6 +28,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_ebpf::{
+    csum,
     hdr::EthHdr,
     ptr::{adjust_head, frame_len, ptr_at},
 };
@@ -124,17 +125,25 @@ fn restore(ctx: &XdpContext) -> Option<()> {
     let k = unsafe { *count };
     unsafe { *count = k + 1 };
     let flow = (k % nflows as u64) as u32;
-    let (addr_off, port_off, addr, port) = unsafe {
+    let (addr_off, port_off, csum_off, addr, port) = unsafe {
         (
             (*tpl).addr_off as usize,
             (*tpl).port_off as usize,
+            (*tpl).csum_off as usize,
             (*tpl).addr_base + flow / FLOWS_PER_ADDR,
             (*tpl).port_base + flow % FLOWS_PER_ADDR,
         )
     };
     // Masked so the verifier sees a bounded variable packet offset.
     let a = ptr_at::<u16>(ctx, addr_off & (MAX_FRAME - 1))?;
-    unsafe { a.write_unaligned((addr as u16).to_be()) };
+    let new = (addr as u16).to_be();
+    let old = unsafe { a.read_unaligned() };
+    unsafe { a.write_unaligned(new) };
+    if csum_off != 0 {
+        // RFC 1624: the IPv4 header checksum follows the changed word.
+        let c = ptr_at::<u16>(ctx, csum_off & (MAX_FRAME - 1))?;
+        unsafe { c.write_unaligned(csum::replace16(c.read_unaligned(), old, new)) };
+    }
     let p = ptr_at::<u16>(ctx, port_off & (MAX_FRAME - 1))?;
     unsafe { p.write_unaligned((port as u16).to_be()) };
     Some(())

@@ -43,7 +43,13 @@ pub fn our_mac(cfg: &LbConfig, received_dst: [u8; 6]) -> [u8; 6] {
 /// checked with the IP length. Free for unpadded frames (one compare).
 #[inline(always)]
 pub fn trim_to_ip(ctx: &XdpContext, pkt: &Packet) -> Option<()> {
-    let end = pkt.l3_off + pkt.l3_len as usize;
+    trim_to(ctx, pkt.l3_off + pkt.l3_len as usize)
+}
+
+/// Cuts the frame to its first `end` bytes if it is longer (all packet
+/// pointers are invalid afterwards when it was).
+#[inline(always)]
+pub fn trim_to(ctx: &XdpContext, end: usize) -> Option<()> {
     let len = frame_len(ctx);
     if len > end {
         adjust_tail(ctx, end as i32 - len as i32)?;

@@ -257,7 +257,7 @@ pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
     if stop::<B>(Stage::Ring, b.addr[0] as u64) {
         return Choice::Stopped;
     }
-    if use_conn {
+    if use_conn && B::PIN {
         let entry = ConnEntry {
             slot,
             generation: b.generation,

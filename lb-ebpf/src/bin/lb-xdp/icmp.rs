@@ -8,10 +8,13 @@ use lb_common::{LbConfig, PROTO_ICMP, PROTO_ICMPV6};
 use lb_ebpf::{
     csum, eth,
     hdr::{ETH_P_IP, ETH_P_IPV6, IcmpHdr, Ipv4Hdr, Ipv6Hdr},
-    ptr::{adjust_head, adjust_tail, frame_len, ptr_at},
+    ptr::{adjust_head, ptr_at},
 };
 
-use crate::{encap::our_mac, maps::LB_ICMP_RATE};
+use crate::{
+    encap::{our_mac, trim_to},
+    maps::LB_ICMP_RATE,
+};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -65,9 +68,13 @@ fn ipv4_checksum(h: &Ipv4Hdr) -> u16 {
     csum::ipv4_header(unsafe { &*(h as *const Ipv4Hdr as *const [u16; 10]) })
 }
 
-/// Turns an ICMP echo request into the reply, in place.
+/// Turns an ICMP echo request (an `l3_len`-byte IP packet at `l3`) into the
+/// reply, in place. Bytes after the IP packet (Ethernet padding, a kept FCS)
+/// are cut first: the reply is the IP packet alone, the wire pads it again if
+/// it needs to.
 #[inline(always)]
-pub fn echo_reply_v4(ctx: &XdpContext, l3: usize, cfg: &LbConfig) -> Option<()> {
+pub fn echo_reply_v4(ctx: &XdpContext, l3: usize, l3_len: usize, cfg: &LbConfig) -> Option<()> {
+    trim_to(ctx, l3 + l3_len)?;
     let (dst, src, tci) = eth::read(ctx, 0, l3)?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3)?;
     let icmp = ptr_at::<IcmpHdr>(ctx, l3 + 20)?;
@@ -88,11 +95,12 @@ pub fn echo_reply_v4(ctx: &XdpContext, l3: usize, cfg: &LbConfig) -> Option<()> 
     eth::write(ctx, l3, &src, &our_mac(cfg, dst), tci, ETH_P_IP)
 }
 
-/// Turns an ICMPv6 echo request into the reply, in place. Swapping source and
-/// destination leaves the pseudo-header sum unchanged, so only the type word
-/// enters the checksum update.
+/// Turns an ICMPv6 echo request into the reply, in place, trailer cut as for
+/// IPv4. Swapping source and destination leaves the pseudo-header sum
+/// unchanged, so only the type word enters the checksum update.
 #[inline(always)]
-pub fn echo_reply_v6(ctx: &XdpContext, l3: usize, cfg: &LbConfig) -> Option<()> {
+pub fn echo_reply_v6(ctx: &XdpContext, l3: usize, l3_len: usize, cfg: &LbConfig) -> Option<()> {
+    trim_to(ctx, l3 + l3_len)?;
     let (dst, src, tci) = eth::read(ctx, 0, l3)?;
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3)?;
     let icmp = ptr_at::<IcmpHdr>(ctx, l3 + 40)?;
@@ -115,11 +123,7 @@ pub fn echo_reply_v6(ctx: &XdpContext, l3: usize, cfg: &LbConfig) -> Option<()> 
 /// `l3 + room`, which is exactly where it belongs after the new headers.
 #[inline(always)]
 fn reshape(ctx: &XdpContext, l3: usize, quote: usize, room: usize) -> Option<()> {
-    let keep = l3 + quote;
-    let len = frame_len(ctx);
-    if len > keep {
-        adjust_tail(ctx, keep as i32 - len as i32)?;
-    }
+    trim_to(ctx, l3 + quote)?;
     adjust_head(ctx, -(room as i32))
 }
 

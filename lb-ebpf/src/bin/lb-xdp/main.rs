@@ -1,14 +1,16 @@
 //! `lb_xdp`: the balancer. A frame is parsed (`parse`), its backend chosen
 //! (`flow`), and it is encapsulated towards the backend (`encap`) and sent
 //! back out with XDP_TX; ICMP the balancer owes the client is in `icmp`,
-//! counters in `stats`, maps in `maps`, the bench's cut-down builds of this
-//! path in `variant`.
+//! ICMP errors that belong to a backend in `icmp_error`, counters in
+//! `stats`, maps in `maps`, the bench's cut-down builds of this path in
+//! `variant`.
 #![no_std]
 #![no_main]
 
 mod encap;
 mod flow;
 mod icmp;
+mod icmp_error;
 mod maps;
 mod parse;
 mod stats;
@@ -65,8 +67,15 @@ fn balance<B: Variant>(ctx: &XdpContext) -> u32 {
         Parsed::Pass => pass(&t),
         Parsed::Drop(reason) => drop(&t, reason),
         Parsed::Stopped => STOPPED,
-        Parsed::EchoV4 { l3_off } => replied(&t, icmp::echo_reply_v4(ctx, l3_off, cfg)),
-        Parsed::EchoV6 { l3_off } => replied(&t, icmp::echo_reply_v6(ctx, l3_off, cfg)),
+        Parsed::EchoV4 { l3_off, l3_len } => {
+            replied(&t, icmp::echo_reply_v4(ctx, l3_off, l3_len, cfg))
+        }
+        Parsed::EchoV6 { l3_off, l3_len } => {
+            replied(&t, icmp::echo_reply_v6(ctx, l3_off, l3_len, cfg))
+        }
+        Parsed::IcmpError { l3_off, family } => {
+            icmp_error_verdict(&t, icmp_error::forward(ctx, l3_off, family, cfg))
+        }
         // Two calls of one inlined function: each family gets its own copy,
         // in which the compiler knows the address width (the three zero
         // words of an IPv4 address fold away in the key and the hash).
@@ -83,6 +92,27 @@ fn replied<B: Variant>(t: &Tally<B>, r: Option<()>) -> u32 {
             xdp_action::XDP_TX
         }
         None => drop(t, Stat::DropMalformed),
+    }
+}
+
+/// Counts and acts on what `icmp_error::forward` made of an ICMP error. Each
+/// arm names its counter as a constant: `Tally::inc` relies on that for its
+/// index check to fold away (a run-time index would leave a panic path the
+/// verifier rejects).
+#[inline(always)]
+fn icmp_error_verdict<B: Variant>(t: &Tally<B>, s: Stat) -> u32 {
+    match s {
+        Stat::IcmpErrorForwarded => {
+            t.inc(Stat::IcmpErrorForwarded);
+            xdp_action::XDP_TX
+        }
+        Stat::Pass => pass(t),
+        Stat::DropIcmpQuoteTruncated => drop(t, Stat::DropIcmpQuoteTruncated),
+        Stat::DropIcmpQuoteMalformed => drop(t, Stat::DropIcmpQuoteMalformed),
+        Stat::DropNoBackend => drop(t, Stat::DropNoBackend),
+        Stat::DropTooBig => drop(t, Stat::DropTooBig),
+        Stat::DropEncapFailed => drop(t, Stat::DropEncapFailed),
+        _ => drop(t, Stat::DropMalformed),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Where a packet is parsed: from the frame to either a flow for a VIP, an
-//! ICMP echo for a VIP address, "not ours" or a reasoned drop.
+//! ICMP echo or ICMP error for a VIP address, "not ours" or a reasoned drop.
 //!
 //! Order matters: we first learn the destination address and ask the VIP
 //! filter about it, so anything not for a VIP is passed untouched even if it
@@ -22,6 +22,7 @@ use lb_common::{
     PROTO_TCP, PROTO_UDP, Stat, VIP_FILTER_PER_WORD, vip_filter_bucket,
 };
 use lb_ebpf::{
+    csum,
     eth::L2,
     hdr::{
         ETH_P_IP, ETH_P_IPV6, IP_DF, IP_MF_OFFSET, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr,
@@ -72,10 +73,15 @@ pub enum Parsed {
     FlowV4(Packet),
     /// TCP or UDP over IPv6 for a possible VIP address.
     FlowV6(Packet),
-    /// ICMP echo request (IPv4) for a VIP address; the IP header is at `l3_off`.
-    EchoV4 { l3_off: usize },
+    /// ICMP echo request (IPv4) for a VIP address; the IP header is at
+    /// `l3_off`, the IP packet is `l3_len` bytes (the frame may carry more).
+    EchoV4 { l3_off: usize, l3_len: usize },
     /// ICMPv6 echo request for a VIP address.
-    EchoV6 { l3_off: usize },
+    EchoV6 { l3_off: usize, l3_len: usize },
+    /// ICMP error (IPv4 "destination unreachable", ICMPv6 "destination
+    /// unreachable" or "packet too big") for a VIP address: perhaps about a
+    /// VIP flow, whose backend must hear of it (`icmp_error`).
+    IcmpError { l3_off: usize, family: u8 },
     /// Not for a VIP: hand to the kernel untouched.
     Pass,
     /// For a VIP but unusable: drop and count this reason.
@@ -85,7 +91,10 @@ pub enum Parsed {
 }
 
 const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_DEST_UNREACH: u8 = 3;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_DEST_UNREACH: u8 = 1;
+const ICMPV6_PKT_TOOBIG: u8 = 2;
 const NEXTHDR_FRAGMENT: u8 = 44;
 
 /// The filter's two bits for `addr`: 0 (certainly not a VIP address) or
@@ -167,6 +176,12 @@ fn ipv4<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     if frag & IP_MF_OFFSET != 0 {
         return drop_if_vip(dst, FAMILY_V4, Stat::DropFragment);
     }
+    // A corrupt header must not be answered (an echo reply or a "too big"
+    // would carry a fresh, valid checksum) nor steered by its damaged fields.
+    // SAFETY: the same 20 bytes `ptr_at` checked.
+    if !csum::ipv4_header_valid(unsafe { &*(ip as *const [u32; 5]) }) {
+        return drop_if_vip(dst, FAMILY_V4, Stat::DropBadChecksum);
+    }
     let tot_len = u16::from_be(unsafe { (*ip).tot_len }) as usize;
     if tot_len < IPV4_HDR_LEN || l3_off + tot_len > frame_len(ctx) {
         return drop_if_vip(dst, FAMILY_V4, Stat::DropMalformed);
@@ -177,7 +192,10 @@ fn ipv4<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let ports = match protocol {
         PROTO_TCP => tcp_ports(ctx, l4, l4_room),
         PROTO_UDP => udp_ports(ctx, l4, l4_room),
-        PROTO_ICMP => return icmp(ctx, l3_off, l4, l4_room, dst, FAMILY_V4),
+        PROTO_ICMP => {
+            let src = [unsafe { (*ip).saddr }, 0, 0, 0];
+            return icmp(ctx, l3_off, l4, l4_room, src, dst, FAMILY_V4);
+        }
         _ => return Parsed::Pass,
     };
     let Some((sport, dport, syn)) = ports else {
@@ -233,7 +251,10 @@ fn ipv6<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
     let ports = match nexthdr {
         PROTO_TCP => tcp_ports(ctx, l4, payload),
         PROTO_UDP => udp_ports(ctx, l4, payload),
-        PROTO_ICMPV6 => return icmp(ctx, l3_off, l4, payload, dst, FAMILY_V6),
+        PROTO_ICMPV6 => {
+            let src = unsafe { (*ip).saddr };
+            return icmp(ctx, l3_off, l4, payload, src, dst, FAMILY_V6);
+        }
         NEXTHDR_FRAGMENT => return drop_if_vip(dst, FAMILY_V6, Stat::DropFragment),
         nh if is_ipv6_ext(nh) => return drop_if_vip(dst, FAMILY_V6, Stat::DropIpOptions),
         _ => return Parsed::Pass,
@@ -261,15 +282,17 @@ fn ipv6<B: Variant>(ctx: &XdpContext, l3_off: usize) -> Parsed {
 }
 
 /// ICMP (`FAMILY_V4`) or ICMPv6 at `l4`, `room` bytes of IP payload: an
-/// echo request to a VIP address is ours to answer; anything else, or any
-/// ICMP to an address that only shares the filter bucket of a VIP, is the
-/// kernel's.
+/// echo request to a VIP address is ours to answer (unless its source is a
+/// group or broadcast address), a "destination unreachable" or "packet too
+/// big" may concern a VIP flow; anything else, or any ICMP to an address that
+/// only shares the filter bucket of a VIP, is the kernel's.
 #[inline(always)]
 fn icmp(
     ctx: &XdpContext,
     l3_off: usize,
     l4: usize,
     room: usize,
+    src: [u32; 4],
     dst: [u32; 4],
     family: u8,
 ) -> Parsed {
@@ -284,10 +307,36 @@ fn icmp(
     }
     // SAFETY: bounds checked by `ptr_at`.
     let kind = unsafe { (*h)[0] };
+    let l3_len = l4 - l3_off + room;
     match (family, kind) {
-        (FAMILY_V4, ICMP_ECHO_REQUEST) => Parsed::EchoV4 { l3_off },
-        (FAMILY_V6, ICMPV6_ECHO_REQUEST) => Parsed::EchoV6 { l3_off },
+        (FAMILY_V4, ICMP_ECHO_REQUEST) | (FAMILY_V6, ICMPV6_ECHO_REQUEST)
+            if !unicast_source(&src, family) =>
+        {
+            Parsed::Drop(Stat::DropEchoBadSource)
+        }
+        (FAMILY_V4, ICMP_ECHO_REQUEST) => Parsed::EchoV4 { l3_off, l3_len },
+        (FAMILY_V6, ICMPV6_ECHO_REQUEST) => Parsed::EchoV6 { l3_off, l3_len },
+        (FAMILY_V4, ICMP_DEST_UNREACH)
+        | (FAMILY_V6, ICMPV6_DEST_UNREACH)
+        | (FAMILY_V6, ICMPV6_PKT_TOOBIG) => Parsed::IcmpError { l3_off, family },
         _ => Parsed::Pass,
+    }
+}
+
+/// False for sources a host must not answer (IPv4: RFC 1122 3.2.2.6; IPv6:
+/// RFC 4291 2.7, a multicast address is never a source): IPv4 224.0.0.0/3
+/// (multicast, the reserved class E and the limited broadcast
+/// 255.255.255.255), IPv6 ff00::/8 (multicast). A directed broadcast cannot
+/// be told from a host address without the sender's prefix length, which we
+/// do not know.
+#[inline(always)]
+fn unicast_source(src: &[u32; 4], family: u8) -> bool {
+    // Map layout: the first address byte is the first byte in memory.
+    let first = src[0].to_ne_bytes()[0];
+    if family == FAMILY_V4 {
+        first < 224
+    } else {
+        first != 0xff
     }
 }
 

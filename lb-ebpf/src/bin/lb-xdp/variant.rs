@@ -47,6 +47,8 @@ pub trait Variant {
     const STOP: Stage;
     /// Whether counters are updated.
     const COUNT: bool;
+    /// Whether a ring choice is pinned in the connection table.
+    const PIN: bool = true;
 }
 
 /// The production balancer.
@@ -54,6 +56,18 @@ pub struct Full;
 impl Variant for Full {
     const STOP: Stage = Stage::Never;
     const COUNT: bool = true;
+}
+
+/// The backend choice made on behalf of an ICMP error (`icmp_error`): the
+/// production path, but the lookups count nothing (they are not flow events)
+/// and a ring choice is not pinned (an error message, perhaps forged, must
+/// not create flow state; the flow's own next packet takes the same ring
+/// position anyway).
+pub struct Quiet;
+impl Variant for Quiet {
+    const STOP: Stage = Stage::Never;
+    const COUNT: bool = false;
+    const PIN: bool = false;
 }
 
 /// The verdict of a program that stopped at its checkpoint. `XDP_REDIRECT`
