@@ -25,7 +25,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 pub use span::{Seg, Source, k};
-pub use values::{InterfaceName, Ipv4Prefix, Ipv6Prefix, Listen, XdpMode};
+pub use values::{EncapKind, InterfaceName, Ipv4Prefix, Ipv6Prefix, Listen, XdpMode};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,12 @@ pub struct DataplaneConfig {
     /// the packet they are about (direct server return).
     #[serde(default = "default_true")]
     pub forward_icmp_errors: bool,
+    /// Encapsulation towards the backends: `ipip` (default) or `gue`.
+    #[serde(default)]
+    pub encap: EncapKind,
+    /// Outer UDP destination port of GUE (used with `encap = "gue"`).
+    #[serde(default = "default_gue_port")]
+    pub gue_port: u16,
 }
 
 /// `[api]`.
@@ -211,6 +217,9 @@ fn default_pin_path() -> PathBuf {
 }
 fn default_mtu() -> u32 {
     1500
+}
+fn default_gue_port() -> u16 {
+    lb_common::DEFAULT_GUE_PORT
 }
 fn default_true() -> bool {
     true
@@ -330,6 +339,12 @@ impl Config {
         }
         if dp.max_vips == 0 {
             return Err(c.error(&[k("dataplane"), k("max_vips")], "must be at least 1"));
+        }
+        if dp.gue_port == 0 {
+            return Err(c.error(
+                &[k("dataplane"), k("gue_port")],
+                "must be a UDP port, 1..=65535",
+            ));
         }
         if dp.max_backends < 2 {
             return Err(c.error(

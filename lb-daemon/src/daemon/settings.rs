@@ -7,8 +7,11 @@
 use std::path::Path;
 
 use crate::{
-    config::{Config, ConfigError, ConfigFile, DataplaneConfig, XdpMode, backend_key, k, vip_key},
-    dataplane::{AttachMode, BalancerConfig, Sizes},
+    config::{
+        Config, ConfigError, ConfigFile, DataplaneConfig, EncapKind, XdpMode, backend_key, k,
+        vip_key,
+    },
+    dataplane::{AttachMode, BalancerConfig, Encapsulation, Sizes},
     maglev,
     state::validate,
 };
@@ -87,6 +90,10 @@ pub fn balancer_config(dp: &DataplaneConfig, if_mac: [u8; 6]) -> BalancerConfig 
         v6_src_len: dp.encap_source_v6.len,
         icmp_too_big_rate: dp.icmp_too_big_rate,
         forward_icmp_errors: dp.forward_icmp_errors,
+        encap: match dp.encap {
+            EncapKind::Ipip => Encapsulation::Ipip,
+            EncapKind::Gue => Encapsulation::Gue { port: dp.gue_port },
+        },
     }
 }
 
