@@ -144,6 +144,9 @@ mod tests {
         );
         assert!(!bc.forward_icmp_errors);
         assert_eq!(bc.to_map().unwrap().flags, 0);
+        assert_eq!(bc.encap, Encapsulation::Gue { port: 9999 });
+        // The data plane's form: the port in network order, one field.
+        assert_eq!(bc.to_map().unwrap().gue_port, 9999u16.to_be());
     }
 
     #[test]
