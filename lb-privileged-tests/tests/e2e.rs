@@ -746,7 +746,11 @@ fn icmp_errors_reach_the_backend_so_downloads_cross_a_smaller_link() {
     for (vip, client) in [(VIP4, CLIENT_V4), (VIP6, CLIENT_V6)] {
         let r = download(&lab, vip);
         assert_eq!(
-            (n(&r["ok"]), n(&r["failed"]), r["errors"]["timeout"].as_u64()),
+            (
+                n(&r["ok"]),
+                n(&r["failed"]),
+                r["errors"]["timeout"].as_u64()
+            ),
             (0, 1, Some(1)),
             "without ICMP forwarding the download via {vip} stalls: {r}"
         );

@@ -1587,9 +1587,8 @@ fn ipv4_header_checksum_errors_to_a_vip_are_dropped() {
 /// Fixture encapsulating in GUE to `port`, with one VIP `vip:port/proto`
 /// whose ring holds only `backend` (slot 1).
 fn single_gue(gue_port: u16, vip: &str, port: u16, proto: u8, backend: &str) -> Fixture {
-    let mut f = Fixture::with(|c| {
-        c.encap = lb_daemon::dataplane::Encapsulation::Gue { port: gue_port }
-    });
+    let mut f =
+        Fixture::with(|c| c.encap = lb_daemon::dataplane::Encapsulation::Gue { port: gue_port });
     f.vip(ip(vip), port, proto, 0);
     f.backend(1, ip(backend));
     f.ring(ip(vip), port, proto, &[1]);
@@ -1677,7 +1676,10 @@ fn gue_port_is_configurable_and_source_port_follows_the_flow() {
         assert!(udp_sport >= 49152, "dynamic port range: {udp_sport}");
         sports.insert(udp_sport);
     }
-    assert!(sports.len() >= 12, "flows spread over source ports: {sports:?}");
+    assert!(
+        sports.len() >= 12,
+        "flows spread over source ports: {sports:?}"
+    );
 }
 
 #[test]
@@ -1745,7 +1747,10 @@ fn gue_mtu_boundary_counts_the_udp_header() {
     let (act, out) = f.run(&frame);
     assert_eq!(act, XDP_TX);
     assert_eq!(&out[12..14], &[0x08, 0x00], "an ICMP reply, not GUE");
-    assert_eq!(u16::from_be_bytes([out[14 + 20 + 6], out[14 + 20 + 7]]), 1452);
+    assert_eq!(
+        u16::from_be_bytes([out[14 + 20 + 6], out[14 + 20 + 7]]),
+        1452
+    );
 }
 
 #[test]

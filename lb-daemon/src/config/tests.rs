@@ -241,8 +241,18 @@ fn bad_values_are_reported_with_line_and_key() {
         "dataplane.encap",
         "unknown variant",
     );
-    bad(&format!("{HEAD}gue_port = 0\n"), 4, "dataplane.gue_port", "1..=65535");
-    bad(&format!("{HEAD}gue_port = 70000\n"), 4, "dataplane.gue_port", "u16");
+    bad(
+        &format!("{HEAD}gue_port = 0\n"),
+        4,
+        "dataplane.gue_port",
+        "1..=65535",
+    );
+    bad(
+        &format!("{HEAD}gue_port = 70000\n"),
+        4,
+        "dataplane.gue_port",
+        "u16",
+    );
     bad(
         &format!("{HEAD}mtu = 1500\nbogus = 1\n"),
         5,

@@ -27,7 +27,9 @@ use lb_common::{
 };
 use lb_ebpf::{
     eth,
-    hdr::{ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, UdpHdr},
+    hdr::{
+        ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, UdpHdr,
+    },
     ptr::{adjust_head, frame_len, ptr_at},
 };
 
@@ -206,14 +208,16 @@ fn decap(ctx: &XdpContext) -> Verdict {
     if eth::write(ctx, l3, &dst, &src, tci, ethertype).is_none() {
         return Verdict::Drop;
     }
-    Verdict::Decapped(match (tunnel == Tunnel::Gue, v4_outer, inner == PROTO_IPIP) {
-        (false, true, true) => DecapStat::V4InV4,
-        (false, true, false) => DecapStat::V6InV4,
-        (false, false, true) => DecapStat::V4InV6,
-        (false, false, false) => DecapStat::V6InV6,
-        (true, true, true) => DecapStat::GueV4InV4,
-        (true, true, false) => DecapStat::GueV6InV4,
-        (true, false, true) => DecapStat::GueV4InV6,
-        (true, false, false) => DecapStat::GueV6InV6,
-    })
+    Verdict::Decapped(
+        match (tunnel == Tunnel::Gue, v4_outer, inner == PROTO_IPIP) {
+            (false, true, true) => DecapStat::V4InV4,
+            (false, true, false) => DecapStat::V6InV4,
+            (false, false, true) => DecapStat::V4InV6,
+            (false, false, false) => DecapStat::V6InV6,
+            (true, true, true) => DecapStat::GueV4InV4,
+            (true, true, false) => DecapStat::GueV6InV4,
+            (true, false, true) => DecapStat::GueV4InV6,
+            (true, false, false) => DecapStat::GueV6InV6,
+        },
+    )
 }

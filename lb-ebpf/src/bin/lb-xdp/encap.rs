@@ -156,12 +156,7 @@ pub fn encapsulate(
         unsafe { *p = h };
     }
     if gue_port != 0 {
-        let off = l3
-            + if v4_outer {
-                IPV4_HDR_LEN
-            } else {
-                IPV6_HDR_LEN
-            };
+        let off = l3 + if v4_outer { IPV4_HDR_LEN } else { IPV6_HDR_LEN };
         let u = ptr_at::<UdpHdr>(ctx, off)?;
         // SAFETY: `ptr_at` checked the 8 bytes.
         unsafe {
