@@ -403,6 +403,7 @@ pub fn new_flows(
         action: XDP_TX,
         grow: 20,
         per_run,
+        gue: false,
     };
     let mut out = vec![];
     // Four fifths of the table for all rounds of the filling case together.
