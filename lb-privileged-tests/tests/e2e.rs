@@ -895,3 +895,59 @@ fn http_udp_and_streams_pass_over_gue() {
     assert_eq!(st.encapsulation, "gue:6080", "status: {st:?}");
     eprintln!("e2e gue: {:.1} s", lab.started.elapsed().as_secs_f64());
 }
+
+/// Path MTU discovery with direct server return over GUE: the router's
+/// "fragmentation needed" / "packet too big" about the backend's replies
+/// reach the LB, which encapsulates them in GUE like the flow's packets;
+/// the backend's `lb-daemon decap` strips them, its kernel lowers the path
+/// MTU and the downloads through a 1280-byte link complete.
+#[test]
+fn icmp_errors_reach_the_backend_over_gue() {
+    require_root();
+    let lab = Lab::up(LabOpts {
+        backends: 1,
+        dataplane_extra: "encap = \"gue\"\n".into(),
+        vips: [
+            vip_toml("198.18.100.10:80/tcp", &B4[..1]),
+            vip_toml("[fd00:100::10]:80/tcp", &B6[..1]),
+        ]
+        .concat(),
+        ..LabOpts::default()
+    });
+    let r_cli = format!("{}r-cli", lab.prefix);
+    lab.exec("router", &["ip", "link", "set", &r_cli, "mtu", "1280"]);
+    const CLIENT_V6: &str = "fd00:1::2";
+    let before = lab.decap_stats(1);
+    for (vip, client) in [(VIP4, CLIENT_V4), (VIP6, CLIENT_V6)] {
+        let r = lab.traffic(&[
+            "http",
+            "--vip",
+            vip,
+            "--count",
+            "1",
+            "--path",
+            "/bytes/300000",
+            "--timeout",
+            "4",
+        ]);
+        assert_all_ok(&format!("300 kB download via {vip} over GUE"), &r, 1, 1);
+        assert_eq!(
+            cached_mtu(&lab, "b1", client),
+            Some(1280),
+            "the backend learned the path MTU to {client}"
+        );
+    }
+    let fwd = counter(&lab.stats(), "icmp_error_forwarded");
+    assert!(fwd >= 2, "the LB forwarded the router's errors ({fwd})");
+    let after = lab.decap_stats(1);
+    let d = |k: &str| after[k] - before[k];
+    assert!(
+        d("gue_v4_in_v4") > 0 && d("gue_v6_in_v6") > 0,
+        "the backend decapsulated GUE: {after:?}"
+    );
+    assert_eq!(
+        (d("v4_in_v4"), d("v6_in_v6"), d("drop")),
+        (0, 0, 0),
+        "nothing as IP-in-IP, nothing dropped: {after:?}"
+    );
+}
