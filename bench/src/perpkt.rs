@@ -44,6 +44,8 @@ struct Case {
     grow: usize,
     /// Counters that must grow by exactly one per run; all others stay.
     per_run: &'static [Stat],
+    /// Run with `encap = "gue"` (the lab's LbConfig switched for the case).
+    gue: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -61,6 +63,7 @@ fn cases() -> Vec<Case> {
             action: XDP_TX,
             grow: 20,
             per_run: hit,
+            gue: false,
         },
         Case {
             id: "v4_tcp_syn",
@@ -70,6 +73,7 @@ fn cases() -> Vec<Case> {
             action: XDP_TX,
             grow: 20,
             per_run: &[Stat::Rx, Stat::RingLookup, Stat::NewFlow, Stat::Forwarded],
+            gue: false,
         },
         Case {
             id: "v4_udp",
@@ -79,6 +83,7 @@ fn cases() -> Vec<Case> {
             action: XDP_TX,
             grow: 20,
             per_run: hit,
+            gue: false,
         },
         Case {
             id: "v6_tcp_hit",
@@ -88,6 +93,7 @@ fn cases() -> Vec<Case> {
             action: XDP_TX,
             grow: 40,
             per_run: hit,
+            gue: false,
         },
         Case {
             id: "v4_to_v6_hit",
@@ -104,6 +110,7 @@ fn cases() -> Vec<Case> {
             action: XDP_TX,
             grow: 40,
             per_run: hit,
+            gue: false,
         },
         Case {
             id: "pass",
@@ -120,8 +127,43 @@ fn cases() -> Vec<Case> {
             action: XDP_PASS,
             grow: 0,
             per_run: &[Stat::Rx, Stat::Pass],
+            gue: false,
+        },
+        // The same hits with GUE: what the UDP header costs (8 more bytes,
+        // the per-flow source port).
+        Case {
+            id: "v4_tcp_hit_gue",
+            label: "IPv4 TCP, conn-table hit, GUE",
+            frame: frames::frame(client4, vip4, 40006, 80, L4::Tcp(TCP_ACK), 64),
+            prime: true,
+            action: XDP_TX,
+            grow: 28,
+            per_run: hit,
+            gue: true,
+        },
+        Case {
+            id: "v6_tcp_hit_gue",
+            label: "IPv6 TCP, conn-table hit, GUE",
+            frame: frames::frame(client6, vip6, 40007, 80, L4::Tcp(TCP_ACK), 80),
+            prime: true,
+            action: XDP_TX,
+            grow: 48,
+            per_run: hit,
+            gue: true,
         },
     ]
+}
+
+/// Switches the lab's balancer between IP-in-IP and GUE (default port).
+fn set_gue(lab: &mut Lab, gue: bool) -> anyhow::Result<()> {
+    let mut cfg = lab.lb.config()?;
+    cfg.gue_port = if gue {
+        lb_common::DEFAULT_GUE_PORT.to_be()
+    } else {
+        0
+    };
+    lab.lb.set_config(&cfg)?;
+    Ok(())
 }
 
 /// Result for one path.
@@ -251,6 +293,7 @@ pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::R
 
         bench.set_target(lab.lb.program().fd()?)?;
         for (i, c) in cases.iter().enumerate() {
+            set_gue(lab, c.gue)?;
             bench.set_template(&harness::template(&c.frame, None)?)?;
             let before = lab.stats()?;
             let r = harness::run(bench.harness()?, &c.frame, p.repeat)?;
@@ -264,6 +307,7 @@ pub fn run(lab: &mut Lab, bench: &mut Bench, p: Params, cpu: usize) -> anyhow::R
             wall[i].push(r.wall_ns);
             net[i].push(r.kernel_ns - hb.kernel_ns + b.kernel_ns);
         }
+        set_gue(lab, false)?;
         let pass = cases.iter().find(|c| c.id == "pass").expect("pass case");
         let before = lab.stats()?;
         let d = harness::run(lab.lb.program(), &pass.frame, p.repeat)?;
@@ -359,6 +403,7 @@ pub fn new_flows(
         action: XDP_TX,
         grow: 20,
         per_run,
+        gue: false,
     };
     let mut out = vec![];
     // Four fifths of the table for all rounds of the filling case together.

@@ -96,6 +96,19 @@ pub const fn encap_src_suffix(src: &[u32; 4], sport: u16) -> u32 {
     fold ^ (port << 16) ^ port
 }
 
+/// The outer UDP source port of a GUE packet (host order), from the flow's
+/// [`encap_src_suffix`]: NICs spread UDP over their queues by the ports, so
+/// a per-flow source port is what makes the backend's RSS spread flows even
+/// with a fixed outer source address. A multiplicative hash (Knuth) mixes
+/// every bit of the suffix into the top 14 bits, which land in the dynamic
+/// port range 49152..=65535 that RFC 8086 (GRE-in-UDP) and RFC 7510
+/// (MPLS-in-UDP) ask tunnel sources to use. Every packet of a flow gets the
+/// same port, so a flow stays on one backend queue and in order.
+#[inline(always)]
+pub const fn gue_src_port(suffix: u32) -> u16 {
+    0xc000 | (suffix.wrapping_mul(0x9e37_79b1) >> 18) as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

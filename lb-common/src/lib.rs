@@ -19,7 +19,7 @@ pub mod hash;
 pub mod maps;
 pub mod stats;
 
-pub use hash::{encap_src_suffix, flow_hash, ring_index, ring_pos, ring_reciprocal};
+pub use hash::{encap_src_suffix, flow_hash, gue_src_port, ring_index, ring_pos, ring_reciprocal};
 pub use maps::*;
 pub use stats::*;
 
@@ -58,3 +58,9 @@ pub const SLOT_NONE: u32 = 0;
 pub const ENCAP_V4_OVERHEAD: u32 = 20;
 /// Outer header overhead of an IPv6 outer header.
 pub const ENCAP_V6_OVERHEAD: u32 = 40;
+/// What GUE adds to the outer IP header: the UDP header (GUE "variant 1"
+/// has no GUE header of its own, the UDP payload is the inner IP packet).
+pub const ENCAP_GUE_OVERHEAD: u32 = 8;
+/// Default outer UDP destination port of GUE (Katran's default, so mixed
+/// fleets agree without configuration).
+pub const DEFAULT_GUE_PORT: u16 = 6080;

@@ -53,6 +53,10 @@ pub const GLOBAL_RING_SIZE: &str = "LB_RING_SIZE";
 /// ring size, which turns the per-flow `hash % M` into multiplications.
 pub const GLOBAL_RING_RECIPROCAL: &str = "LB_RING_RECIPROCAL";
 
+/// Name of `lb_decap`'s load-time global holding the GUE port it
+/// decapsulates (raw network order in the low 16 bits; 0 = GUE off).
+pub const GLOBAL_DECAP_GUE_PORT: &str = "LB_DECAP_GUE_PORT";
+
 /// Buckets of [`MAP_VIP_FILTER`] (a power of two).
 pub const VIP_FILTER_BUCKETS: u32 = 1 << 15;
 /// Buckets per `u64` word of [`MAP_VIP_FILTER`] (two bits each).
@@ -317,6 +321,12 @@ pub struct LbConfig {
     pub icmp_too_big_rate: u32,
     /// Switches, `LB_CFG_F_*` bits.
     pub flags: u32,
+    /// Encapsulation: 0 = IP-in-IP; otherwise GUE (IP in UDP) to this outer
+    /// UDP destination port, raw network order. One field for both, so the
+    /// packet path decides with one load.
+    pub gue_port: u16,
+    /// Explicit padding.
+    pub _pad: u16,
 }
 
 /// [`LbConfig::flags`]: ICMP errors about VIP flows (IPv4 "destination
@@ -325,7 +335,7 @@ pub struct LbConfig {
 /// path MTU discovery works with direct server return. Clear: they are passed
 /// to the LB host's kernel, which cannot use them.
 pub const LB_CFG_F_FORWARD_ICMP_ERRORS: u32 = 1;
-const _: () = assert!(core::mem::size_of::<LbConfig>() == 56);
+const _: () = assert!(core::mem::size_of::<LbConfig>() == 60);
 
 /// State of the per-CPU ICMP token bucket (time credit in nanoseconds).
 #[repr(C)]

@@ -195,12 +195,22 @@ pub enum DecapStat {
     /// Frames passed untouched (not IP-in-IP, or not for a local address).
     Pass = 4,
     /// IP-in-IP for a local address that could not be decapsulated
-    /// (truncated, outer options or fragments): dropped.
+    /// (truncated, outer options or fragments), or a GUE packet for a local
+    /// address and the GUE port that is not one (cut short, fragmented, a
+    /// payload that is not an IPv4/IPv6 packet): dropped.
     Drop = 5,
+    /// GUE: IPv4 inside UDP inside IPv4 decapsulated.
+    GueV4InV4 = 6,
+    /// GUE: IPv6 inside UDP inside IPv4 decapsulated.
+    GueV6InV4 = 7,
+    /// GUE: IPv4 inside UDP inside IPv6 decapsulated.
+    GueV4InV6 = 8,
+    /// GUE: IPv6 inside UDP inside IPv6 decapsulated.
+    GueV6InV6 = 9,
 }
 
 /// Number of [`DecapStat`] counters.
-pub const DECAP_STAT_COUNT: u32 = 6;
+pub const DECAP_STAT_COUNT: u32 = 10;
 
 impl DecapStat {
     /// Every counter, in index order.
@@ -211,6 +221,10 @@ impl DecapStat {
         DecapStat::V6InV6,
         DecapStat::Pass,
         DecapStat::Drop,
+        DecapStat::GueV4InV4,
+        DecapStat::GueV6InV4,
+        DecapStat::GueV4InV6,
+        DecapStat::GueV6InV6,
     ];
 
     /// Stable snake_case name.
@@ -222,6 +236,10 @@ impl DecapStat {
             DecapStat::V6InV6 => "v6_in_v6",
             DecapStat::Pass => "pass",
             DecapStat::Drop => "drop",
+            DecapStat::GueV4InV4 => "gue_v4_in_v4",
+            DecapStat::GueV6InV4 => "gue_v6_in_v4",
+            DecapStat::GueV4InV6 => "gue_v4_in_v6",
+            DecapStat::GueV6InV6 => "gue_v6_in_v6",
         }
     }
 }

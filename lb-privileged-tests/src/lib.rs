@@ -97,6 +97,7 @@ impl Fixture {
             // Unlimited unless a test is about the limit.
             icmp_too_big_rate: 0,
             forward_icmp_errors: true,
+            encap: lb_daemon::dataplane::Encapsulation::Ipip,
         };
         f(&mut cfg);
         let mut lb = Balancer::load(test_sizes()).expect("load lb_xdp");

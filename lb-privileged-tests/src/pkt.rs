@@ -324,3 +324,45 @@ pub fn encapsulated(
         _ => panic!("outer source and backend families differ"),
     }
 }
+
+/// The outer UDP source port GUE must carry for a flow, from the spec in the
+/// docs of `lb_common::gue_src_port`: the crafted-source suffix times
+/// 0x9e3779b1 (mod 2^32), its top 14 bits, in 49152..=65535.
+pub fn gue_sport(client: IpAddr, sport: u16) -> u16 {
+    0xc000 | (crafted_suffix(client, sport).wrapping_mul(0x9e37_79b1) >> 18) as u16
+}
+
+/// What `lb_xdp` must emit with `encap = "gue"` for `inner` (an L3 packet
+/// with DSCP/ECN byte `tos`) sent to `backend` from outer source
+/// `outer_src`: outer IP (protocol 17, DSCP/ECN copied, TTL 64), UDP from
+/// `udp_sport` to `udp_dport` with length 8 + inner and checksum zero (RFC
+/// 768 for IPv4; RFC 6935 for IPv6), then `inner` unchanged.
+pub fn gue_encapsulated(
+    inner: &[u8],
+    tos: u8,
+    outer_src: IpAddr,
+    backend: IpAddr,
+    udp_sport: u16,
+    udp_dport: u16,
+    vlan: Option<u16>,
+) -> Vec<u8> {
+    let mut d = Vec::new();
+    d.extend_from_slice(&udp_sport.to_be_bytes());
+    d.extend_from_slice(&udp_dport.to_be_bytes());
+    d.extend_from_slice(&((8 + inner.len()) as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(inner);
+    match (outer_src, backend) {
+        (IpAddr::V4(s), IpAddr::V4(dst)) => {
+            let mut h = Ip4::new(s, dst, 17);
+            h.tos = tos;
+            h.id = 0;
+            h.flags_frag = 0;
+            eth(GW_MAC, LB_MAC, vlan, 0x0800, &ipv4(&h, &d))
+        }
+        (IpAddr::V6(s), IpAddr::V6(dst)) => {
+            eth(GW_MAC, LB_MAC, vlan, 0x86DD, &ipv6(s, dst, 17, tos, 64, &d))
+        }
+        _ => panic!("outer source and backend families differ"),
+    }
+}

@@ -797,3 +797,158 @@ fn icmp_errors_reach_the_backend_so_downloads_cross_a_smaller_link() {
         lab.started.elapsed().as_secs_f64()
     );
 }
+
+// ---------------------------------------------------------------- GUE
+
+/// The whole path over GUE: the daemon runs with `encap = "gue"`, the
+/// backends decapsulate with `lb-daemon decap` (its default GUE port is the
+/// daemon's), and HTTP, UDP and long-lived streams pass through the VIPs in
+/// every address-family combination, with the backends' counters showing
+/// that everything arrived as GUE and nothing as IP-in-IP.
+#[test]
+fn http_udp_and_streams_pass_over_gue() {
+    require_root();
+    let lab = Lab::up(LabOpts {
+        vips: [
+            ("198.18.100.10:80/tcp", &B4),
+            ("198.18.100.10:5353/udp", &B4),
+            ("198.18.100.10:9000/tcp", &B4),
+            ("[fd00:100::10]:5353/udp", &B6),
+            ("[fd00:100::10]:80/tcp", &B6),
+            ("198.18.100.11:80/tcp", &B6),
+            ("[fd00:100::11]:80/tcp", &B4),
+        ]
+        .iter()
+        .map(|(a, b)| vip_toml(a, *b))
+        .collect(),
+        dataplane_extra: "encap = \"gue\"\n".into(),
+        ..LabOpts::default()
+    });
+    let decap_all = |lab: &Lab| -> BTreeMap<String, u64> {
+        let mut sum = BTreeMap::new();
+        for i in 1..=3 {
+            for (k, v) in lab.decap_stats(i) {
+                *sum.entry(k).or_default() += v;
+            }
+        }
+        sum
+    };
+    // Streams run in the background while the other traffic goes through.
+    let mut bg = lab.streams_bg(VIP4, 9000, 30, 6.0);
+    bg.wait_ready();
+    let cases = [
+        ("HTTP via IPv4 VIP", "http", VIP4, 80, "gue_v4_in_v4"),
+        ("UDP via IPv4 VIP", "udp", VIP4, 5353, "gue_v4_in_v4"),
+        ("UDP via IPv6 VIP", "udp", VIP6, 5353, "gue_v6_in_v6"),
+        ("HTTP via IPv6 VIP", "http", VIP6, 80, "gue_v6_in_v6"),
+        (
+            "IPv4 VIP -> IPv6 backends",
+            "http",
+            "198.18.100.11",
+            80,
+            "gue_v4_in_v6",
+        ),
+        (
+            "IPv6 VIP -> IPv4 backends",
+            "http",
+            "fd00:100::11",
+            80,
+            "gue_v6_in_v4",
+        ),
+    ];
+    const COUNT: u64 = 40;
+    for (what, kind, vip, port, decap_kind) in cases {
+        let before = decap_all(&lab);
+        let r = lab.traffic(&[
+            kind,
+            "--vip",
+            vip,
+            "--port",
+            &port.to_string(),
+            "--count",
+            &COUNT.to_string(),
+        ]);
+        assert_all_ok(what, &r, COUNT, 3);
+        let after = decap_all(&lab);
+        let delta: BTreeMap<&str, u64> = after
+            .iter()
+            .map(|(k, v)| (k.as_str(), v - before.get(k).copied().unwrap_or(0)))
+            .collect();
+        let per_request = if kind == "udp" { 1 } else { 4 };
+        assert!(
+            delta[decap_kind] >= per_request * COUNT,
+            "{what}: backends decapsulated {decap_kind}: {delta:?}"
+        );
+        for k in ["v4_in_v4", "v4_in_v6", "v6_in_v4", "v6_in_v6", "drop"] {
+            assert_eq!(delta[k], 0, "{what}: nothing arrived as {k}: {delta:?}");
+        }
+    }
+    let r = bg.join();
+    let ss = streams(&r);
+    assert_eq!(ss.len(), 30, "30 streams: {r}");
+    for s in &ss {
+        assert_stream_ran("stream over GUE", s);
+    }
+    let by = by_backend(&r);
+    assert!(by.len() >= 2, "streams spread over backends: {by:?}");
+    // The daemon reports what it sends.
+    let st = lab.status();
+    assert_eq!(st.encapsulation, "gue:6080", "status: {st:?}");
+    eprintln!("e2e gue: {:.1} s", lab.started.elapsed().as_secs_f64());
+}
+
+/// Path MTU discovery with direct server return over GUE: the router's
+/// "fragmentation needed" / "packet too big" about the backend's replies
+/// reach the LB, which encapsulates them in GUE like the flow's packets;
+/// the backend's `lb-daemon decap` strips them, its kernel lowers the path
+/// MTU and the downloads through a 1280-byte link complete.
+#[test]
+fn icmp_errors_reach_the_backend_over_gue() {
+    require_root();
+    let lab = Lab::up(LabOpts {
+        backends: 1,
+        dataplane_extra: "encap = \"gue\"\n".into(),
+        vips: [
+            vip_toml("198.18.100.10:80/tcp", &B4[..1]),
+            vip_toml("[fd00:100::10]:80/tcp", &B6[..1]),
+        ]
+        .concat(),
+        ..LabOpts::default()
+    });
+    let r_cli = format!("{}r-cli", lab.prefix);
+    lab.exec("router", &["ip", "link", "set", &r_cli, "mtu", "1280"]);
+    const CLIENT_V6: &str = "fd00:1::2";
+    let before = lab.decap_stats(1);
+    for (vip, client) in [(VIP4, CLIENT_V4), (VIP6, CLIENT_V6)] {
+        let r = lab.traffic(&[
+            "http",
+            "--vip",
+            vip,
+            "--count",
+            "1",
+            "--path",
+            "/bytes/300000",
+            "--timeout",
+            "4",
+        ]);
+        assert_all_ok(&format!("300 kB download via {vip} over GUE"), &r, 1, 1);
+        assert_eq!(
+            cached_mtu(&lab, "b1", client),
+            Some(1280),
+            "the backend learned the path MTU to {client}"
+        );
+    }
+    let fwd = counter(&lab.stats(), "icmp_error_forwarded");
+    assert!(fwd >= 2, "the LB forwarded the router's errors ({fwd})");
+    let after = lab.decap_stats(1);
+    let d = |k: &str| after[k] - before[k];
+    assert!(
+        d("gue_v4_in_v4") > 0 && d("gue_v6_in_v6") > 0,
+        "the backend decapsulated GUE: {after:?}"
+    );
+    assert_eq!(
+        (d("v4_in_v4"), d("v6_in_v6"), d("drop")),
+        (0, 0, 0),
+        "nothing as IP-in-IP, nothing dropped: {after:?}"
+    );
+}

@@ -1612,3 +1612,185 @@ fn icmp_errors_follow_the_vip_flags() {
     expect_encap(&mut g, &err, 0xc0, ip(CLIENT4), 20100, BE4_B);
     assert_eq!(g.stat(Stat::IcmpErrorForwarded), 2);
 }
+
+// ---- GUE encapsulation (`[dataplane] encap = "gue"`) ----
+
+/// Fixture encapsulating in GUE to `port`, with one VIP `vip:port/proto`
+/// whose ring holds only `backend` (slot 1).
+fn single_gue(gue_port: u16, vip: &str, port: u16, proto: u8, backend: &str) -> Fixture {
+    let mut f =
+        Fixture::with(|c| c.encap = lb_daemon::dataplane::Encapsulation::Gue { port: gue_port });
+    f.vip(ip(vip), port, proto, 0);
+    f.backend(1, ip(backend));
+    f.ring(ip(vip), port, proto, &[1]);
+    f
+}
+
+/// Sends `frame` (client -> VIP, no VLAN) and checks it comes out exactly
+/// as GUE to `backend` on `gue_port`.
+#[track_caller]
+fn expect_gue(
+    f: &mut Fixture,
+    gue_port: u16,
+    frame: &[u8],
+    tos: u8,
+    client: IpAddr,
+    sport: u16,
+    backend: &str,
+) {
+    let (act, out) = f.run(frame);
+    assert_eq!(act, XDP_TX, "expected XDP_TX");
+    let be = ip(backend);
+    let want = gue_encapsulated(
+        l3_of(frame),
+        tos,
+        crafted_src(f, client, sport, be),
+        be,
+        gue_sport(client, sport),
+        gue_port,
+        None,
+    );
+    assert_frame(&out, &want);
+}
+
+#[test]
+fn gue_all_four_family_combinations_are_exact() {
+    require_root();
+    for (vip, client, backend) in [
+        (VIP4, CLIENT4, BE4_A),
+        (VIP4, CLIENT4, BE6_A),
+        (VIP6, CLIENT6, BE4_A),
+        (VIP6, CLIENT6, BE6_A),
+    ] {
+        for proto in [TCP, UDP] {
+            let mut f = single_gue(6080, vip, 80, proto, backend);
+            let l4 = if proto == TCP {
+                tcp(ip(client), ip(vip), 41000, 80, SYN, b"")
+            } else {
+                udp(ip(client), ip(vip), 41000, 80, b"datagram")
+            };
+            let frame = match (ip(client), ip(vip)) {
+                (IpAddr::V4(c), IpAddr::V4(v)) => v4_frame(c, v, proto, 0x2e, &l4),
+                (IpAddr::V6(c), IpAddr::V6(v)) => v6_frame(c, v, proto, 0x2e, &l4),
+                _ => unreachable!(),
+            };
+            expect_gue(&mut f, 6080, &frame, 0x2e, ip(client), 41000, backend);
+            // The same flow again (a conn-table hit for TCP and UDP alike)
+            // gets the same outer header, source port included.
+            let again = if proto == TCP {
+                let seg = tcp(ip(client), ip(vip), 41000, 80, ACK, b"x");
+                match (ip(client), ip(vip)) {
+                    (IpAddr::V4(c), IpAddr::V4(v)) => v4_frame(c, v, proto, 0x2e, &seg),
+                    (IpAddr::V6(c), IpAddr::V6(v)) => v6_frame(c, v, proto, 0x2e, &seg),
+                    _ => unreachable!(),
+                }
+            } else {
+                frame.clone()
+            };
+            expect_gue(&mut f, 6080, &again, 0x2e, ip(client), 41000, backend);
+            assert_eq!(f.stat(Stat::ConnHit), 1, "{vip} via {backend}");
+            assert_eq!(f.stat(Stat::Forwarded), 2);
+        }
+    }
+}
+
+#[test]
+fn gue_port_is_configurable_and_source_port_follows_the_flow() {
+    require_root();
+    let mut f = single_gue(9999, VIP4, 80, TCP, BE4_A);
+    let mut sports = std::collections::HashSet::new();
+    for sport in 40000..40016u16 {
+        let frame = v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b"");
+        expect_gue(&mut f, 9999, &frame, 0, ip(CLIENT4), sport, BE4_A);
+        let (_, out) = f.run(&frame);
+        let udp_sport = u16::from_be_bytes([out[34], out[35]]);
+        assert!(udp_sport >= 49152, "dynamic port range: {udp_sport}");
+        sports.insert(udp_sport);
+    }
+    assert!(
+        sports.len() >= 12,
+        "flows spread over source ports: {sports:?}"
+    );
+}
+
+#[test]
+fn gue_mtu_boundary_counts_the_udp_header() {
+    require_root();
+    // IPv4 in IPv4: 20 + 8 bytes of overhead, so 1472 fits MTU 1500.
+    let mut f = single_gue(6080, VIP4, 80, TCP, BE4_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 45000, 80, ACK, &[0xab; 1432]);
+    let fits = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    assert_eq!(l3_of(&fits).len(), 1472);
+    expect_gue(&mut f, 6080, &fits, 0, ip(CLIENT4), 45000, BE4_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 45000, 80, ACK, &[0xab; 1433]);
+    let frame = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    let inner = l3_of(&frame).to_vec();
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    // The next-hop MTU we advertise leaves room for IP and UDP.
+    let msg = icmp4(3, 4, mtu4(1472), &inner[..28]);
+    let mut h = Ip4::new(v4(VIP4), v4(CLIENT4), 1);
+    h.id = 0;
+    h.flags_frag = 0;
+    assert_frame(
+        &out,
+        &eth(CLIENT_MAC, LB_MAC, None, 0x0800, &ipv4(&h, &msg)),
+    );
+    assert_eq!(f.stat(Stat::IcmpTooBigSent), 1);
+
+    // IPv6 in IPv6: 40 + 8, so 1452 fits.
+    let mut f = single_gue(6080, VIP6, 80, TCP, BE6_A);
+    let seg = tcp(ip(CLIENT6), ip(VIP6), 46000, 80, ACK, &[0xcd; 1392]);
+    let fits = v6_frame(v6(CLIENT6), v6(VIP6), TCP, 0, &seg);
+    assert_eq!(l3_of(&fits).len(), 1452);
+    expect_gue(&mut f, 6080, &fits, 0, ip(CLIENT6), 46000, BE6_A);
+    let seg = tcp(ip(CLIENT6), ip(VIP6), 46000, 80, ACK, &[0xcd; 1393]);
+    let frame = v6_frame(v6(CLIENT6), v6(VIP6), TCP, 0, &seg);
+    let inner = l3_of(&frame).to_vec();
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    let msg = icmp6(
+        v6(VIP6),
+        v6(CLIENT6),
+        2,
+        0,
+        1452u32.to_be_bytes(),
+        &inner[..48],
+    );
+    assert_frame(
+        &out,
+        &eth(
+            CLIENT_MAC,
+            LB_MAC,
+            None,
+            0x86DD,
+            &ipv6(v6(VIP6), v6(CLIENT6), 58, 0, 64, &msg),
+        ),
+    );
+    // IPv4 VIP to an IPv6 backend: 48 bytes of overhead, 1452 fits.
+    let mut f = single_gue(6080, VIP4, 80, TCP, BE6_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 45000, 80, ACK, &[0xab; 1412]);
+    let fits = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    assert_eq!(l3_of(&fits).len(), 1452);
+    expect_gue(&mut f, 6080, &fits, 0, ip(CLIENT4), 45000, BE6_A);
+    let seg = tcp(ip(CLIENT4), ip(VIP4), 45000, 80, ACK, &[0xab; 1413]);
+    let frame = v4_frame(v4(CLIENT4), v4(VIP4), TCP, 0, &seg);
+    let (act, out) = f.run(&frame);
+    assert_eq!(act, XDP_TX);
+    assert_eq!(&out[12..14], &[0x08, 0x00], "an ICMP reply, not GUE");
+    assert_eq!(
+        u16::from_be_bytes([out[14 + 20 + 6], out[14 + 20 + 7]]),
+        1452
+    );
+}
+
+#[test]
+fn gue_carries_icmp_errors_to_the_flows_backend() {
+    require_root();
+    let mut f = single_gue(6080, VIP4, 80, TCP, BE4_A);
+    f.run(&v4_tcp(v4(CLIENT4), v4(VIP4), 40100, 80, SYN, b""));
+    let quote = reply4(TCP, 80, 40100, 1400);
+    let err = icmp_err4(3, 4, mtu4(1280), &quote[..576 - 28]);
+    expect_gue(&mut f, 6080, &err, 0xc0, ip(CLIENT4), 40100, BE4_A);
+    assert_eq!(f.stat(Stat::IcmpErrorForwarded), 1);
+}

@@ -31,7 +31,7 @@ pub use lb_api::vipfile::FileError as ConfigError;
 pub use lb_api::vipfile::{
     BackendConfig, Seg, Source, VipConfig, backend_key, k, parse_toml, vip_key,
 };
-pub use values::{InterfaceName, Ipv4Prefix, Ipv6Prefix, Listen, XdpMode};
+pub use values::{EncapKind, InterfaceName, Ipv4Prefix, Ipv6Prefix, Listen, XdpMode};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -98,6 +98,12 @@ pub struct DataplaneConfig {
     /// the packet they are about (direct server return).
     #[serde(default = "default_true")]
     pub forward_icmp_errors: bool,
+    /// Encapsulation towards the backends: `ipip` (default) or `gue`.
+    #[serde(default)]
+    pub encap: EncapKind,
+    /// Outer UDP destination port of GUE (used with `encap = "gue"`).
+    #[serde(default = "default_gue_port")]
+    pub gue_port: u16,
 }
 
 /// `[api]`.
@@ -156,6 +162,9 @@ fn default_pin_path() -> PathBuf {
 }
 fn default_mtu() -> u32 {
     1500
+}
+fn default_gue_port() -> u16 {
+    lb_common::DEFAULT_GUE_PORT
 }
 fn default_true() -> bool {
     true
@@ -265,6 +274,12 @@ impl Config {
         }
         if dp.max_vips == 0 {
             return Err(c.error(&[k("dataplane"), k("max_vips")], "must be at least 1"));
+        }
+        if dp.gue_port == 0 {
+            return Err(c.error(
+                &[k("dataplane"), k("gue_port")],
+                "must be a UDP port, 1..=65535",
+            ));
         }
         if dp.max_backends < 2 {
             return Err(c.error(

@@ -19,6 +19,8 @@ hash_seed = 12345
 encap_source_v4 = "198.19.0.1/32"
 encap_source_v6 = "fd00:5::/96"
 forward_icmp_errors = false
+encap = "gue"
+gue_port = 9999
 
 [api]
 listen = "tcp://127.0.0.1:50051"
@@ -68,6 +70,7 @@ fn full_file() {
     assert_eq!(dp.encap_source_v4.to_string(), "198.19.0.1/32");
     assert_eq!(dp.encap_source_v6.to_string(), "fd00:5::/96");
     assert!(!dp.forward_icmp_errors);
+    assert_eq!((dp.encap, dp.gue_port), (EncapKind::Gue, 9999));
     assert_eq!(
         c.api.listen,
         Listen::Tcp("127.0.0.1:50051".parse().unwrap())
@@ -105,6 +108,7 @@ fn minimal_file_takes_defaults() {
         dp.forward_icmp_errors,
         "ICMP errors are forwarded by default"
     );
+    assert_eq!((dp.encap, dp.gue_port), (EncapKind::Ipip, 6080));
     assert_eq!(c.api.listen.to_string(), "unix:///run/lb/lb.sock");
     assert_eq!(c.api.tls, None);
     assert_eq!(c.state.dir, PathBuf::from("/var/lib/lb"));
@@ -132,6 +136,9 @@ fn shipped_files_parse() {
         .parse()
         .unwrap();
     assert_eq!(prod.dataplane.ring_size, lb_common::DEFAULT_RING_SIZE);
+    // The template lists every key with its default.
+    assert_eq!(prod.dataplane.encap, EncapKind::Ipip);
+    assert_eq!(prod.dataplane.gue_port, lb_common::DEFAULT_GUE_PORT);
     assert_eq!(prod.vips.len(), 2);
 }
 
@@ -228,6 +235,24 @@ fn bad_values_are_reported_with_line_and_key() {
         4,
         "dataplane.forward_icmp_errors",
         "bool",
+    );
+    bad(
+        &format!("{HEAD}encap = \"gre\"\n"),
+        4,
+        "dataplane.encap",
+        "unknown variant",
+    );
+    bad(
+        &format!("{HEAD}gue_port = 0\n"),
+        4,
+        "dataplane.gue_port",
+        "1..=65535",
+    );
+    bad(
+        &format!("{HEAD}gue_port = 70000\n"),
+        4,
+        "dataplane.gue_port",
+        "u16",
     );
     bad(
         &format!("{HEAD}mtu = 1500\nbogus = 1\n"),

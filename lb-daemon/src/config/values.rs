@@ -10,6 +10,20 @@ use std::{
 
 use serde::{Deserialize, Deserializer};
 
+/// How `lb_xdp` wraps packets for the backends (`[dataplane] encap`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncapKind {
+    /// IP-in-IP: IPv4/IPv6 protocol 4 or 41 (kernel ipip/ip6tnl devices or
+    /// `lb-daemon decap` at the backends).
+    #[default]
+    Ipip,
+    /// GUE: IP in UDP to `gue_port` (for networks that filter IP-in-IP and
+    /// NICs that spread only UDP over their queues); backends decapsulate
+    /// with `lb-daemon decap` (or kernel fou devices where they exist).
+    Gue,
+}
+
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

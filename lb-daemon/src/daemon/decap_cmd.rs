@@ -13,6 +13,7 @@ pub fn run(action: DecapAction) -> anyhow::Result<()> {
             interface,
             addresses,
             pass_only,
+            gue_port,
             pin_path,
         } => {
             let addresses = if addresses.is_empty() && !pass_only {
@@ -20,7 +21,7 @@ pub fn run(action: DecapAction) -> anyhow::Result<()> {
             } else {
                 addresses
             };
-            let mut d = Decap::load().context("loading lb_decap")?;
+            let mut d = Decap::load_with_gue_port(gue_port).context("loading lb_decap")?;
             for a in &addresses {
                 d.add_address(&addr_key(*a))
                     .with_context(|| format!("adding {a}"))?;
@@ -29,6 +30,7 @@ pub fn run(action: DecapAction) -> anyhow::Result<()> {
             tracing::info!(
                 interface = %interface,
                 pass_only,
+                gue_port,
                 addresses = ?addresses,
                 pin_path = %pin_path.display(),
                 "decap attached"
@@ -50,7 +52,7 @@ pub fn run(action: DecapAction) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::Object(obj));
             } else {
                 for k in DecapStat::ALL {
-                    println!("{:<10} {}", k.name(), s[k as usize]);
+                    println!("{:<13} {}", k.name(), s[k as usize]);
                 }
             }
             Ok(())

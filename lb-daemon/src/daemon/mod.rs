@@ -72,6 +72,10 @@ pub enum DecapAction {
         /// sender needs an XDP program to receive those frames).
         #[arg(long)]
         pass_only: bool,
+        /// Also decapsulate GUE (IP in UDP, as `[dataplane] encap = "gue"`
+        /// sends it) arriving on this UDP port; 0 = IP-in-IP only.
+        #[arg(long, value_name = "PORT", default_value_t = lb_common::DEFAULT_GUE_PORT)]
+        gue_port: u16,
         /// Where to pin the link and maps.
         #[arg(long, default_value = "/sys/fs/bpf/lb-decap")]
         pin_path: PathBuf,

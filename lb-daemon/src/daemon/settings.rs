@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use crate::{
-    config::{Config, ConfigError, ConfigFile, DataplaneConfig, XdpMode, k},
-    dataplane::{AttachMode, BalancerConfig, Sizes},
+    config::{Config, ConfigError, ConfigFile, DataplaneConfig, EncapKind, XdpMode, k},
+    dataplane::{AttachMode, BalancerConfig, Encapsulation, Sizes},
     maglev,
 };
 
@@ -73,6 +73,10 @@ pub fn balancer_config(dp: &DataplaneConfig, if_mac: [u8; 6]) -> BalancerConfig 
         v6_src_len: dp.encap_source_v6.len,
         icmp_too_big_rate: dp.icmp_too_big_rate,
         forward_icmp_errors: dp.forward_icmp_errors,
+        encap: match dp.encap {
+            EncapKind::Ipip => Encapsulation::Ipip,
+            EncapKind::Gue => Encapsulation::Gue { port: dp.gue_port },
+        },
     }
 }
 
@@ -123,6 +127,9 @@ mod tests {
         );
         assert!(!bc.forward_icmp_errors);
         assert_eq!(bc.to_map().unwrap().flags, 0);
+        assert_eq!(bc.encap, Encapsulation::Gue { port: 9999 });
+        // The data plane's form: the port in network order, one field.
+        assert_eq!(bc.to_map().unwrap().gue_port, 9999u16.to_be());
     }
 
     #[test]

@@ -120,6 +120,52 @@ pub struct BalancerConfig {
     /// Encapsulate ICMP errors about VIP flows to the flow's backend
     /// ([`lb_common::LB_CFG_F_FORWARD_ICMP_ERRORS`]).
     pub forward_icmp_errors: bool,
+    /// How packets are wrapped for the backends.
+    pub encap: Encapsulation,
+}
+
+/// The encapsulation `lb_xdp` puts around a packet for its backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encapsulation {
+    /// IP-in-IP (protocol 4 / 41).
+    #[default]
+    Ipip,
+    /// GUE variant 1: outer IP, UDP to `port` (source port per flow, zero
+    /// checksum), then the packet.
+    Gue {
+        /// Outer UDP destination port, 1..=65535.
+        port: u16,
+    },
+}
+
+impl Encapsulation {
+    /// [`lb_common::LbConfig::gue_port`]: 0 for IP-in-IP, else the port in
+    /// network order.
+    pub fn to_map(self) -> u16 {
+        match self {
+            Encapsulation::Ipip => 0,
+            Encapsulation::Gue { port } => port.to_be(),
+        }
+    }
+
+    /// Reads [`lb_common::LbConfig::gue_port`] back.
+    pub fn from_map(gue_port: u16) -> Self {
+        match gue_port {
+            0 => Encapsulation::Ipip,
+            p => Encapsulation::Gue {
+                port: u16::from_be(p),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Encapsulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encapsulation::Ipip => f.write_str("ipip"),
+            Encapsulation::Gue { port } => write!(f, "gue:{port}"),
+        }
+    }
 }
 
 impl Default for BalancerConfig {
@@ -137,6 +183,7 @@ impl Default for BalancerConfig {
             v6_src_len: 96,
             icmp_too_big_rate: DEFAULT_ICMP_TOO_BIG_RATE,
             forward_icmp_errors: true,
+            encap: Encapsulation::Ipip,
         }
     }
 }
@@ -148,6 +195,9 @@ pub const DEFAULT_ICMP_TOO_BIG_RATE: u32 = 1000;
 impl BalancerConfig {
     /// The kernel representation. Fails on prefix lengths out of range.
     pub fn to_map(&self) -> Result<LbConfig, DataplaneError> {
+        if self.encap == (Encapsulation::Gue { port: 0 }) {
+            return Err(DataplaneError::Sizes("GUE port 0".into()));
+        }
         if self.v4_src_len > 32 {
             return Err(DataplaneError::Sizes(format!(
                 "IPv4 source prefix length {} > 32",
@@ -184,6 +234,8 @@ impl BalancerConfig {
             } else {
                 0
             },
+            gue_port: self.encap.to_map(),
+            _pad: 0,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! `lb_decap` (and `lb_pass`) for backends without ipip/ip6tnl devices.
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray},
     programs::Xdp,
 };
@@ -17,9 +17,20 @@ pub struct Decap {
 }
 
 impl Decap {
-    /// Loads `lb_decap` and `lb_pass` (verified, not attached).
+    /// Loads `lb_decap` and `lb_pass` (verified, not attached), decapsulating
+    /// GUE on [`lb_common::DEFAULT_GUE_PORT`] besides IP-in-IP.
     pub fn load() -> Result<Self, DataplaneError> {
-        let mut ebpf = Ebpf::load(DECAP_OBJECT)?;
+        Self::load_with_gue_port(lb_common::DEFAULT_GUE_PORT)
+    }
+
+    /// Loads `lb_decap` and `lb_pass`, decapsulating GUE arriving on UDP
+    /// port `gue_port` (0: IP-in-IP only). The port is a load-time constant
+    /// of the program, not a map: it never changes while attached.
+    pub fn load_with_gue_port(gue_port: u16) -> Result<Self, DataplaneError> {
+        let raw = u32::from(gue_port.to_be());
+        let mut ebpf = EbpfLoader::new()
+            .override_global(lb_common::GLOBAL_DECAP_GUE_PORT, &raw, true)
+            .load(DECAP_OBJECT)?;
         for name in ["lb_decap", "lb_pass"] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)

@@ -329,6 +329,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             ring_size: sizes.ring_size,
             adopted: i.adopted,
             pin_path: i.pin_path.clone(),
+            encapsulation: crate::dataplane::Encapsulation::from_map(cfg.gue_port).to_string(),
         }))
     }
 

@@ -16,7 +16,7 @@
 //! | `stats --watch S --json` | as `stats --json` plus `"counter_rates":{NAME:F…}` and `"interval_seconds":F`, and rates in every VIPSTATS and BSTATS |
 //! | VIPSTATS | `{"vip":"…","packets":N,"bytes":N,"backends":[BSTATS…]}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`, before `"backends"`) |
 //! | BSTATS | `{"address":"…","slot":N,"packets":N,"bytes":N}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`) |
-//! | `status --json` | `{"interface":"eth0","ifindex":N,"attach_mode":"native"\|"generic"\|"none","program_id":N,"verified_insns":N,"pin_path":"/sys/fs/bpf/lb","adopted":B,"vips":{"used":N,"capacity":N},"backend_slots":{"used":N,"capacity":N},"conn_table_capacity":N,"ring_size":N,"hash_seed":N,"version":"0.1.0","uptime_seconds":N}` |
+//! | `status --json` | `{"interface":"eth0","ifindex":N,"attach_mode":"native"\|"generic"\|"none","program_id":N,"verified_insns":N,"pin_path":"/sys/fs/bpf/lb","adopted":B,"vips":{"used":N,"capacity":N},"backend_slots":{"used":N,"capacity":N},"conn_table_capacity":N,"ring_size":N,"hash_seed":N,"encapsulation":"ipip"\|"gue:PORT","version":"0.1.0","uptime_seconds":N}` |
 //! | `route VIP CLIENT --json` | `{"vip":"…","client":"203.0.113.7:40000","destination_port":N,"backend":"198.19.0.11","slot":N,"ring_position":N,"flow_hash":N}` |
 //! | `route VIP CLIENT --explain --json` | see [`super::explain`] |
 //! | `gateway get --json` | `{"mac":"02:00:00:00:00:01"}` |
@@ -171,6 +171,7 @@ struct StatusJson<'a> {
     conn_table_capacity: u64,
     ring_size: u32,
     hash_seed: u32,
+    encapsulation: &'a str,
     version: &'a str,
     uptime_seconds: u64,
 }
@@ -273,6 +274,7 @@ pub fn status_json(s: &GetStatusResponse) -> String {
         conn_table_capacity: s.conn_table_capacity,
         ring_size: s.ring_size,
         hash_seed: s.hash_seed,
+        encapsulation: &s.encapsulation,
         version: &s.version,
         uptime_seconds: s.uptime_seconds,
     })
@@ -545,7 +547,7 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         )
     };
     let mut t = Table::new(&[Align::Left, Align::Left]);
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 14] = [
         (
             "interface",
             format!("{} (ifindex {})", s.interface, s.ifindex),
@@ -566,6 +568,7 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         ),
         ("ring size", s.ring_size.to_string()),
         ("hash seed", s.hash_seed.to_string()),
+        ("encapsulation", s.encapsulation.clone()),
         ("version", s.version.clone()),
         ("uptime", duration_text(s.uptime_seconds)),
     ];
@@ -900,6 +903,7 @@ pub(crate) mod tests {
             ring_size: 65537,
             adopted: true,
             pin_path: "/sys/fs/bpf/lb".into(),
+            encapsulation: "gue:6080".into(),
         }
     }
 
@@ -912,7 +916,7 @@ pub(crate) mod tests {
                 r#""verified_insns":12345,"pin_path":"/sys/fs/bpf/lb","adopted":true,"#,
                 r#""vips":{"used":2,"capacity":512},"backend_slots":{"used":3,"capacity":4096},"#,
                 r#""conn_table_capacity":65536,"ring_size":65537,"hash_seed":7,"#,
-                r#""version":"0.1.0","uptime_seconds":93784}"#
+                r#""encapsulation":"gue:6080","version":"0.1.0","uptime_seconds":93784}"#
             )
         );
         assert_eq!(
@@ -929,6 +933,7 @@ pub(crate) mod tests {
                 "conn table      65536 flows (LRU shared by all CPUs)\n",
                 "ring size       65537\n",
                 "hash seed       7\n",
+                "encapsulation   gue:6080\n",
                 "version         0.1.0\n",
                 "uptime          1d 2h 3m 4s\n",
             )

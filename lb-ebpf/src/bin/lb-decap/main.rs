@@ -1,7 +1,14 @@
 //! `lb_decap`: the backend side. Strips the outer IPv4/IPv6 header of IP-in-IP
 //! frames addressed to this host (all four inner/outer combinations `lb_xdp`
-//! emits) and passes the inner packet to the stack, for hosts without ipip or
-//! ip6tnl devices. Everything else passes untouched.
+//! emits), and the outer IP and UDP headers of GUE frames addressed to this
+//! host and the GUE port, and passes the inner packet to the stack, for hosts
+//! without ipip, ip6tnl or fou devices. Everything else passes untouched.
+//!
+//! GUE here is "variant 1", what `lb_xdp` emits: the UDP payload is the inner
+//! IP packet itself, its first nibble (4 or 6) is its family. The outer UDP
+//! checksum is not verified, zero or not (`lb_xdp` sends zero, RFC 6935 for
+//! IPv6; see its `encap` module): the inner packet's own checksums are
+//! checked by the stack it is passed to.
 //!
 //! `lb_pass` is a bare XDP_PASS program: a veth peer needs an XDP program of
 //! its own to receive frames sent with XDP_TX (on kernel 6.18 veth, frames
@@ -16,11 +23,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    AddrKey, DECAP_STAT_COUNT, DecapStat, FAMILY_V4, FAMILY_V6, PROTO_IPIP, PROTO_IPV6,
+    AddrKey, DECAP_STAT_COUNT, DecapStat, FAMILY_V4, FAMILY_V6, PROTO_IPIP, PROTO_IPV6, PROTO_UDP,
 };
 use lb_ebpf::{
     eth,
-    hdr::{ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, Ipv4Hdr, Ipv6Hdr},
+    hdr::{
+        ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, UdpHdr,
+    },
     ptr::{adjust_head, frame_len, ptr_at},
 };
 
@@ -28,6 +37,22 @@ use lb_ebpf::{
 /// addresses (or the ones configured).
 #[btf_map]
 static LB_DECAP_ADDRS: HashMap<AddrKey, u32, 256> = HashMap::new();
+
+/// GUE destination port, raw network order in the low 16 bits; 0 = GUE off.
+/// A load-time constant (`EbpfLoader::override_global`, name
+/// [`lb_common::GLOBAL_DECAP_GUE_PORT`]): read with `read_volatile`, since a
+/// plain read of a `static` would be folded to the compiled-in 0.
+#[unsafe(no_mangle)]
+static LB_DECAP_GUE_PORT: u32 = 0;
+
+#[inline(always)]
+fn gue_port() -> u32 {
+    unsafe { core::ptr::read_volatile(&LB_DECAP_GUE_PORT) }
+}
+
+/// Length of the UDP header GUE puts between the outer IP header and the
+/// inner packet.
+const UDP_HDR_LEN: usize = core::mem::size_of::<UdpHdr>();
 
 #[btf_map]
 static LB_DECAP_STATS: PerCpuArray<u64, { DECAP_STAT_COUNT as usize }> = PerCpuArray::new();
@@ -73,22 +98,54 @@ enum Verdict {
     Drop,
 }
 
+/// What follows the outer IP header of a frame for us.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tunnel {
+    /// IP-in-IP: the inner packet, of this protocol number (4 or 41).
+    Ipip(u8),
+    /// GUE: a UDP header, then the inner packet.
+    Gue,
+}
+
+/// Is this UDP datagram (header at `udp_off`) for the GUE port? A datagram
+/// too short for its header is the stack's to judge, not ours.
+#[inline(always)]
+fn is_gue(ctx: &XdpContext, udp_off: usize) -> bool {
+    let port = gue_port();
+    if port == 0 {
+        return false;
+    }
+    match ptr_at::<UdpHdr>(ctx, udp_off) {
+        // SAFETY: `ptr_at` checked the 8 bytes.
+        Some(u) => u32::from(unsafe { (*u).dest }) == port,
+        None => false,
+    }
+}
+
 #[inline(always)]
 fn decap(ctx: &XdpContext) -> Verdict {
     let Some(l2) = eth::parse(ctx) else {
         return Verdict::Pass;
     };
     let l3 = l2.l3_off;
-    // (outer header length, inner protocol) of an IP-in-IP frame for us.
-    let (outer, inner, v4_outer) = match l2.proto {
+    // (outer header length incl. the UDP header of GUE, tunnel, outer is IPv4)
+    // of a tunnelled frame for us.
+    let (outer, tunnel, v4_outer) = match l2.proto {
         ETH_P_IP => {
             let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3) else {
                 return Verdict::Pass;
             };
             let ip = unsafe { *ip };
-            if (ip.protocol != PROTO_IPIP && ip.protocol != PROTO_IPV6)
-                || !is_local([ip.daddr, 0, 0, 0], FAMILY_V4)
-            {
+            let tunnel = match ip.protocol {
+                PROTO_IPIP | PROTO_IPV6 => Tunnel::Ipip(ip.protocol),
+                // UDP with options has its header elsewhere; `lb_xdp` never
+                // sends options, so such a datagram is not ours to look at.
+                PROTO_UDP if ip.version_ihl == 0x45 && is_gue(ctx, l3 + IPV4_HDR_LEN) => {
+                    Tunnel::Gue
+                }
+                _ => return Verdict::Pass,
+            };
+            if !is_local([ip.daddr, 0, 0, 0], FAMILY_V4) {
                 return Verdict::Pass;
             }
             // An outer header with options or a fragment cannot be stripped
@@ -96,26 +153,47 @@ fn decap(ctx: &XdpContext) -> Verdict {
             if ip.version_ihl != 0x45 || u16::from_be(ip.frag_off) & IP_MF_OFFSET != 0 {
                 return Verdict::Drop;
             }
-            (20usize, ip.protocol, true)
+            (IPV4_HDR_LEN, tunnel, true)
         }
         ETH_P_IPV6 => {
             let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, l3) else {
                 return Verdict::Pass;
             };
             let ip = unsafe { *ip };
-            if (ip.nexthdr != PROTO_IPIP && ip.nexthdr != PROTO_IPV6)
-                || !is_local(ip.daddr, FAMILY_V6)
-            {
+            let tunnel = match ip.nexthdr {
+                PROTO_IPIP | PROTO_IPV6 => Tunnel::Ipip(ip.nexthdr),
+                PROTO_UDP if is_gue(ctx, l3 + IPV6_HDR_LEN) => Tunnel::Gue,
+                _ => return Verdict::Pass,
+            };
+            if !is_local(ip.daddr, FAMILY_V6) {
                 return Verdict::Pass;
             }
-            (40usize, ip.nexthdr, false)
+            (IPV6_HDR_LEN, tunnel, false)
         }
         _ => return Verdict::Pass,
     };
+    let (outer, inner) = match tunnel {
+        Tunnel::Ipip(p) => (outer, p),
+        Tunnel::Gue => {
+            let outer = outer + UDP_HDR_LEN;
+            // GUE variant 1 has no header of its own: the version nibble of
+            // the inner packet says what it is. Anything else on the GUE
+            // port (a cut-off datagram, GUE variant 0, garbage) cannot be
+            // decapsulated and is no service's traffic: a counted drop.
+            let Some(v) = ptr_at::<u8>(ctx, l3 + outer) else {
+                return Verdict::Drop;
+            };
+            match unsafe { *v } >> 4 {
+                4 => (outer, PROTO_IPIP),
+                6 => (outer, PROTO_IPV6),
+                _ => return Verdict::Drop,
+            }
+        }
+    };
     let (inner_len, ethertype) = if inner == PROTO_IPIP {
-        (20usize, ETH_P_IP)
+        (IPV4_HDR_LEN, ETH_P_IP)
     } else {
-        (40usize, ETH_P_IPV6)
+        (IPV6_HDR_LEN, ETH_P_IPV6)
     };
     if frame_len(ctx) < l3 + outer + inner_len {
         return Verdict::Drop;
@@ -130,10 +208,16 @@ fn decap(ctx: &XdpContext) -> Verdict {
     if eth::write(ctx, l3, &dst, &src, tci, ethertype).is_none() {
         return Verdict::Drop;
     }
-    Verdict::Decapped(match (v4_outer, inner == PROTO_IPIP) {
-        (true, true) => DecapStat::V4InV4,
-        (true, false) => DecapStat::V6InV4,
-        (false, true) => DecapStat::V4InV6,
-        (false, false) => DecapStat::V6InV6,
-    })
+    Verdict::Decapped(
+        match (tunnel == Tunnel::Gue, v4_outer, inner == PROTO_IPIP) {
+            (false, true, true) => DecapStat::V4InV4,
+            (false, true, false) => DecapStat::V6InV4,
+            (false, false, true) => DecapStat::V4InV6,
+            (false, false, false) => DecapStat::V6InV6,
+            (true, true, true) => DecapStat::GueV4InV4,
+            (true, true, false) => DecapStat::GueV6InV4,
+            (true, false, true) => DecapStat::GueV4InV6,
+            (true, false, false) => DecapStat::GueV6InV6,
+        },
+    )
 }

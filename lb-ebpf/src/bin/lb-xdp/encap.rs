@@ -1,14 +1,36 @@
-//! IP-in-IP encapsulation towards the chosen backend (all four combinations:
-//! the outer family follows the backend, the inner stays what the client sent).
+//! Encapsulation towards the chosen backend (all four combinations: the
+//! outer family follows the backend, the inner stays what the client sent),
+//! as IP-in-IP or as GUE.
+//!
+//! IP-in-IP puts the client's packet right behind an outer IP header
+//! (protocol 4 for IPv4 inside, 41 for IPv6). GUE (Generic UDP
+//! Encapsulation, "variant 1", as Katran and GLB emit it) puts a UDP header
+//! in between: outer IP (protocol 17), UDP to the configured port, then the
+//! inner packet, whose first nibble (4 or 6) tells the receiver its family.
+//! It crosses networks that filter IP-in-IP, and NICs that spread only
+//! TCP/UDP over their queues hash it by the UDP source port, which we derive
+//! per flow ([`lb_common::gue_src_port`]).
+//!
+//! The outer UDP checksum is zero. Over IPv4 that means "no checksum" (RFC
+//! 768). Over IPv6 a zero UDP checksum is normally invalid; RFC 6935 allows
+//! it for tunnel encapsulations under the conditions of RFC 6936, which hold
+//! here: the inner packet carries its own checksums (IPv4 header, TCP, UDP,
+//! ICMP), the receiver is a decapsulator configured for this port
+//! (`lb_decap` accepts zero and does not verify a non-zero one, the inner
+//! checksums are what the backend's stack checks), and a corrupted outer
+//! address can at worst deliver a packet to another decapsulator, whose
+//! stack then checks the inner checksums. A real checksum would have to sum
+//! the whole packet for every packet (or trust the inner checksum's sum),
+//! which the hot path cannot afford.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    ENCAP_V4_OVERHEAD, ENCAP_V6_OVERHEAD, FAMILY_V4, LbConfig, PROTO_IPIP, PROTO_IPV6,
-    encap_src_suffix,
+    ENCAP_GUE_OVERHEAD, ENCAP_V4_OVERHEAD, ENCAP_V6_OVERHEAD, FAMILY_V4, LbConfig, PROTO_IPIP,
+    PROTO_IPV6, PROTO_UDP, encap_src_suffix, gue_src_port,
 };
 use lb_ebpf::{
     csum, eth,
-    hdr::{ETH_P_IP, ETH_P_IPV6, Ipv4Hdr, Ipv6Hdr},
+    hdr::{ETH_P_IP, ETH_P_IPV6, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, UdpHdr},
     ptr::{adjust_head, adjust_tail, frame_len, ptr_at},
 };
 
@@ -16,13 +38,19 @@ use crate::{flow::Chosen, parse::Packet};
 
 const OUTER_TTL: u8 = 64;
 
-/// Outer header length for a backend of `family`.
+/// Outer header length for a backend of `family`: the outer IP header, plus
+/// the UDP header when `gue_port` (the raw [`LbConfig::gue_port`]) is set.
 #[inline(always)]
-pub fn overhead(family: u8) -> u32 {
-    if family == FAMILY_V4 {
+pub fn overhead(family: u8, gue_port: u16) -> u32 {
+    let ip = if family == FAMILY_V4 {
         ENCAP_V4_OVERHEAD
     } else {
         ENCAP_V6_OVERHEAD
+    };
+    if gue_port != 0 {
+        ip + ENCAP_GUE_OVERHEAD
+    } else {
+        ip
     }
 }
 
@@ -57,16 +85,24 @@ pub fn trim_to(ctx: &XdpContext, end: usize) -> Option<()> {
     Some(())
 }
 
-/// Prepends the outer header. The caller has checked the size budget.
+/// Prepends the outer header(s): IP-in-IP, or GUE when `gue_port` (the raw
+/// [`LbConfig::gue_port`], read once by the caller, which sized the MTU
+/// check with it) is set. The caller has checked the size budget.
 #[inline(always)]
-pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Chosen, cfg: &LbConfig) -> Option<()> {
+pub fn encapsulate(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    backend: &Chosen,
+    cfg: &LbConfig,
+    gue_port: u16,
+) -> Option<()> {
     let l3 = pkt.l3_off;
     let v4_outer = backend.family == FAMILY_V4;
-    let grow = overhead(backend.family) as usize;
+    let grow = overhead(backend.family, gue_port);
     trim_to_ip(ctx, pkt)?;
     adjust_head(ctx, -(grow as i32))?;
     // The received L2 header now starts at `grow`; the new one goes at 0.
-    let (rx_dst, _, tci) = eth::read(ctx, grow, l3)?;
+    let (rx_dst, _, tci) = eth::read(ctx, grow as usize, l3)?;
     let ethertype = if v4_outer { ETH_P_IP } else { ETH_P_IPV6 };
     eth::write(
         ctx,
@@ -77,23 +113,28 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Chosen, cfg: &LbCon
         ethertype,
     )?;
 
-    let inner_proto = if pkt.family == FAMILY_V4 {
+    // What follows the outer IP header: the UDP header of GUE, or the
+    // client's packet itself, named by its family.
+    let next_proto = if gue_port != 0 {
+        PROTO_UDP
+    } else if pkt.family == FAMILY_V4 {
         PROTO_IPIP
     } else {
         PROTO_IPV6
     };
     // Crafted per-flow source (RSS-friendly at the backend) unless the mask
     // is all ones, which makes it the fixed address.
-    let suffix = encap_src_suffix(&pkt.src, pkt.sport).to_be();
+    let flow_bits = encap_src_suffix(&pkt.src, pkt.sport);
+    let suffix = flow_bits.to_be();
     if v4_outer {
         let mut h = Ipv4Hdr {
             version_ihl: 0x45,
             tos: pkt.tos,
-            tot_len: ((pkt.l3_len + ENCAP_V4_OVERHEAD) as u16).to_be(),
+            tot_len: ((pkt.l3_len + grow) as u16).to_be(),
             id: 0,
             frag_off: 0,
             ttl: OUTER_TTL,
-            protocol: inner_proto,
+            protocol: next_proto,
             check: 0,
             saddr: (cfg.v4_src & cfg.v4_src_mask) | (suffix & !cfg.v4_src_mask),
             daddr: backend.addr[0],
@@ -105,14 +146,28 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, backend: &Chosen, cfg: &LbCon
         let w3 = (cfg.v6_src[3] & cfg.v6_src_mask) | (suffix & !cfg.v6_src_mask);
         let h = Ipv6Hdr {
             vtc_flow: [0x60 | (pkt.tos >> 4), pkt.tos << 4, 0, 0],
-            payload_len: (pkt.l3_len as u16).to_be(),
-            nexthdr: inner_proto,
+            payload_len: ((pkt.l3_len + grow - ENCAP_V6_OVERHEAD) as u16).to_be(),
+            nexthdr: next_proto,
             hop_limit: OUTER_TTL,
             saddr: [cfg.v6_src[0], cfg.v6_src[1], cfg.v6_src[2], w3],
             daddr: backend.addr,
         };
         let p = ptr_at::<Ipv6Hdr>(ctx, l3)?;
         unsafe { *p = h };
+    }
+    if gue_port != 0 {
+        let off = l3 + if v4_outer { IPV4_HDR_LEN } else { IPV6_HDR_LEN };
+        let u = ptr_at::<UdpHdr>(ctx, off)?;
+        // SAFETY: `ptr_at` checked the 8 bytes.
+        unsafe {
+            *u = UdpHdr {
+                source: gue_src_port(flow_bits).to_be(),
+                dest: gue_port,
+                len: ((pkt.l3_len + ENCAP_GUE_OVERHEAD) as u16).to_be(),
+                // Zero: see the module documentation (RFC 768, 6935, 6936).
+                check: 0,
+            }
+        };
     }
     Some(())
 }

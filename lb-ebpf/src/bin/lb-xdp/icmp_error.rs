@@ -81,10 +81,13 @@ pub fn forward(ctx: &XdpContext, l3_off: usize, family: u8, cfg: &LbConfig) -> S
             // An ICMP error is at most 576 (IPv4) or 1280 (IPv6) bytes, so
             // this only trips with a very small configured MTU; no ICMP is
             // ever sent about an ICMP error.
-            if pkt.l3_len + encap::overhead(c.family) > cfg.mtu {
+            // Same encapsulation as the flow's own packets (GUE or
+            // IP-in-IP), so the error arrives the way the backend expects.
+            let gue_port = cfg.gue_port;
+            if pkt.l3_len + encap::overhead(c.family, gue_port) > cfg.mtu {
                 return Stat::DropTooBig;
             }
-            match encap::encapsulate(ctx, &pkt, &c, cfg) {
+            match encap::encapsulate(ctx, &pkt, &c, cfg, gue_port) {
                 Some(()) => Stat::IcmpErrorForwarded,
                 None => Stat::DropEncapFailed,
             }

@@ -125,11 +125,14 @@ fn forward<B: Variant>(ctx: &XdpContext, pkt: &Packet, cfg: &LbConfig, t: &Tally
         Choice::NoBackend => return drop(t, Stat::DropNoBackend),
         Choice::Stopped => return STOPPED,
     };
-    let overhead = encap::overhead(chosen.family);
+    // One load decides the encapsulation for the MTU check, the MTU we
+    // advertise if it fails, and the header we write.
+    let gue_port = cfg.gue_port;
+    let overhead = encap::overhead(chosen.family, gue_port);
     if pkt.l3_len + overhead > cfg.mtu {
         return too_big(ctx, pkt, cfg, t, cfg.mtu.saturating_sub(overhead));
     }
-    match encap::encapsulate(ctx, pkt, &chosen, cfg) {
+    match encap::encapsulate(ctx, pkt, &chosen, cfg, gue_port) {
         Some(()) => {
             t.forwarded(chosen.vip, chosen.slot, pkt.l3_len);
             xdp_action::XDP_TX
