@@ -86,6 +86,7 @@ pub fn balancer_config(dp: &DataplaneConfig, if_mac: [u8; 6]) -> BalancerConfig 
         v6_src: dp.encap_source_v6.addr,
         v6_src_len: dp.encap_source_v6.len,
         icmp_too_big_rate: dp.icmp_too_big_rate,
+        new_flow_rate: dp.max_new_flows_per_cpu,
         forward_icmp_errors: dp.forward_icmp_errors,
     }
 }
@@ -137,6 +138,8 @@ mod tests {
         );
         assert!(!bc.forward_icmp_errors);
         assert_eq!(bc.to_map().unwrap().flags, 0);
+        assert_eq!(bc.new_flow_rate, 2000);
+        assert_eq!(bc.to_map().unwrap().new_flow_rate, 2000);
     }
 
     #[test]

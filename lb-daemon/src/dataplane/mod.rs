@@ -15,7 +15,10 @@ mod port;
 mod ring;
 
 pub use attach::{AttachMode, Attached, attached_to, teardown};
-pub use balancer::{Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, MAP_NAMES, Origin, Sizes};
+pub use balancer::{
+    Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, DEFAULT_NEW_FLOW_RATE, MAP_NAMES, Origin,
+    Sizes,
+};
 pub use decap::Decap;
 pub use error::DataplaneError;
 #[cfg(any(test, feature = "fake-dataplane"))]
