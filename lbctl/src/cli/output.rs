@@ -853,6 +853,7 @@ mod tests {
                 "drop_icmp_quote_malformed      0\n",
                 "drop_echo_bad_source           0\n",
                 "drop_bad_checksum              0\n",
+                "new_flow_unpinned              0\n",
                 "new_counter                    5\n"
             )),
             "{table}"
