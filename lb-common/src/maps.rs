@@ -334,13 +334,14 @@ pub struct LbConfig {
 pub const LB_CFG_F_FORWARD_ICMP_ERRORS: u32 = 1;
 const _: () = assert!(core::mem::size_of::<LbConfig>() == 60);
 
-/// State of the per-CPU ICMP token bucket (time credit in nanoseconds).
+/// State of a per-CPU token bucket (`LB_ICMP_RATE`, `LB_NEW_FLOW_RATE`):
+/// credit in nanoseconds times the bucket's rate, one event costs 10^9.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateState {
-    /// `bpf_ktime_get_ns` of the last refill.
+    /// `bpf_ktime_get_coarse_ns` of the last refill.
     pub last_ns: u64,
-    /// Unspent credit, at most one second.
+    /// Unspent credit (nanoseconds x rate), at most one second's worth.
     pub credit_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<RateState>() == 16);
