@@ -16,7 +16,9 @@ flood flow up once: a flow referenced after its insert ranks as "active"
 in the kernel's LRU, which a flood of single SYNs never does (see
 lb-privileged-tests/tests/e2e.rs, section 9). Bounded twice: at most --count frames, and it
 stops after --seconds whatever it sent; --rate caps frames per second.
-Prints one JSON object: {"sent": n, "enobufs": n, "seconds": t, "pps": x}
+--per-cpu sends an equal share from each CPU in turn, pinned, so the LB
+sees the flood on every CPU as RSS would spread it. Prints one JSON object:
+{"sent": n, "enobufs": n, "seconds": t, "pps": x, "per_cpu": [n, ...]}
 (enobufs: frames the full link queue refused, not counted as sent).
 """
 
@@ -24,6 +26,7 @@ import argparse
 import errno
 import ipaddress
 import json
+import os
 import random
 import socket
 import struct
@@ -63,6 +66,8 @@ def main():
     p.add_argument("--rate", type=int, default=0, help="frames per second at most (0: as fast as it goes)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--ack", action="store_true", help="follow every SYN with an ACK of its flow (2 frames a flow)")
+    p.add_argument("--per-cpu", action="store_true",
+                   help="send an equal share pinned to each CPU in turn (a veth runs XDP on the sender's CPU)")
     args = p.parse_args()
     lab = ipaddress.IPv4Network("198.18.0.0/15")
     if not args.src_net.subnet_of(lab) or args.count < 1 or args.seconds <= 0:
@@ -93,38 +98,53 @@ def main():
 
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((args.iface, 0))
+    # With --per-cpu, an equal share from each CPU in turn, pinned: on a
+    # veth the receiving XDP program runs on the sender's CPU, and a real
+    # flood reaches every CPU (RSS). It matters for the connection table:
+    # the kernel's LRU keeps new entries in a per-CPU list until that CPU
+    # needs free entries, so a flood on one CPU cannot evict entries another
+    # CPU made.
+    cpus = sorted(os.sched_getaffinity(0)) if args.per_cpu else [None]
     t0 = time.monotonic()
-    deadline = t0 + args.seconds
     sent = 0
     dropped = 0
-    while sent + len(frames) <= args.count:
-        now = time.monotonic()
-        if now >= deadline:
-            break
-        if args.rate and sent > args.rate * (now - t0):
-            time.sleep(0.001)
-            continue
-        # A batch between clock reads keeps the loop cheap.
-        for _ in range(min(256, (args.count - sent) // len(frames))):
-            src = net | rnd.getrandbits(host_bits) if host_bits else net
-            sport = rnd.randint(1024, 65535)
-            hi, lo = src >> 16, src & 0xFFFF
-            for frame, tcp_base in frames:
-                struct.pack_into("!I", frame, o_ip + 12, src)
-                struct.pack_into("!H", frame, o_ip + 10, 0xFFFF - fold(ip_base + hi + lo))
-                struct.pack_into("!H", frame, o_tcp, sport)
-                struct.pack_into("!H", frame, o_tcp + 16, 0xFFFF - fold(tcp_base + hi + lo + sport))
-                try:
-                    s.send(frame)
-                    sent += 1
-                except OSError as e:
-                    # The link's queue is full: a frame not sent is not counted.
-                    if e.errno != errno.ENOBUFS:
-                        raise
-                    dropped += 1
+    per_cpu = []
+    for i, cpu in enumerate(cpus):
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        goal = args.count * (i + 1) // len(cpus)
+        p0 = time.monotonic()
+        deadline = t0 + args.seconds * (i + 1) / len(cpus)
+        first = sent
+        while sent + len(frames) <= goal:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if args.rate and sent - first > args.rate * (now - p0):
+                time.sleep(0.001)
+                continue
+            # A batch between clock reads keeps the loop cheap.
+            for _ in range(min(256, (goal - sent) // len(frames))):
+                src = net | rnd.getrandbits(host_bits) if host_bits else net
+                sport = rnd.randint(1024, 65535)
+                hi, lo = src >> 16, src & 0xFFFF
+                for frame, tcp_base in frames:
+                    struct.pack_into("!I", frame, o_ip + 12, src)
+                    struct.pack_into("!H", frame, o_ip + 10, 0xFFFF - fold(ip_base + hi + lo))
+                    struct.pack_into("!H", frame, o_tcp, sport)
+                    struct.pack_into("!H", frame, o_tcp + 16, 0xFFFF - fold(tcp_base + hi + lo + sport))
+                    try:
+                        s.send(frame)
+                        sent += 1
+                    except OSError as e:
+                        # The link's queue is full: a frame not sent is not counted.
+                        if e.errno != errno.ENOBUFS:
+                            raise
+                        dropped += 1
+        per_cpu.append(sent - first)
     took = time.monotonic() - t0
     json.dump({"sent": sent, "enobufs": dropped, "seconds": round(took, 3),
-               "pps": round(sent / took) if took > 0 else None}, sys.stdout)
+               "pps": round(sent / took) if took > 0 else None, "per_cpu": per_cpu}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

@@ -413,7 +413,8 @@ impl Lab {
     /// `flood.py` in the router: `count` TCP frames from random sources in
     /// 198.19.128.0/17 to `vip:port`, written on the router's link to the
     /// LB, for at most `seconds`: SYNs, or with `ack` SYN + ACK pairs (a
-    /// flow each). Its JSON report (sent, seconds, pps).
+    /// flow each); an equal share pinned to each CPU in turn (`--per-cpu`).
+    /// Its JSON report (sent, seconds, pps, per_cpu).
     #[track_caller]
     pub fn syn_flood(&self, vip: &str, port: u16, count: u32, seconds: f64, ack: bool) -> Value {
         let script = format!("{LAB_DIR}/flood.py");
@@ -435,7 +436,8 @@ impl Lab {
             "--seconds",
             &seconds.to_string(),
         ];
-        let mut args = args.to_vec();
+        // An equal share from every CPU, as RSS spreads a real flood.
+        let mut args = [&args[..], &["--per-cpu"]].concat();
         if ack {
             args.push("--ack");
         }
