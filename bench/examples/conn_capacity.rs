@@ -44,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             port_off: frames::sport_offset(client.into()),
             addr_base: 0x8000,
             port_base: 10000,
+            csum_off: frames::ipv4_check_offset(client.into()),
         }),
     )?)?;
     bench.set_target(lab.lb.program().fd()?)?;
