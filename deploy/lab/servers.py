@@ -16,7 +16,8 @@ every VIP the backend holds on its loopback:
           otherwise answers from the backend's own address, and a client
           talking to a VIP drops that reply.
   stream  after accept, sends "backend-i <seq>\\n" every --interval seconds
-          (default 50 ms) until the client closes.
+          (default 50 ms) until the client closes; a line "pause S" from the
+          client delays the next line by S seconds (the stream goes idle).
 
 --pidfile is written only once every socket is bound, so its existence means
 "ready". --lab is only a marker in the command line so `lab.sh down` can tell
@@ -263,8 +264,17 @@ def stream_conn(conn, name, interval):
                     break
                 r, _, _ = select.select([conn], [], [], left)
                 if r:
-                    if not conn.recv(4096):
+                    got = conn.recv(4096)
+                    if not got:
                         return
+                    # "pause S\n" from the client: the next line comes S
+                    # seconds later than scheduled (a stream that goes quiet,
+                    # as idle connections do, without closing).
+                    for word in got.split(b"pause ")[1:]:
+                        try:
+                            start += float(word.split()[0])
+                        except (ValueError, IndexError):
+                            pass
     except OSError:
         pass
     finally:

@@ -19,6 +19,10 @@ request/stream succeeded, 1 otherwise):
            the backend, lines received, resets, max gap between lines (ms):
            {"ok": n, "failed": n, "by_backend": {...}, "resets": n,
             "max_gap_ms": x, "streams": [{...}, ...]}
+           --pause-at T --pause-for D: T seconds into the run every stream
+           asks its server for D seconds of silence ("pause D"), so the
+           connection is idle (no packet either way) in that window; the
+           gaps then include D.
 
 The backend is taken from the answer itself (HTTP: the X-Backend header, else
 the body; UDP: "backend-i:" before the echoed payload; streams: the first word
@@ -239,7 +243,7 @@ def stream_run(args, ports, i, start_barrier, first_line, stop_at, rec):
     at the end is not hidden); the wait for the first line is reported apart
     as first_line_ms."""
     fam, vip = args.vip
-    rec.update(id=i, backend=None, sport=None, connected=False, lines=0, resets=0, eof=False,
+    rec.update(id=i, backend=None, sport=None, connected=False, lines=0, resets=0, eof=False, paused=False,
                first_line_ms=None, max_gap_ms=None, seq_errors=0, error=None)
     s = None
     last = None
@@ -253,11 +257,22 @@ def stream_run(args, ports, i, start_barrier, first_line, stop_at, rec):
         rec["connected"] = True
         buf = b""
         expect = None
+        pause_at = None
+        if args.pause_at is not None:
+            pause_at = stop_at[0] - args.seconds + args.pause_at
         while True:
-            left = stop_at[0] - time.monotonic()
+            now = time.monotonic()
+            left = stop_at[0] - now
             if left <= 0:
                 break
-            s.settimeout(min(left, 0.5))
+            if pause_at is not None and now >= pause_at:
+                s.sendall(f"pause {args.pause_for}\n".encode())
+                rec["paused"] = True
+                pause_at = None
+            wait = min(left, 0.5)
+            if pause_at is not None:
+                wait = max(0.001, min(wait, pause_at - now))
+            s.settimeout(wait)
             try:
                 c = s.recv(65536)
             except socket.timeout:
@@ -376,6 +391,8 @@ def main():
     sp.add_argument("--seconds", type=float, required=True)
     sp.add_argument("--connect-timeout", type=float, default=3.0)
     sp.add_argument("--ready-file", help="written once every stream got its first line (or failed)")
+    sp.add_argument("--pause-at", type=float, help="seconds into the run: ask the servers for silence")
+    sp.add_argument("--pause-for", type=float, default=0.0, help="seconds of silence (with --pause-at)")
 
     args = p.parse_args()
     if args.count < 1:

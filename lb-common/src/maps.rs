@@ -42,6 +42,8 @@ pub const MAP_VIP_STATS: &str = "LB_VIP_STATS";
 pub const MAP_BACKEND_STATS: &str = "LB_BACKEND_STATS";
 /// Per-CPU token bucket of the ICMP "too big" limit: index 0 -> [`RateState`].
 pub const MAP_ICMP_RATE: &str = "LB_ICMP_RATE";
+/// Per-CPU token bucket of new connection-table entries: index 0 -> [`RateState`].
+pub const MAP_NEW_FLOW_RATE: &str = "LB_NEW_FLOW_RATE";
 /// Host addresses `lb_decap` decapsulates for: [`AddrKey`] -> `u32` (unused).
 pub const MAP_DECAP_ADDRS: &str = "LB_DECAP_ADDRS";
 /// Per-CPU decap counters: [`crate::DecapStat`] index -> `u64`.
@@ -319,6 +321,11 @@ pub struct LbConfig {
     /// second's worth); 0 = unlimited. Without a limit, a client (or a
     /// spoofer) sending large DF packets gets one reply per packet.
     pub icmp_too_big_rate: u32,
+    /// New connection-table entries allowed per second and CPU (burst: one
+    /// second's worth); 0 = unlimited. Past it a new flow is forwarded by
+    /// the ring alone, unpinned ([`crate::Stat::NewFlowUnpinned`]), so a SYN
+    /// flood cannot evict established flows from the LRU table.
+    pub new_flow_rate: u32,
     /// Switches, `LB_CFG_F_*` bits.
     pub flags: u32,
     /// Encapsulation: 0 = IP-in-IP; otherwise GUE (IP in UDP) to this outer
@@ -335,15 +342,16 @@ pub struct LbConfig {
 /// path MTU discovery works with direct server return. Clear: they are passed
 /// to the LB host's kernel, which cannot use them.
 pub const LB_CFG_F_FORWARD_ICMP_ERRORS: u32 = 1;
-const _: () = assert!(core::mem::size_of::<LbConfig>() == 60);
+const _: () = assert!(core::mem::size_of::<LbConfig>() == 64);
 
-/// State of the per-CPU ICMP token bucket (time credit in nanoseconds).
+/// State of a per-CPU token bucket (`LB_ICMP_RATE`, `LB_NEW_FLOW_RATE`):
+/// credit in nanoseconds times the bucket's rate, one event costs 10^9.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateState {
-    /// `bpf_ktime_get_ns` of the last refill.
+    /// `bpf_ktime_get_coarse_ns` of the last refill.
     pub last_ns: u64,
-    /// Unspent credit, at most one second.
+    /// Unspent credit (nanoseconds x rate), at most one second's worth.
     pub credit_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<RateState>() == 16);

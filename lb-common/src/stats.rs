@@ -60,10 +60,15 @@ pub enum Stat {
     DropEchoBadSource = 21,
     /// Dropped: an IPv4 packet to a VIP address whose header checksum is wrong.
     DropBadChecksum = 22,
+    /// New flows forwarded by the ring alone, without a connection-table
+    /// entry, because this CPU's budget of new entries per second
+    /// (`LbConfig::new_flow_rate`) was spent: a SYN flood cannot churn the
+    /// table and evict established flows. Such a flow is not pinned.
+    NewFlowUnpinned = 23,
 }
 
 /// Number of [`Stat`] counters.
-pub const STAT_COUNT: u32 = 23;
+pub const STAT_COUNT: u32 = 24;
 
 /// The value of [`crate::MAP_STATS`] (a per-CPU array of one element): every
 /// global counter of one CPU, indexed by [`Stat`]. One record rather than one
@@ -100,6 +105,7 @@ impl Stat {
         Stat::DropIcmpQuoteMalformed,
         Stat::DropEchoBadSource,
         Stat::DropBadChecksum,
+        Stat::NewFlowUnpinned,
     ];
 
     /// Stable snake_case name, used in the API and JSON output.
@@ -128,6 +134,7 @@ impl Stat {
             Stat::DropIcmpQuoteMalformed => "drop_icmp_quote_malformed",
             Stat::DropEchoBadSource => "drop_echo_bad_source",
             Stat::DropBadChecksum => "drop_bad_checksum",
+            Stat::NewFlowUnpinned => "new_flow_unpinned",
         }
     }
 }
@@ -175,7 +182,8 @@ impl Stat {
             | Stat::ConnStale
             | Stat::NewFlow
             | Stat::RingLookup
-            | Stat::ConnInsertFailed => None,
+            | Stat::ConnInsertFailed
+            | Stat::NewFlowUnpinned => None,
         }
     }
 }

@@ -87,6 +87,8 @@ pub struct LabOpts {
     pub vips: String,
     /// More `[dataplane]` lines ("key = value\n"), e.g. a switch under test.
     pub dataplane_extra: String,
+    /// `[dataplane] conn_table_size`.
+    pub conn_table_size: u32,
 }
 
 impl Default for LabOpts {
@@ -96,6 +98,7 @@ impl Default for LabOpts {
             mtu: 1600,
             vips: String::new(),
             dataplane_extra: String::new(),
+            conn_table_size: 4096,
         }
     }
 }
@@ -185,10 +188,11 @@ impl Lab {
             "[dataplane]\ninterface = \"{}\"\ngateway_mac = \"02:00:00:00:00:01\"\n\
              pin_path = \"{}\"\nmtu = {}\nencap_source_v4 = \"198.18.3.0/24\"\n\
              encap_source_v6 = \"fd00:3::/96\"\nmax_vips = 16\nmax_backends = 64\n\
-             conn_table_size = 4096\n{}\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}",
+             conn_table_size = {}\n{}\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}",
             lab.var("LAB_LB_IF"),
             lab.pin.display(),
             opts.mtu,
+            opts.conn_table_size,
             opts.dataplane_extra,
             lab.sock.display(),
             dir.join("state").display(),
@@ -355,6 +359,18 @@ impl Lab {
 
     /// `traffic.py streams ...` in the background, with a ready file.
     pub fn streams_bg(&self, vip: &str, port: u16, count: u32, seconds: f64) -> Background {
+        self.streams_bg_with(vip, port, count, seconds, &[])
+    }
+
+    /// [`Lab::streams_bg`] with more `traffic.py streams` arguments.
+    pub fn streams_bg_with(
+        &self,
+        vip: &str,
+        port: u16,
+        count: u32,
+        seconds: f64,
+        extra: &[&str],
+    ) -> Background {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let ready = self.tmp.path().join(format!("ready-{n}"));
         let out = self.tmp.path().join(format!("streams-{n}.json"));
@@ -372,6 +388,10 @@ impl Lab {
             "--ready-file".into(),
             ready.display().to_string(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = self
             .traffic_cmd(&argv)
@@ -388,6 +408,56 @@ impl Lab {
             err,
             started: Instant::now(),
         }
+    }
+
+    /// `flood.py` in the router: `count` TCP frames from random sources in
+    /// 198.19.128.0/17 to `vip:port`, written on the router's link to the
+    /// LB, for at most `seconds`: SYNs, or with `ack` SYN + ACK pairs (a
+    /// flow each); an equal share pinned to each CPU in turn (`--per-cpu`).
+    /// Its JSON report (sent, seconds, pps, per_cpu).
+    #[track_caller]
+    pub fn syn_flood(&self, vip: &str, port: u16, count: u32, seconds: f64, ack: bool) -> Value {
+        let script = format!("{LAB_DIR}/flood.py");
+        let args = [
+            PYTHON,
+            script.as_str(),
+            "--iface",
+            self.var("LAB_ROUTER_LB_IF"),
+            "--src-mac",
+            self.var("LAB_GATEWAY_MAC"),
+            "--dst-mac",
+            self.var("LAB_LB_MAC"),
+            "--dst",
+            vip,
+            "--dport",
+            &port.to_string(),
+            "--count",
+            &count.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ];
+        // An equal share from every CPU, as RSS spreads a real flood.
+        let mut args = [&args[..], &["--per-cpu"]].concat();
+        if ack {
+            args.push("--ack");
+        }
+        let out = self
+            .cmd("router", &args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run flood.py");
+        assert!(
+            out.status.success(),
+            "flood.py failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "flood.py report: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// Starts tcpdump in a lab host and waits until it captures.

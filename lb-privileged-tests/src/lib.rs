@@ -96,6 +96,7 @@ impl Fixture {
             v6_src_len: 96,
             // Unlimited unless a test is about the limit.
             icmp_too_big_rate: 0,
+            new_flow_rate: 0,
             forward_icmp_errors: true,
             encap: lb_daemon::dataplane::Encapsulation::Ipip,
         };

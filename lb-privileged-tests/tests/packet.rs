@@ -864,6 +864,103 @@ fn icmp_too_big_replies_are_rate_limited() {
     expect_encap(&mut f, &small, 0, ip(CLIENT4), 48000, BE4_A);
 }
 
+/// The IPv4 connection-table entry of CLIENT4:`sport` -> VIP4:80/tcp.
+fn entry4(f: &Fixture, sport: u16) -> Option<lb_common::ConnEntry> {
+    let key = lb_common::FlowKey4::new(
+        lb_daemon::vip::map_addr(ip(CLIENT4)).0[0],
+        lb_daemon::vip::map_addr(ip(VIP4)).0[0],
+        sport.to_be(),
+        80u16.to_be(),
+        TCP,
+    );
+    f.lb.conn_entry4(&key)
+}
+
+#[test]
+fn new_flows_past_the_budget_are_forwarded_by_the_ring_unpinned() {
+    require_root();
+    // 2 new entries per second per CPU: a burst of two, then the ring alone
+    // (the runs take microseconds, so no credit comes back meanwhile).
+    let mut f = Fixture::with(|c| c.new_flow_rate = 2);
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    for sport in 49000..49005 {
+        let syn = v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b"");
+        // Forwarded exactly as a pinned flow would be: same backend, same frame.
+        expect_encap(&mut f, &syn, 0, ip(CLIENT4), sport, BE4_A);
+    }
+    let pinned: Vec<bool> = (49000..49005).map(|p| entry4(&f, p).is_some()).collect();
+    assert_eq!(
+        pinned,
+        [true, true, false, false, false],
+        "only the burst is inserted"
+    );
+    assert_eq!(f.stat(Stat::NewFlow), 2);
+    assert_eq!(f.stat(Stat::NewFlowUnpinned), 3);
+    assert_eq!(f.stat(Stat::Forwarded), 5);
+    assert_eq!(f.stat(Stat::ConnInsertFailed), 0);
+
+    // A pinned flow keeps its backend through a ring change: its packets hit
+    // the table and never ask the budget.
+    f.backend(2, ip(BE4_B));
+    f.ring(ip(VIP4), 80, TCP, &[2]);
+    let ack = v4_tcp(v4(CLIENT4), v4(VIP4), 49000, 80, ACK, b"x");
+    expect_encap(&mut f, &ack, 0, ip(CLIENT4), 49000, BE4_A);
+    assert_eq!(f.stat(Stat::ConnHit), 1);
+    // The trade-off: an unpinned flow follows the ring (a miss, the budget is
+    // still spent, so it stays unpinned).
+    let ack = v4_tcp(v4(CLIENT4), v4(VIP4), 49002, 80, ACK, b"x");
+    expect_encap(&mut f, &ack, 0, ip(CLIENT4), 49002, BE4_B);
+    assert_eq!(f.stat(Stat::ConnMiss), 1);
+    assert_eq!(f.stat(Stat::NewFlowUnpinned), 4);
+    assert!(entry4(&f, 49002).is_none());
+}
+
+#[test]
+fn new_flow_budget_refills_with_time_and_zero_is_unlimited() {
+    require_root();
+    // 20 per second: the burst is 20, then one entry per 50 ms.
+    let mut f = Fixture::with(|c| c.new_flow_rate = 20);
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    let syn = |sport| v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b"");
+    for sport in 50000..50021 {
+        assert_eq!(f.run(&syn(sport)).0, XDP_TX);
+    }
+    assert_eq!(
+        (f.stat(Stat::NewFlow), f.stat(Stat::NewFlowUnpinned)),
+        (20, 1)
+    );
+    assert!(entry4(&f, 50019).is_some() && entry4(&f, 50020).is_none());
+    // 130 ms later: two entries' worth of credit (not three).
+    std::thread::sleep(std::time::Duration::from_millis(130));
+    for sport in 50021..50024 {
+        assert_eq!(f.run(&syn(sport)).0, XDP_TX);
+    }
+    let pinned: Vec<bool> = (50021..50024).map(|p| entry4(&f, p).is_some()).collect();
+    assert_eq!(pinned, [true, true, false], "the bucket refilled by two");
+    assert_eq!(
+        (f.stat(Stat::NewFlow), f.stat(Stat::NewFlowUnpinned)),
+        (22, 2)
+    );
+
+    // 0: every new flow is inserted.
+    let mut f = Fixture::with(|c| c.new_flow_rate = 0);
+    f.vip(ip(VIP4), 80, TCP, 0);
+    f.backend(1, ip(BE4_A));
+    f.ring(ip(VIP4), 80, TCP, &[1]);
+    for sport in 50100..50400 {
+        assert_eq!(f.run(&syn(sport)).0, XDP_TX);
+    }
+    assert_eq!(
+        (f.stat(Stat::NewFlow), f.stat(Stat::NewFlowUnpinned)),
+        (300, 0)
+    );
+    assert!((50100..50400).all(|p| entry4(&f, p).is_some()));
+}
+
 /// An address in 198.18.0.0/15 other than `vip` whose VIP-filter bucket is
 /// `vip`'s: the filter says "maybe" for it, the exact maps must say no.
 fn bucket_twin(vip: Ipv4Addr) -> Ipv4Addr {

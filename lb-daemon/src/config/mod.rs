@@ -93,6 +93,10 @@ pub struct DataplaneConfig {
     /// CPU; 0 = unlimited.
     #[serde(default = "default_icmp_too_big_rate")]
     pub icmp_too_big_rate: u32,
+    /// New connection-table entries per second and CPU; past it new flows
+    /// are forwarded by the ring alone, unpinned. 0 = unlimited.
+    #[serde(default = "default_max_new_flows_per_cpu")]
+    pub max_new_flows_per_cpu: u32,
     /// Encapsulate ICMP errors about VIP flows (fragmentation needed, packet
     /// too big, destination unreachable) to the flow's backend, which sent
     /// the packet they are about (direct server return).
@@ -172,6 +176,9 @@ fn default_true() -> bool {
 fn default_icmp_too_big_rate() -> u32 {
     // The kernel's own ICMP limit is in the same order: 1000/s.
     1000
+}
+fn default_max_new_flows_per_cpu() -> u32 {
+    crate::dataplane::DEFAULT_NEW_FLOW_RATE
 }
 fn default_ring_size() -> u32 {
     lb_common::DEFAULT_RING_SIZE

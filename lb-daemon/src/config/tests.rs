@@ -21,6 +21,7 @@ encap_source_v6 = "fd00:5::/96"
 forward_icmp_errors = false
 encap = "gue"
 gue_port = 9999
+max_new_flows_per_cpu = 2000
 
 [api]
 listen = "tcp://127.0.0.1:50051"
@@ -71,6 +72,7 @@ fn full_file() {
     assert_eq!(dp.encap_source_v6.to_string(), "fd00:5::/96");
     assert!(!dp.forward_icmp_errors);
     assert_eq!((dp.encap, dp.gue_port), (EncapKind::Gue, 9999));
+    assert_eq!(dp.max_new_flows_per_cpu, 2000);
     assert_eq!(
         c.api.listen,
         Listen::Tcp("127.0.0.1:50051".parse().unwrap())
@@ -104,6 +106,10 @@ fn minimal_file_takes_defaults() {
     assert_eq!(dp.encap_source_v4.to_string(), "172.16.0.0/16");
     assert_eq!(dp.encap_source_v6.to_string(), "100::/96");
     assert_eq!(dp.icmp_too_big_rate, 1000);
+    assert_eq!(
+        dp.max_new_flows_per_cpu, 125_000,
+        "new-flow budget on by default, at Katran's rate"
+    );
     assert!(
         dp.forward_icmp_errors,
         "ICMP errors are forwarded by default"
@@ -253,6 +259,18 @@ fn bad_values_are_reported_with_line_and_key() {
         4,
         "dataplane.gue_port",
         "u16",
+    );
+    bad(
+        &format!("{HEAD}max_new_flows_per_cpu = -1\n"),
+        4,
+        "dataplane.max_new_flows_per_cpu",
+        "u32",
+    );
+    bad(
+        &format!("{HEAD}max_new_flows_per_cpu = \"off\"\n"),
+        4,
+        "dataplane.max_new_flows_per_cpu",
+        "u32",
     );
     bad(
         &format!("{HEAD}mtu = 1500\nbogus = 1\n"),

@@ -72,6 +72,7 @@ pub fn balancer_config(dp: &DataplaneConfig, if_mac: [u8; 6]) -> BalancerConfig 
         v6_src: dp.encap_source_v6.addr,
         v6_src_len: dp.encap_source_v6.len,
         icmp_too_big_rate: dp.icmp_too_big_rate,
+        new_flow_rate: dp.max_new_flows_per_cpu,
         forward_icmp_errors: dp.forward_icmp_errors,
         encap: match dp.encap {
             EncapKind::Ipip => Encapsulation::Ipip,
@@ -130,6 +131,8 @@ mod tests {
         assert_eq!(bc.encap, Encapsulation::Gue { port: 9999 });
         // The data plane's form: the port in network order, one field.
         assert_eq!(bc.to_map().unwrap().gue_port, 9999u16.to_be());
+        assert_eq!(bc.new_flow_rate, 2000);
+        assert_eq!(bc.to_map().unwrap().new_flow_rate, 2000);
     }
 
     #[test]

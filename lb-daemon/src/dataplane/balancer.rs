@@ -117,6 +117,9 @@ pub struct BalancerConfig {
     pub v6_src_len: u8,
     /// ICMP "too big" replies per second per CPU (0 = unlimited).
     pub icmp_too_big_rate: u32,
+    /// New connection-table entries per second per CPU (0 = unlimited);
+    /// past it new flows are forwarded unpinned ([`lb_common::Stat::NewFlowUnpinned`]).
+    pub new_flow_rate: u32,
     /// Encapsulate ICMP errors about VIP flows to the flow's backend
     /// ([`lb_common::LB_CFG_F_FORWARD_ICMP_ERRORS`]).
     pub forward_icmp_errors: bool,
@@ -182,6 +185,7 @@ impl Default for BalancerConfig {
             v6_src: Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
             v6_src_len: 96,
             icmp_too_big_rate: DEFAULT_ICMP_TOO_BIG_RATE,
+            new_flow_rate: DEFAULT_NEW_FLOW_RATE,
             forward_icmp_errors: true,
             encap: Encapsulation::Ipip,
         }
@@ -191,6 +195,13 @@ impl Default for BalancerConfig {
 /// Default limit of ICMP "too big" replies per second and CPU (the kernel's
 /// own ICMP limit is in the same order: 1000/s).
 pub const DEFAULT_ICMP_TOO_BIG_RATE: u32 = 1000;
+
+/// Default limit of new connection-table entries per second and CPU:
+/// Katran's `MAX_CONN_RATE`. High enough that no real client population
+/// meets it on one CPU, low enough to bound how fast a SYN flood can churn
+/// the table; see `max_new_flows_per_cpu` in config/production.toml for
+/// sizing it to a table.
+pub const DEFAULT_NEW_FLOW_RATE: u32 = 125_000;
 
 impl BalancerConfig {
     /// The kernel representation. Fails on prefix lengths out of range.
@@ -229,6 +240,7 @@ impl BalancerConfig {
             v6_src: addr::from_v6(self.v6_src.octets()),
             v6_src_mask: mask(self.v6_src_len - 96),
             icmp_too_big_rate: self.icmp_too_big_rate,
+            new_flow_rate: self.new_flow_rate,
             flags: if self.forward_icmp_errors {
                 LB_CFG_F_FORWARD_ICMP_ERRORS
             } else {
@@ -248,7 +260,7 @@ enum Prog {
 }
 
 /// Every map of the balancer object (all are pinned together).
-pub const MAP_NAMES: [&str; 12] = [
+pub const MAP_NAMES: [&str; 13] = [
     lb_common::MAP_VIPS,
     lb_common::MAP_VIP_ADDRS,
     lb_common::MAP_VIP_FILTER,
@@ -261,6 +273,7 @@ pub const MAP_NAMES: [&str; 12] = [
     lb_common::MAP_VIP_STATS,
     lb_common::MAP_BACKEND_STATS,
     lb_common::MAP_ICMP_RATE,
+    lb_common::MAP_NEW_FLOW_RATE,
 ];
 
 /// How [`Balancer::open_pinned`] got its program and maps.
@@ -293,6 +306,8 @@ pub struct Balancer {
     /// Only the program uses it; held so that its fd stays open for
     /// programs of the same object loaded later ([`Balancer::load_variant`]).
     _icmp_rate: aya::maps::Map,
+    /// The same, for the new-flow budget.
+    _new_flow_rate: aya::maps::Map,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
@@ -485,6 +500,7 @@ impl Balancer {
                 .map_err(map_err(MAP_BACKEND_STATS))?,
             ring,
             _icmp_rate: take(MAP_ICMP_RATE)?,
+            _new_flow_rate: take(MAP_NEW_FLOW_RATE)?,
             prog,
             sizes,
         })

@@ -16,7 +16,8 @@ mod ring;
 
 pub use attach::{AttachMode, Attached, attached_to, teardown};
 pub use balancer::{
-    Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, Encapsulation, MAP_NAMES, Origin, Sizes,
+    Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, DEFAULT_NEW_FLOW_RATE, Encapsulation,
+    MAP_NAMES, Origin, Sizes,
 };
 pub use decap::Decap;
 pub use error::DataplaneError;

@@ -800,7 +800,7 @@ pub(crate) mod tests {
         let want = format!(
             concat!(
                 r#"{{"counters":{{{zero}"forwarded":900,"icmp_echo_reply":0,"#,
-                r#""icmp_error_forwarded":0,"icmp_rate_limited":0,"icmp_too_big_sent":0,"new_counter":5,"new_flow":0,"pass":0,"#,
+                r#""icmp_error_forwarded":0,"icmp_rate_limited":0,"icmp_too_big_sent":0,"new_counter":5,"new_flow":0,"new_flow_unpinned":0,"pass":0,"#,
                 r#""ring_lookup":0,"rx":1000}},"#,
                 r#""vips":[{{"vip":"198.18.0.10:80/tcp","packets":900,"bytes":90000,"#,
                 r#""backends":[{{"address":"198.19.0.11","slot":0,"packets":900,"bytes":90000}}]}}],"#,
@@ -859,6 +859,7 @@ pub(crate) mod tests {
                 "drop_icmp_quote_malformed      0\n",
                 "drop_echo_bad_source           0\n",
                 "drop_bad_checksum              0\n",
+                "new_flow_unpinned              0\n",
                 "new_counter                    5\n"
             )),
             "{table}"

@@ -15,15 +15,31 @@
 //! stale before the VIP could be re-created; a drained backend keeps its slot
 //! and generation, so its flows carry on. Counters of a miss or a stale entry
 //! are only counted once the VIP is known to exist, exactly as before.
+//!
+//! Why a new flow may go unpinned: the table is an LRU of fixed size, and
+//! every new flow's insert evicts the least recently used entry once it is
+//! full. A SYN flood from random sources is a stream of new flows, so
+//! without a limit it pushes established (especially idle) flows out; if
+//! such a flow's backend is drained or the ring changed meanwhile, its next
+//! packet is re-hashed to another server, which answers with a RST. So each
+//! CPU may insert at most `LbConfig::new_flow_rate` entries per second (a
+//! token bucket, `rate`); past that, a new flow is forwarded by the ring
+//! alone and counted as `NewFlowUnpinned`. The ring sends it to the same
+//! backend as the insert would have, so nothing changes for it unless the
+//! ring changes before one of its later packets gets a budgeted insert.
 
 use lb_common::{
-    BACKEND_F_VALID, ConnEntry, FAMILY_V4, FlowKey, FlowKey4, SLOT_NONE, Stat, VIP_F_NO_CONNTRACK,
-    VIP_F_NO_SPORT, VipKey, VipMeta, flow_hash, ring_index, ring_pos,
+    BACKEND_F_VALID, ConnEntry, FAMILY_V4, FlowKey, FlowKey4, LbConfig, SLOT_NONE, Stat,
+    VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT, VipKey, VipMeta, flow_hash, ring_index, ring_pos,
 };
 
 use crate::{
-    maps::{LB_BACKENDS, LB_CONN, LB_CONN4, LB_RING, LB_VIPS, ring_reciprocal_of_size, ring_size},
+    maps::{
+        LB_BACKENDS, LB_CONN, LB_CONN4, LB_NEW_FLOW_RATE, LB_RING, LB_VIPS,
+        ring_reciprocal_of_size, ring_size,
+    },
     parse::Packet,
+    rate,
     stats::Tally,
     variant::{Stage, Variant, stop},
 };
@@ -173,7 +189,7 @@ fn lookup<B: Variant>(key: &ConnKey) -> Lookup {
 
 /// Picks the backend for `pkt`.
 #[inline(always)]
-pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
+pub fn choose<B: Variant>(pkt: &Packet, cfg: &LbConfig, t: &Tally<B>) -> Choice {
     let mut key = ConnKey::new(pkt);
     // A SYN starts a new connection: it must follow the current ring even if
     // a stale entry for the same 5-tuple (port reuse) is still cached.
@@ -228,7 +244,14 @@ pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
     if m == 0 {
         return Choice::NoBackend;
     }
-    let h = flow_hash(seed, &pkt.src, &pkt.dst, key.sport(), pkt.dport, pkt.proto);
+    let h = flow_hash(
+        cfg.hash_seed,
+        &pkt.src,
+        &pkt.dst,
+        key.sport(),
+        pkt.dport,
+        pkt.proto,
+    );
     let pos = ring_pos(h, m, ring_reciprocal_of_size());
     let idx = ring_index(vip.index, vip.ring_half, pos, m);
     // Two ring positions per array element: see `lb_common::MAP_RING`.
@@ -258,6 +281,14 @@ pub fn choose<B: Variant>(pkt: &Packet, seed: u32, t: &Tally<B>) -> Choice {
         return Choice::Stopped;
     }
     if use_conn && B::PIN {
+        // The budget is asked only here, for a flow that would be inserted:
+        // established flows (hits) and no-conntrack VIPs never pay for the
+        // clock read. `new_flow_rate` is read from the settings here, not
+        // earlier, so the hit path does not carry it in a register.
+        if !rate::take(&LB_NEW_FLOW_RATE, cfg.new_flow_rate) {
+            t.inc(Stat::NewFlowUnpinned);
+            return Choice::Backend(chosen);
+        }
         let entry = ConnEntry {
             slot,
             generation: b.generation,

@@ -14,36 +14,14 @@ use lb_ebpf::{
 use crate::{
     encap::{our_mac, trim_to},
     maps::LB_ICMP_RATE,
+    rate,
 };
 
-const NS_PER_SEC: u64 = 1_000_000_000;
-
 /// Takes one token from this CPU's "too big" bucket (`rate` per second,
-/// burst one second). Per-CPU state: no atomics, no cross-CPU traffic.
+/// burst one second; see `rate`).
 #[inline(always)]
-pub fn too_big_allowed(rate: u32) -> bool {
-    if rate == 0 {
-        return true;
-    }
-    let Some(st) = LB_ICMP_RATE.get_ptr_mut(0) else {
-        return false;
-    };
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    let cost = NS_PER_SEC / rate as u64;
-    unsafe {
-        let elapsed = now.saturating_sub((*st).last_ns);
-        let mut credit = (*st).credit_ns.saturating_add(elapsed);
-        if credit > NS_PER_SEC {
-            credit = NS_PER_SEC;
-        }
-        (*st).last_ns = now;
-        if credit < cost {
-            (*st).credit_ns = credit;
-            return false;
-        }
-        (*st).credit_ns = credit - cost;
-    }
-    true
+pub fn too_big_allowed(per_sec: u32) -> bool {
+    rate::take(&LB_ICMP_RATE, per_sec)
 }
 
 const TTL: u8 = 64;

@@ -76,7 +76,7 @@ pub fn forward(ctx: &XdpContext, l3_off: usize, family: u8, cfg: &LbConfig) -> S
         Ok(p) => p,
         Err(verdict) => return verdict,
     };
-    match flow::choose::<Quiet>(&pkt, cfg.hash_seed, &Tally::<Quiet>::get()) {
+    match flow::choose::<Quiet>(&pkt, cfg, &Tally::<Quiet>::get()) {
         Choice::Backend(c) => {
             // An ICMP error is at most 576 (IPv4) or 1280 (IPv6) bytes, so
             // this only trips with a very small configured MTU; no ICMP is

@@ -2,8 +2,8 @@
 //! (`flow`), and it is encapsulated towards the backend (`encap`) and sent
 //! back out with XDP_TX; ICMP the balancer owes the client is in `icmp`,
 //! ICMP errors that belong to a backend in `icmp_error`, counters in
-//! `stats`, maps in `maps`, the bench's cut-down builds of this path in
-//! `variant`.
+//! `stats`, maps in `maps`, per-CPU rate limits in `rate`, the bench's
+//! cut-down builds of this path in `variant`.
 #![no_std]
 #![no_main]
 
@@ -13,6 +13,7 @@ mod icmp;
 mod icmp_error;
 mod maps;
 mod parse;
+mod rate;
 mod stats;
 mod variant;
 
@@ -53,7 +54,7 @@ fn balance<B: Variant>(ctx: &XdpContext) -> u32 {
     let t = Tally::<B>::get();
     t.inc(Stat::Rx);
     // The settings are read field by field where they are used, not copied
-    // (56 bytes of loads and stores, and registers spilled to hold them). An
+    // (64 bytes of loads and stores, and registers spilled to hold them). An
     // array-map update is a plain copy, so a packet racing a settings change
     // may see some fields old and some new; each field is still whole, and
     // any mix is a valid configuration for one packet.
@@ -118,7 +119,7 @@ fn icmp_error_verdict<B: Variant>(t: &Tally<B>, s: Stat) -> u32 {
 
 #[inline(always)]
 fn forward<B: Variant>(ctx: &XdpContext, pkt: &Packet, cfg: &LbConfig, t: &Tally<B>) -> u32 {
-    let chosen = match flow::choose::<B>(pkt, cfg.hash_seed, t) {
+    let chosen = match flow::choose::<B>(pkt, cfg, t) {
         Choice::Backend(c) => c,
         // A VIP address, but no service on this port/protocol.
         Choice::NotServed => return pass(t),

@@ -73,6 +73,10 @@ pub static LB_CONFIG: Array<LbConfig, 1> = Array::new();
 #[btf_map]
 pub static LB_ICMP_RATE: PerCpuArray<RateState, 1> = PerCpuArray::new();
 
+/// This CPU's budget of new connection-table entries (`rate`, `flow`).
+#[btf_map]
+pub static LB_NEW_FLOW_RATE: PerCpuArray<RateState, 1> = PerCpuArray::new();
+
 /// One record of every global counter per CPU: looked up once per packet.
 #[btf_map]
 pub static LB_STATS: PerCpuArray<Counters, 1> = PerCpuArray::new();
