@@ -85,6 +85,8 @@ pub struct LabOpts {
     pub mtu: u32,
     /// `[[vip]]` tables (see [`vip_toml`]).
     pub vips: String,
+    /// More node tables for the daemon's configuration (e.g. `[metrics]`).
+    pub extra: String,
 }
 
 impl Default for LabOpts {
@@ -93,6 +95,7 @@ impl Default for LabOpts {
             backends: 3,
             mtu: 1600,
             vips: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -182,12 +185,13 @@ impl Lab {
             "[dataplane]\ninterface = \"{}\"\ngateway_mac = \"02:00:00:00:00:01\"\n\
              pin_path = \"{}\"\nmtu = {}\nencap_source_v4 = \"198.18.3.0/24\"\n\
              encap_source_v6 = \"fd00:3::/96\"\nmax_vips = 16\nmax_backends = 64\n\
-             conn_table_size = 4096\n\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}",
+             conn_table_size = 4096\n\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}\n{}",
             lab.var("LAB_LB_IF"),
             lab.pin.display(),
             opts.mtu,
             lab.sock.display(),
             dir.join("state").display(),
+            opts.extra,
             opts.vips
         );
         fs::write(&lab.config, text).unwrap();

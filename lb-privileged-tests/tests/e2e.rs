@@ -103,6 +103,7 @@ fn lab_opts(backends: u32, mtu: u32, vips: &[(&str, &[&str])]) -> Lab {
         backends,
         mtu,
         vips: vips.iter().map(|(a, b)| vip_toml(a, b)).collect(),
+        ..LabOpts::default()
     })
 }
 

@@ -8,23 +8,31 @@ use std::{
     task::{Context, Poll},
 };
 
-use prometheus_client::metrics::{counter::Counter, family::Family};
+use prometheus::{IntCounterVec, Opts};
 use tonic::{Code, codegen::http};
 use tower::{Layer, Service};
 
-/// `grpc_service`, `grpc_method`, `grpc_code`.
-pub(super) type Labels = [(&'static str, String); 3];
+/// The labels of `lb_grpc_server_handled_total`.
+pub(super) const LABELS: [&str; 3] = ["grpc_service", "grpc_method", "grpc_code"];
 
-/// Wraps a gRPC server's routes in [`ApiCalls`]. `Default`: counts into a
-/// family no registry exposes (a server without metrics).
-#[derive(Clone, Debug, Default)]
+/// Wraps a gRPC server's routes in [`ApiCalls`].
+#[derive(Clone, Debug)]
 pub struct ApiCallsLayer {
-    calls: Family<Labels, Counter>,
+    calls: IntCounterVec,
 }
 
 impl ApiCallsLayer {
-    /// Counts into `calls`.
-    pub(super) fn new(calls: Family<Labels, Counter>) -> Self {
+    /// Counts into `calls` (labelled [`LABELS`]).
+    pub(super) fn new(calls: IntCounterVec) -> Self {
+        Self { calls }
+    }
+}
+
+impl Default for ApiCallsLayer {
+    /// Counts into a family no registry exposes (a server without metrics).
+    fn default() -> Self {
+        let calls = IntCounterVec::new(Opts::new("unexposed_total", "-"), &LABELS)
+            .expect("a valid name and labels");
         Self { calls }
     }
 }
@@ -44,7 +52,7 @@ impl<S> Layer<S> for ApiCallsLayer {
 #[derive(Clone, Debug)]
 pub struct ApiCalls<S> {
     inner: S,
-    calls: Family<Labels, Counter>,
+    calls: IntCounterVec,
 }
 
 /// The call's status: an error is answered as a headers-only response
@@ -71,20 +79,16 @@ fn split_path(path: &str) -> (String, String) {
     }
 }
 
-/// The labels of one call. Paths the server does not serve (answered
-/// UNIMPLEMENTED) are all `unknown`: a client must not be able to create
-/// series at will.
-fn labels(path: &str, code: Code) -> Labels {
+/// The label values of one call. Paths the server does not serve
+/// (answered UNIMPLEMENTED) are all `unknown`: a client must not be able to
+/// create series at will.
+fn labels(path: &str, code: Code) -> [String; 3] {
     let (service, method) = if code == Code::Unimplemented {
         ("unknown".to_string(), "unknown".to_string())
     } else {
         split_path(path)
     };
-    [
-        ("grpc_service", service),
-        ("grpc_method", method),
-        ("grpc_code", format!("{code:?}")),
-    ]
+    [service, method, format!("{code:?}")]
 }
 
 impl<S, B, RB> Service<http::Request<B>> for ApiCalls<S>
@@ -106,7 +110,7 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = fut.await?;
-            calls.get_or_create(&labels(&path, code_of(&resp))).inc();
+            calls.with_label_values(&labels(&path, code_of(&resp))).inc();
             Ok(resp)
         })
     }
@@ -118,19 +122,13 @@ mod tests {
 
     use super::*;
 
-    fn count(calls: &Family<Labels, Counter>, s: &str, m: &str, code: &str) -> u64 {
-        calls
-            .get_or_create(&[
-                ("grpc_service", s.to_string()),
-                ("grpc_method", m.to_string()),
-                ("grpc_code", code.to_string()),
-            ])
-            .get()
+    fn count(calls: &IntCounterVec, s: &str, m: &str, code: &str) -> u64 {
+        calls.with_label_values(&[s, m, code]).get()
     }
 
     #[tokio::test]
     async fn calls_are_counted_by_method_and_code() {
-        let calls = Family::<Labels, Counter>::default();
+        let calls = IntCounterVec::new(Opts::new("calls_total", "-"), &LABELS).unwrap();
         // A stand-in for tonic's routes: the status a handler would answer.
         let routes = tower::service_fn(|req: http::Request<()>| async move {
             let status = match req.uri().path() {

@@ -12,9 +12,8 @@ use tokio::{net::TcpListener, sync::Mutex};
 use super::Metrics;
 use crate::{dataplane::Dataplane, state::LbState};
 
-/// The exposition's media type (OpenMetrics text 1.0.0, which Prometheus
-/// asks for first).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The exposition's media type: the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));

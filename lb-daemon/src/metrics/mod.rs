@@ -1,4 +1,4 @@
-//! The Prometheus/OpenMetrics endpoint (`[metrics] listen`).
+//! The Prometheus endpoint (`[metrics] listen`).
 //!
 //! One count, two views: every packet and byte counter is read from the
 //! data plane's per-CPU maps, summed over CPUs, at each scrape, through the
@@ -6,7 +6,8 @@
 //! no second count of traffic. What only the daemon knows it counts itself,
 //! in [`Metrics`]: the ring rebuilds the state reports (a
 //! [`RingObserver`]), the API calls (`api_calls`, a tower layer on the
-//! gRPC server), and the data plane's attach facts. `http` serves the text.
+//! gRPC server), and the data plane's attach facts. `http` serves the text
+//! (the Prometheus text format 0.0.4, which Prometheus and promtool read).
 
 mod api_calls;
 mod http;
@@ -14,15 +15,9 @@ mod series;
 
 use std::time::Duration;
 
-use prometheus_client::{
-    encoding::text::{encode_eof, encode_registry},
-    metrics::{
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-        info::Info,
-    },
-    registry::{Registry, Unit},
+use prometheus::{
+    Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets,
 };
 use thiserror::Error;
 
@@ -43,9 +38,9 @@ pub enum MetricsError {
     /// The counters could not be read from the maps.
     #[error("reading the counters: {0}")]
     State(#[from] StateError),
-    /// The text could not be written (a bug in a label or a name).
+    /// A series could not be built or encoded (a bug in a name or a label).
     #[error("encoding the exposition: {0}")]
-    Encode(#[from] std::fmt::Error),
+    Encode(#[from] prometheus::Error),
 }
 
 /// The series the daemon owns (everything but the map counters, which
@@ -54,51 +49,65 @@ pub enum MetricsError {
 pub struct Metrics {
     registry: Registry,
     ring_rebuild: Histogram,
-    api_calls: Family<api_calls::Labels, prometheus_client::metrics::counter::Counter>,
+    api_calls: IntCounterVec,
 }
 
 impl Metrics {
     /// The daemon's own series, with the data plane's facts from `info`.
     pub fn new(info: &StatusInfo) -> Self {
-        let mut registry = Registry::default();
+        Self::build(info).expect("the daemon's own series are well-formed (metrics::tests)")
+    }
+
+    fn build(info: &StatusInfo) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
         // 50 µs .. 1.6 s: a small VIP's rebuild takes well under a
         // millisecond, a thousand backends a few (README, Performance).
-        let ring_rebuild = Histogram::new(exponential_buckets(50e-6, 2.0, 16));
-        registry.register_with_unit(
-            "lb_ring_rebuild_duration",
-            "Maglev ring rebuilds committed (build and publication of a VIP's table), by duration",
-            Unit::Seconds,
-            ring_rebuild.clone(),
-        );
-        let api_calls = Family::default();
-        registry.register(
-            "lb_grpc_server_handled",
-            "gRPC API calls answered, by service, method and status code",
-            api_calls.clone(),
-        );
+        let ring_rebuild = Histogram::with_opts(
+            HistogramOpts::new(
+                "lb_ring_rebuild_duration_seconds",
+                "Maglev ring rebuilds committed (build and publication of a VIP's table), by duration",
+            )
+            .buckets(exponential_buckets(50e-6, 2.0, 16)?),
+        )?;
+        registry.register(Box::new(ring_rebuild.clone()))?;
+        let api_calls = IntCounterVec::new(
+            Opts::new(
+                "lb_grpc_server_handled_total",
+                "gRPC API calls answered, by service, method and status code",
+            ),
+            &api_calls::LABELS,
+        )?;
+        registry.register(Box::new(api_calls.clone()))?;
+        // An info metric the Prometheus way: a gauge `*_info` = 1 whose
+        // labels are the facts (like `prometheus_build_info`).
+        let dataplane = IntGaugeVec::new(
+            Opts::new(
+                "lb_dataplane_info",
+                "The XDP program serving the VIPs (always 1): interface, attach mode, kernel program id, adopted from pins",
+            ),
+            &["interface", "attach_mode", "program_id", "adopted"],
+        )?;
         let attach_mode = info.attached.map(|a| a.as_str()).unwrap_or("none");
-        registry.register(
-            "lb_dataplane",
-            "The XDP program serving the VIPs: interface, attach mode, kernel program id, adopted from pins",
-            Info::new(vec![
-                ("interface", info.interface.clone()),
-                ("attach_mode", attach_mode.to_string()),
-                ("program_id", info.program_id.to_string()),
-                ("adopted", info.adopted.to_string()),
-            ]),
-        );
-        let capacity: Gauge = Gauge::default();
-        capacity.set(i64::try_from(info.conn_table_capacity).unwrap_or(i64::MAX));
-        registry.register(
+        dataplane
+            .with_label_values(&[
+                info.interface.as_str(),
+                attach_mode,
+                &info.program_id.to_string(),
+                &info.adopted.to_string(),
+            ])
+            .set(1);
+        registry.register(Box::new(dataplane))?;
+        let capacity = IntGauge::new(
             "lb_conn_table_capacity",
             "Connection-table capacity in flows, of each address family's table",
-            capacity,
-        );
-        Self {
+        )?;
+        capacity.set(i64::try_from(info.conn_table_capacity).unwrap_or(i64::MAX));
+        registry.register(Box::new(capacity))?;
+        Ok(Self {
             registry,
             ring_rebuild,
             api_calls,
-        }
+        })
     }
 
     /// The tower layer that counts API calls into this registry.
@@ -106,16 +115,15 @@ impl Metrics {
         ApiCallsLayer::new(self.api_calls.clone())
     }
 
-    /// The whole exposition (OpenMetrics text): the map counters read from
-    /// `st` now, then the daemon's own series.
+    /// The whole exposition (Prometheus text format 0.0.4): the map
+    /// counters read from `st` now, and the daemon's own series.
     pub fn encode<D: Dataplane>(&self, st: &LbState<D>) -> Result<String, MetricsError> {
-        let snapshot = series::Snapshot::read(st)?;
-        let mut scrape = Registry::default();
-        scrape.register_collector(Box::new(snapshot));
+        let scrape = series::Snapshot::read(st)?.registry()?;
+        let mut families = scrape.gather();
+        families.extend(self.registry.gather());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = String::new();
-        encode_registry(&mut out, &scrape)?;
-        encode_registry(&mut out, &self.registry)?;
-        encode_eof(&mut out)?;
+        TextEncoder::new().encode_utf8(&families, &mut out)?;
         Ok(out)
     }
 }

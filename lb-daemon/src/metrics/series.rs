@@ -7,12 +7,7 @@
 //! `lb_xdp_<name>_total`.
 
 use lb_common::{Outcome, Stat};
-use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
-    registry::Unit,
-};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::{
     dataplane::Dataplane,
@@ -22,10 +17,9 @@ use crate::{
 /// The prefix a drop counter's name carries, left out of its `reason`.
 pub const DROP_PREFIX: &str = "drop_";
 
-/// The family name of a global counter that is not a drop (without the
-/// `_total` the exposition adds).
+/// The series name of a global counter that is not a drop.
 pub fn global_series_name(s: Stat) -> String {
-    format!("lb_xdp_{}", s.name())
+    format!("lb_xdp_{}_total", s.name())
 }
 
 /// The `reason` label of each drop counter: its name without `drop_`
@@ -107,104 +101,94 @@ fn backend_state(weight: u32) -> &'static str {
     if weight == 0 { "draining" } else { "active" }
 }
 
-impl Collector for Snapshot {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counter = MetricType::Counter;
+impl Snapshot {
+    /// The snapshot as series, in a registry of its own (made per scrape:
+    /// the values are the maps', so they are set, never counted here).
+    pub fn registry(&self) -> Result<Registry, prometheus::Error> {
+        let reg = Registry::new();
         for s in Stat::ALL {
             if s.outcome() == Some(Outcome::Dropped) {
                 continue;
             }
-            let name = global_series_name(s);
             let help = format!("lb_xdp counter `{}` (lb-common/src/stats.rs)", s.name());
-            let m = enc.encode_descriptor(&name, &help, None, counter)?;
-            ConstCounter::new(self.global[s as usize]).encode(m)?;
+            let c = IntCounter::new(global_series_name(s), help)?;
+            c.inc_by(self.global[s as usize]);
+            reg.register(Box::new(c))?;
         }
-        {
-            let mut fam = enc.encode_descriptor(
-                "lb_xdp_drops",
+        let drops = IntCounterVec::new(
+            Opts::new(
+                "lb_xdp_drops_total",
                 "Packets for a VIP dropped by lb_xdp, by reason",
-                None,
-                counter,
-            )?;
-            for (s, reason) in drop_reasons() {
-                let labels = [("reason", reason)];
-                ConstCounter::new(self.global[s as usize]).encode(fam.encode_family(&labels)?)?;
-            }
-        }
-        type Field = fn(&VipRow) -> u64;
-        let vip_series: [(&str, Option<Unit>, &str, Field); 2] = [
-            ("lb_vip_packets", None, "Packets for a VIP", |v| v.packets),
-            (
-                "lb_vip",
-                Some(Unit::Bytes),
-                "Bytes (IP length as received) of the packets for a VIP",
-                |v| v.bytes,
             ),
-        ];
-        for (name, unit, help, field) in &vip_series {
-            let mut fam = enc.encode_descriptor(name, help, unit.as_ref(), counter)?;
+            &["reason"],
+        )?;
+        for (s, reason) in drop_reasons() {
+            drops
+                .with_label_values(&[reason])
+                .inc_by(self.global[s as usize]);
+        }
+        reg.register(Box::new(drops))?;
+
+        let vip_counter = |name: &str, help: &str, field: fn(&VipRow) -> u64| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["vip"])?;
             for v in &self.vips {
-                let labels = [("vip", v.vip.as_str())];
-                ConstCounter::new(field(v)).encode(fam.encode_family(&labels)?)?;
+                c.with_label_values(&[v.vip.as_str()]).inc_by(field(v));
             }
-        }
-        type BField = fn(&BackendRow) -> u64;
-        let backend_series: [(&str, Option<Unit>, &str, BField); 2] = [
-            (
-                "lb_backend_packets",
-                None,
-                "Packets forwarded to a backend of a VIP",
-                |b| b.packets,
-            ),
-            (
-                "lb_backend",
-                Some(Unit::Bytes),
-                "Bytes (IP length as received, before encapsulation) forwarded to a backend of a VIP",
-                |b| b.bytes,
-            ),
-        ];
-        for (name, unit, help, field) in &backend_series {
-            let mut fam = enc.encode_descriptor(name, help, unit.as_ref(), counter)?;
+            reg.register(Box::new(c))
+        };
+        vip_counter("lb_vip_packets_total", "Packets for a VIP", |v| v.packets)?;
+        vip_counter(
+            "lb_vip_bytes_total",
+            "Bytes (IP length as received) of the packets for a VIP",
+            |v| v.bytes,
+        )?;
+
+        let per_backend = |vec: &dyn Fn(&VipRow, &BackendRow, &[&str])| {
             for v in &self.vips {
                 for b in &v.backends {
-                    let labels = [("vip", v.vip.as_str()), ("backend", b.address.as_str())];
-                    ConstCounter::new(field(b)).encode(fam.encode_family(&labels)?)?;
+                    vec(v, b, &[v.vip.as_str(), b.address.as_str()]);
                 }
             }
-        }
-        {
-            let mut fam = enc.encode_descriptor(
+        };
+        let backend_counter = |name: &str, help: &str, field: fn(&BackendRow) -> u64| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["vip", "backend"])?;
+            per_backend(&|_, b, l| c.with_label_values(l).inc_by(field(b)));
+            reg.register(Box::new(c))
+        };
+        backend_counter(
+            "lb_backend_packets_total",
+            "Packets forwarded to a backend of a VIP",
+            |b| b.packets,
+        )?;
+        backend_counter(
+            "lb_backend_bytes_total",
+            "Bytes (IP length as received, before encapsulation) forwarded to a backend of a VIP",
+            |b| b.bytes,
+        )?;
+        let weight = IntGaugeVec::new(
+            Opts::new(
                 "lb_backend_weight",
                 "Weight of a backend of a VIP (0: draining)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for v in &self.vips {
-                for b in &v.backends {
-                    let labels = [("vip", v.vip.as_str()), ("backend", b.address.as_str())];
-                    ConstGauge::new(i64::from(b.weight)).encode(fam.encode_family(&labels)?)?;
-                }
-            }
-        }
-        let mut fam = enc.encode_descriptor(
-            "lb_backend_state",
-            "State of a backend of a VIP: 1 for the state it is in (active: in the ring; draining: weight 0, existing flows only), 0 for the others",
-            None,
-            MetricType::Gauge,
+            ),
+            &["vip", "backend"],
         )?;
-        for v in &self.vips {
-            for b in &v.backends {
-                for state in BACKEND_STATES {
-                    let labels = [
-                        ("vip", v.vip.as_str()),
-                        ("backend", b.address.as_str()),
-                        ("state", state),
-                    ];
-                    let on = i64::from(backend_state(b.weight) == state);
-                    ConstGauge::new(on).encode(fam.encode_family(&labels)?)?;
-                }
+        per_backend(&|_, b, l| weight.with_label_values(l).set(i64::from(b.weight)));
+        reg.register(Box::new(weight))?;
+        let state = IntGaugeVec::new(
+            Opts::new(
+                "lb_backend_state",
+                "State of a backend of a VIP: 1 for the state it is in (active: in the ring; draining: weight 0, existing flows only), 0 for the others",
+            ),
+            &["vip", "backend", "state"],
+        )?;
+        per_backend(&|_, b, l| {
+            for s in BACKEND_STATES {
+                state
+                    .with_label_values(&[l[0], l[1], s])
+                    .set(i64::from(backend_state(b.weight) == s));
             }
-        }
-        Ok(())
+        });
+        reg.register(Box::new(state))?;
+        Ok(reg)
     }
 }
