@@ -54,6 +54,13 @@ fn curl(lab: &Lab, url: &str) -> Option<String> {
 
 /// An instant query at `time` (unix seconds): the single result's value.
 fn query(lab: &Lab, promql: &str, time: f64) -> Option<f64> {
+    let results = query_all(lab, promql, time)?;
+    assert!(results.len() <= 1, "{promql}: several series: {results:?}");
+    results.first()?["value"][1].as_str()?.parse().ok()
+}
+
+/// An instant query at `time`: every result (asserting Prometheus took it).
+fn query_all(lab: &Lab, promql: &str, time: f64) -> Option<Vec<Value>> {
     let out = lab
         .cmd(
             "lb",
@@ -74,9 +81,20 @@ fn query(lab: &Lab, promql: &str, time: f64) -> Option<f64> {
         .ok()?;
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     assert_eq!(v["status"], "success", "{promql}: {v}");
-    let results = v["data"]["result"].as_array()?;
-    assert!(results.len() <= 1, "{promql}: several series: {v}");
-    results.first()?["value"][1].as_str()?.parse().ok()
+    v["data"]["result"].as_array().cloned()
+}
+
+/// The `expr` of every panel target of the Grafana dashboard.
+fn dashboard_queries() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/lb.json");
+    let d: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn now() -> f64 {
@@ -265,6 +283,22 @@ fn prometheus_rate_of_the_vip_counter_matches_lbctl_stats() {
         query(&lab, "sum(lb_backend_state{state=\"active\"})", at),
         Some(3.0)
     );
+
+    // Every query of the Grafana dashboard, as Grafana would send it
+    // (its variables filled in), is valid PromQL and finds its series.
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 10);
+    for q in &queries {
+        let q = q
+            .replace("$__rate_interval", "10s")
+            .replace("$instance", ".*");
+        let results = query_all(&lab, &q, at).unwrap_or_else(|| panic!("{q}: no answer"));
+        // The one comparison (`== 1`: draining backends) may be empty.
+        assert!(
+            !results.is_empty() || q.contains("== 1"),
+            "dashboard query found nothing: {q}"
+        );
+    }
 
     // promtool on what the daemon serves.
     let text = curl(&lab, &format!("http://{METRICS_ADDR}/metrics")).expect("scrape");
