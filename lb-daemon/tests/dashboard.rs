@@ -23,8 +23,8 @@ const DASHBOARD: &str = include_str!("../../deploy/grafana/lb.json");
 /// so that every family has a series.
 fn exposition() -> String {
     let metrics = std::sync::Arc::new(Metrics::new(&StatusInfo::default()));
-    let mut st = LbState::new(FakeDataplane::new(Sizes::default()), Model::default(), None)
-        .expect("state");
+    let mut st =
+        LbState::new(FakeDataplane::new(Sizes::default()), Model::default(), None).expect("state");
     st.set_ring_observer(metrics.clone());
     st.create_vip(
         "198.18.100.10:80/tcp".parse().unwrap(),

@@ -116,7 +116,12 @@ fn lbctl_json(lab: &Lab, command: &str) -> Value {
     .map(String::from)
     .to_vec();
     let (code, out, err) = lbctl(&argv, true);
-    assert_eq!(code, 0, "lbctl {command}: {}", String::from_utf8_lossy(&err));
+    assert_eq!(
+        code,
+        0,
+        "lbctl {command}: {}",
+        String::from_utf8_lossy(&err)
+    );
     serde_json::from_slice(&out).expect("--json")
 }
 
@@ -139,7 +144,11 @@ fn lbctl_vip_packets(lab: &Lab) -> (f64, u64) {
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, log: impl Fn() -> String) {
     let t0 = Instant::now();
     while !ok() {
-        assert!(t0.elapsed() < timeout, "{what}: not after {timeout:?}\n{}", log());
+        assert!(
+            t0.elapsed() < timeout,
+            "{what}: not after {timeout:?}\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -229,7 +238,10 @@ fn prometheus_rate_of_the_vip_counter_matches_lbctl_stats() {
         "VIP packets: lbctl {p_a} -> {p_b} in {:.3} s = {lbctl_rate:.1}/s; Prometheus rate over {window}s = {prom_rate:.1}/s",
         t_b - t_a
     );
-    assert!(lbctl_rate > 100.0, "too little traffic to compare: {lbctl_rate}/s");
+    assert!(
+        lbctl_rate > 100.0,
+        "too little traffic to compare: {lbctl_rate}/s"
+    );
     let off = (prom_rate - lbctl_rate).abs() / lbctl_rate;
     assert!(
         off <= 0.05,

@@ -318,7 +318,9 @@ impl Config {
             if m == *api {
                 return Err(c.error(
                     &[k("metrics"), k("listen")],
-                    format!("{m} is also the API's address ([api] listen); give metrics its own port"),
+                    format!(
+                        "{m} is also the API's address ([api] listen); give metrics its own port"
+                    ),
                 ));
             }
         }

@@ -127,10 +127,7 @@ fn shipped_files_parse() {
         .unwrap();
     assert_eq!(prod.dataplane.ring_size, lb_common::DEFAULT_RING_SIZE);
     assert_eq!(prod.vips.len(), 2);
-    assert_eq!(
-        prod.metrics.listen,
-        Some("127.0.0.1:9661".parse().unwrap())
-    );
+    assert_eq!(prod.metrics.listen, Some("127.0.0.1:9661".parse().unwrap()));
 }
 
 #[test]

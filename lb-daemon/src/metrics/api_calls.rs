@@ -110,7 +110,9 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = fut.await?;
-            calls.with_label_values(&labels(&path, code_of(&resp))).inc();
+            calls
+                .with_label_values(&labels(&path, code_of(&resp)))
+                .inc();
             Ok(resp)
         })
     }

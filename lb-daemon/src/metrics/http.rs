@@ -80,9 +80,8 @@ pub async fn serve<D: Dataplane + 'static>(
         };
         let (state, metrics) = (state.clone(), metrics.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                handle(req, state.clone(), metrics.clone())
-            });
+            let svc =
+                hyper::service::service_fn(move |req| handle(req, state.clone(), metrics.clone()));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await

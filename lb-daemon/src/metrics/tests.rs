@@ -71,11 +71,26 @@ fn exposition_reads_the_maps() {
     assert_eq!(value(&text, &format!("lb_vip_bytes_total{{{vip}}}")), 300.0);
     // The text format sorts labels by name.
     let be = |b: &str| format!(r#"backend="{b}",{vip}"#);
-    assert_eq!(value(&text, &format!("lb_backend_packets_total{{{}}}", be(b1))), 3.0);
-    assert_eq!(value(&text, &format!("lb_backend_bytes_total{{{}}}", be(b1))), 300.0);
-    assert_eq!(value(&text, &format!("lb_backend_packets_total{{{}}}", be(b2))), 0.0);
-    assert_eq!(value(&text, &format!("lb_backend_weight{{{}}}", be(b1))), 100.0);
-    assert_eq!(value(&text, &format!("lb_backend_weight{{{}}}", be(b2))), 0.0);
+    assert_eq!(
+        value(&text, &format!("lb_backend_packets_total{{{}}}", be(b1))),
+        3.0
+    );
+    assert_eq!(
+        value(&text, &format!("lb_backend_bytes_total{{{}}}", be(b1))),
+        300.0
+    );
+    assert_eq!(
+        value(&text, &format!("lb_backend_packets_total{{{}}}", be(b2))),
+        0.0
+    );
+    assert_eq!(
+        value(&text, &format!("lb_backend_weight{{{}}}", be(b1))),
+        100.0
+    );
+    assert_eq!(
+        value(&text, &format!("lb_backend_weight{{{}}}", be(b2))),
+        0.0
+    );
     let state =
         |b: &str, s: &str| format!(r#"lb_backend_state{{backend="{b}",state="{s}",{vip}}}"#);
     assert_eq!(value(&text, &state(b1, "active")), 1.0);
@@ -103,7 +118,10 @@ fn every_global_counter_is_exported_once() {
         if s.outcome() == Some(Outcome::Dropped) {
             drops += 1;
             let reason = s.name().strip_prefix(DROP_PREFIX).unwrap_or(s.name());
-            value(&text, &format!(r#"lb_xdp_drops_total{{reason="{reason}"}}"#));
+            value(
+                &text,
+                &format!(r#"lb_xdp_drops_total{{reason="{reason}"}}"#),
+            );
             assert!(!text.contains(&format!("lb_xdp_{}_total", s.name())));
         } else {
             value(&text, &global_series_name(s));
@@ -127,7 +145,10 @@ fn every_global_counter_is_exported_once() {
 fn ring_rebuilds_are_timed_when_committed_only() {
     let (mut st, metrics) = setup();
     let count = |st: &LbState<FakeDataplane>| {
-        value(&metrics.encode(st).unwrap(), "lb_ring_rebuild_duration_seconds_count")
+        value(
+            &metrics.encode(st).unwrap(),
+            "lb_ring_rebuild_duration_seconds_count",
+        )
     };
     assert_eq!(count(&st), 0.0);
     let spec: VipSpec = "198.18.100.10:80/tcp".parse().unwrap();
@@ -136,7 +157,8 @@ fn ring_rebuilds_are_timed_when_committed_only() {
         .unwrap();
     assert_eq!(count(&st), 1.0);
     st.add_backend(&spec, b("198.19.0.12", 100)).unwrap();
-    st.set_weight(&spec, "198.19.0.12".parse().unwrap(), 0).unwrap();
+    st.set_weight(&spec, "198.19.0.12".parse().unwrap(), 0)
+        .unwrap();
     assert_eq!(count(&st), 3.0);
     // Refused before anything is written, and rolled back: not counted.
     st.add_backend(&spec, b("198.19.0.12", 100)).unwrap_err();
@@ -148,5 +170,8 @@ fn ring_rebuilds_are_timed_when_committed_only() {
     assert_eq!(count(&st), 3.0);
     let text = metrics.encode(&st).unwrap();
     assert!(value(&text, "lb_ring_rebuild_duration_seconds_sum") > 0.0);
-    assert!(!text.contains("lb_vip_packets_total{"), "deleted VIP still exported");
+    assert!(
+        !text.contains("lb_vip_packets_total{"),
+        "deleted VIP still exported"
+    );
 }
