@@ -314,15 +314,13 @@ impl Config {
             }
             _ => {}
         }
-        if let (Some(m), Listen::Tcp(api)) = (self.metrics.listen, &self.api.listen) {
-            if m == *api {
-                return Err(c.error(
-                    &[k("metrics"), k("listen")],
-                    format!(
-                        "{m} is also the API's address ([api] listen); give metrics its own port"
-                    ),
-                ));
-            }
+        if let (Some(m), Listen::Tcp(api)) = (self.metrics.listen, &self.api.listen)
+            && m == *api
+        {
+            return Err(c.error(
+                &[k("metrics"), k("listen")],
+                format!("{m} is also the API's address ([api] listen); give metrics its own port"),
+            ));
         }
         if self.metrics.listen.is_some_and(|m| m.port() == 0) {
             return Err(c.error(
