@@ -13,7 +13,8 @@ use std::{
 };
 
 use lb_privileged_tests::{
-    bins::lbctl,
+    bins::{lb_daemon_bin, lbctl},
+    daemon::DaemonEnv,
     lab::{B4, Lab, LabOpts, vip_toml},
     require_root,
 };
@@ -330,4 +331,58 @@ fn prometheus_rate_of_the_vip_counter_matches_lbctl_stats() {
     let report = streams.join();
     assert_eq!(report["failed"], 0, "streams: {report}");
     lab.kill_daemon();
+}
+
+/// The metrics port is bound before the data plane is touched: when it is
+/// taken, the daemon exits naming the setting, with nothing loaded,
+/// pinned or attached; once it is free the daemon starts and serves
+/// `/metrics` (and nothing else) on it.
+#[test]
+fn a_taken_metrics_port_fails_the_start_with_nothing_changed() {
+    require_root();
+    let addr = "198.18.0.2:9661";
+    let mut env = DaemonEnv::new("mport", None, &format!("[metrics]\nlisten = \"{addr}\"\n"));
+    // Taken by another socket in the LB's namespace.
+    let ns = format!("/run/netns/{}", env.lb.name);
+    let squatter = std::thread::spawn(move || {
+        // This thread only: enter the namespace, bind, hand the socket back.
+        let f = fs::File::open(&ns).unwrap();
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns");
+        std::net::TcpListener::bind(addr).expect("bind the port first")
+    })
+    .join()
+    .unwrap();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", env.lb.name))
+        .arg(lb_daemon_bin())
+        .args(["run", "--config"])
+        .arg(&env.config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a taken port:\n{err}");
+    assert!(
+        err.contains(&format!("[metrics] listen: binding {addr}")),
+        "{err}"
+    );
+    assert!(!env.pin.exists(), "pins created: {}", env.pin.display());
+    let link = env.lb.exec(&["ip", "link", "show", "lb0"]);
+    assert!(!link.contains("xdp"), "XDP attached: {link}");
+
+    drop(squatter);
+    env.start();
+    let url = format!("http://{addr}/metrics");
+    let get = |url: &str| {
+        let o = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", env.lb.name))
+            .args(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(get(&url), "200", "{}", env.log());
+    assert_eq!(get(&format!("http://{addr}/")), "404");
+    env.stop();
 }
