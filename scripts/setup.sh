@@ -14,7 +14,8 @@ fi
 
 # Debian packages the build, the tests, the lab and the demo use.
 PKGS=(bpftool iproute2 iputils-ping ethtool tcpdump python3-scapy iperf3 hping3
-      nginx-light curl openssl pkg-config python3-venv man-db groff-base)
+      nginx-light curl openssl pkg-config python3-venv man-db groff-base
+      prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +28,9 @@ fi
 # nginx-light's package scripts start a server on port 80 of the root
 # namespace; the lab starts its own servers inside namespaces instead.
 if systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx || true; fi
+# Likewise prometheus (2.42, with promtool): the metrics test runs its own,
+# inside the lab's namespace; the packaged service would scrape nothing.
+if systemctl is-active --quiet prometheus 2>/dev/null; then systemctl stop prometheus || true; fi
 
 # The eBPF crate builds with the installed nightly and needs its core sources.
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

@@ -1,6 +1,6 @@
 //! `lb` control plane: configuration, the Maglev ring builder, the kernel data
-//! plane handle, the desired state and how it reaches the maps, and the gRPC
-//! API. The CLI (`lbctl`) is a separate crate that speaks to it over that API.
+//! plane handle, the desired state and how it reaches the maps, the gRPC
+//! API and the metrics endpoint. The CLI (`lbctl`) is a separate crate that speaks to it over that API.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod grpc;
 pub mod maglev;
+pub mod metrics;
 pub mod netif;
 pub mod state;
 

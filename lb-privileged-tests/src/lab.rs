@@ -89,6 +89,8 @@ pub struct LabOpts {
     pub dataplane_extra: String,
     /// `[dataplane] conn_table_size`.
     pub conn_table_size: u32,
+    /// More node tables for the daemon's configuration (e.g. `[metrics]`).
+    pub extra: String,
 }
 
 impl Default for LabOpts {
@@ -99,6 +101,7 @@ impl Default for LabOpts {
             vips: String::new(),
             dataplane_extra: String::new(),
             conn_table_size: 4096,
+            extra: String::new(),
         }
     }
 }
@@ -188,7 +191,7 @@ impl Lab {
             "[dataplane]\ninterface = \"{}\"\ngateway_mac = \"02:00:00:00:00:01\"\n\
              pin_path = \"{}\"\nmtu = {}\nencap_source_v4 = \"198.18.3.0/24\"\n\
              encap_source_v6 = \"fd00:3::/96\"\nmax_vips = 16\nmax_backends = 64\n\
-             conn_table_size = {}\n{}\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}",
+             conn_table_size = {}\n{}\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}\n{}",
             lab.var("LAB_LB_IF"),
             lab.pin.display(),
             opts.mtu,
@@ -196,6 +199,7 @@ impl Lab {
             opts.dataplane_extra,
             lab.sock.display(),
             dir.join("state").display(),
+            opts.extra,
             opts.vips
         );
         fs::write(&lab.config, text).unwrap();

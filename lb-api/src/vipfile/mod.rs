@@ -237,11 +237,13 @@ struct VipDoc {
     api: Option<IgnoredAny>,
     #[serde(default)]
     state: Option<IgnoredAny>,
+    #[serde(default)]
+    metrics: Option<IgnoredAny>,
 }
 
 /// A file of `[[vip]]` tables: what `lbctl apply` reads. A full daemon
-/// configuration file is one too: its `[dataplane]`, `[api]` and `[state]`
-/// tables are skipped (and named in [`VipFile::skipped`]); any other
+/// configuration file is one too: its `[dataplane]`, `[api]`, `[state]` and
+/// `[metrics]` tables are skipped (and named in [`VipFile::skipped`]); any other
 /// top-level key is an error.
 #[derive(Clone, Debug)]
 pub struct VipFile {
@@ -274,6 +276,7 @@ impl VipFile {
             ("dataplane", doc.dataplane.is_some()),
             ("api", doc.api.is_some()),
             ("state", doc.state.is_some()),
+            ("metrics", doc.metrics.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))

@@ -17,7 +17,7 @@
 mod values;
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -45,6 +45,9 @@ pub struct Config {
     /// `[state]`: where the desired state is persisted.
     #[serde(default)]
     pub state: StateConfig,
+    /// `[metrics]`: the Prometheus/OpenMetrics endpoint (off unless set).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// `[[vip]]`: VIPs to create when there is no persisted state yet.
     #[serde(default, rename = "vip")]
     pub vips: Vec<VipConfig>,
@@ -159,6 +162,17 @@ impl Default for StateConfig {
             dir: default_state_dir(),
         }
     }
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ADDRESS:PORT` of the HTTP listener serving `/metrics`; `None` (the
+    /// default): no listener. Plain HTTP without authentication, as
+    /// Prometheus scrapes it: bind a loopback or management address.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 fn default_pin_path() -> PathBuf {
@@ -329,6 +343,20 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        if let (Some(m), Listen::Tcp(api)) = (self.metrics.listen, &self.api.listen)
+            && m == *api
+        {
+            return Err(c.error(
+                &[k("metrics"), k("listen")],
+                format!("{m} is also the API's address ([api] listen); give metrics its own port"),
+            ));
+        }
+        if self.metrics.listen.is_some_and(|m| m.port() == 0) {
+            return Err(c.error(
+                &[k("metrics"), k("listen")],
+                "port 0 would pick a random port Prometheus cannot be told about; name one (e.g. 9661)",
+            ));
         }
         if !self.state.dir.is_absolute() {
             return Err(c.error(&[k("state"), k("dir")], "must be an absolute path"));

@@ -146,6 +146,7 @@ fn shipped_files_parse() {
     assert_eq!(prod.dataplane.encap, EncapKind::Ipip);
     assert_eq!(prod.dataplane.gue_port, lb_common::DEFAULT_GUE_PORT);
     assert_eq!(prod.vips.len(), 2);
+    assert_eq!(prod.metrics.listen, Some("127.0.0.1:9661".parse().unwrap()));
 }
 
 #[test]
@@ -451,4 +452,54 @@ fn syntax_error_on_the_first_byte_names_line_1() {
     };
     assert_eq!(*line, Some(1), "{e}");
     assert!(e.to_string().starts_with("x.toml: line 1"), "{e}");
+}
+
+#[test]
+fn metrics_listener_is_off_unless_set() {
+    let c: Config = MINIMAL.parse().unwrap();
+    assert_eq!(c.metrics, MetricsConfig { listen: None });
+    let c: Config = format!("{HEAD}\n[metrics]\nlisten = \"127.0.0.1:9661\"\n")
+        .parse()
+        .unwrap();
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9661".parse().unwrap()));
+    let c: Config = format!("{HEAD}\n[metrics]\nlisten = \"[fd00::2]:9661\"\n")
+        .parse()
+        .unwrap();
+    assert_eq!(c.metrics.listen, Some("[fd00::2]:9661".parse().unwrap()));
+}
+
+#[test]
+fn bad_metrics_settings_name_line_and_key() {
+    bad(
+        &format!("{HEAD}\n[metrics]\nlisten = \"localhost:9661\"\n"),
+        6,
+        "metrics.listen",
+        "invalid socket address",
+    );
+    bad(
+        &format!("{HEAD}\n[metrics]\nlisten = \"127.0.0.1\"\n"),
+        6,
+        "metrics.listen",
+        "invalid socket address",
+    );
+    bad(
+        &format!("{HEAD}\n[metrics]\nlisten = \"127.0.0.1:9661\"\npath = \"/m\"\n"),
+        7,
+        "metrics.path",
+        "unknown field",
+    );
+    bad(
+        &format!("{HEAD}\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+        6,
+        "metrics.listen",
+        "port 0",
+    );
+    bad(
+        &format!(
+            "{HEAD}\n[api]\nlisten = \"tcp://127.0.0.1:9661\"\n[api.tls]\ncert = \"/c\"\nkey = \"/k\"\n\n[metrics]\nlisten = \"127.0.0.1:9661\"\n"
+        ),
+        12,
+        "metrics.listen",
+        "also the API's address",
+    );
 }

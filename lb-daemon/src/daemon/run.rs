@@ -2,7 +2,7 @@
 //! the persisted state, serve the API until SIGTERM/SIGINT. Exiting — cleanly
 //! or not — leaves forwarding running; `lb-daemon teardown` removes it.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use anyhow::Context as _;
 use lb_api::MacAddr;
@@ -12,6 +12,7 @@ use crate::{
     config::{Config, Listen},
     dataplane::{Balancer, Dataplane, Origin},
     grpc::{self, LbService, Listener, StatusInfo},
+    metrics::{self, Metrics},
     netif,
     state::{LbState, Store},
 };
@@ -20,8 +21,9 @@ use crate::{
 /// of `state.json` kept a gateway set over the API.
 const LEGACY_GATEWAY_FILE: &str = "gateway";
 
-/// Everything up to serving: returns the service and where to listen.
-pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> {
+/// Everything up to serving: returns the service, where to listen, and the
+/// metrics (the state reports its ring rebuilds to them).
+pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, Arc<Metrics>)> {
     let dp = &cfg.dataplane;
     let iface = dp.interface.as_str();
     let pin = &dp.pin_path;
@@ -65,6 +67,8 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
     let persisted = store.load()?;
     let first_start = persisted.is_none();
     let mut state = LbState::new(lb, persisted.unwrap_or_default(), Some(store))?;
+    let metrics = Arc::new(Metrics::new(&status));
+    state.set_ring_observer(metrics.clone());
     migrate_gateway_file(&mut state, &cfg.state.dir)?;
     state.set_node_config(node)?;
     let report = state.adopt()?;
@@ -93,7 +97,7 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener)> 
             }
         }
     };
-    Ok((LbService::new(state, status), listener))
+    Ok((LbService::new(state, status), listener, metrics))
 }
 
 /// Moves a gateway an older daemon kept in a file of its own into the state
@@ -126,7 +130,28 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     rt.block_on(async {
-        let (svc, listener) = prepare(&cfg)?;
+        // Bound before the data plane is touched: a taken port fails the
+        // start with nothing changed.
+        let metrics_listener = match cfg.metrics.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("[metrics] listen: binding {addr}"))?,
+            ),
+            None => None,
+        };
+        let (svc, listener, metrics) = prepare(&cfg)?;
+        let metrics_server = metrics_listener.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "metrics listening (http, /metrics)");
+            }
+            tokio::spawn(metrics::serve(
+                l,
+                svc.state(),
+                metrics.clone(),
+                std::future::pending(),
+            ))
+        });
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -137,7 +162,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             }
             tracing::info!("shutting down; XDP stays attached (lb-daemon teardown removes it)");
         };
-        grpc::serve(svc, listener, shutdown).await?;
+        let served = grpc::serve_counted(svc, listener, metrics.api_layer(), shutdown).await;
+        if let Some(m) = metrics_server {
+            m.abort();
+        }
+        served?;
         Ok(())
     })
 }

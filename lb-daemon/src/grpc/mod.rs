@@ -11,6 +11,6 @@ mod service;
 mod stats;
 mod status;
 
-pub use serve::{Listener, ServeError, serve};
+pub use serve::{Listener, ServeError, serve, serve_counted};
 pub use service::{LbService, StatusInfo};
 pub use status::to_status;

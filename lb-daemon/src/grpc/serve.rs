@@ -9,7 +9,7 @@ use thiserror::Error;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use super::LbService;
-use crate::dataplane::Dataplane;
+use crate::{dataplane::Dataplane, metrics::ApiCallsLayer};
 
 /// Where to listen.
 #[derive(Clone, Debug)]
@@ -60,6 +60,17 @@ pub async fn serve<D: Dataplane + 'static>(
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_counted(svc, listener, ApiCallsLayer::default(), shutdown).await
+}
+
+/// [`serve`], counting every call by method and status code with
+/// `api_calls` (the metrics' `lb_grpc_server_handled_total`).
+pub async fn serve_counted<D: Dataplane + 'static>(
+    svc: LbService<D>,
+    listener: Listener,
+    api_calls: ApiCallsLayer,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<LoadBalancerServer<LbService<D>>>()
@@ -89,6 +100,7 @@ pub async fn serve<D: Dataplane + 'static>(
                 .map_err(io(format!("chmod 0600 {}", path.display())))?;
             tracing::info!(socket = %path.display(), "API listening (unix, 0600)");
             Server::builder()
+                .layer(api_calls)
                 .add_service(health)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
@@ -118,6 +130,7 @@ pub async fn serve<D: Dataplane + 'static>(
             tracing::info!(%addr, mtls, "API listening (tcp, TLS)");
             Server::builder()
                 .tls_config(tls)?
+                .layer(api_calls)
                 .add_service(health)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)

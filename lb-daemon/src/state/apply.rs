@@ -15,7 +15,10 @@
 //!    so a connection pinned to a freed slot re-hashes instead of following
 //!    the slot to whatever it is reused for.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use lb_common::{AddrKey, BACKEND_F_VALID, Backend, LbConfig, VipKey, VipMeta};
 
@@ -25,7 +28,7 @@ use super::{
 };
 use crate::{
     dataplane::{Dataplane, DataplaneError},
-    vip::{addr_key, map_addr},
+    vip::{VipSpec, addr_key, map_addr},
 };
 
 /// How to undo one map write.
@@ -53,6 +56,9 @@ pub(crate) struct Tx<'a, D: Dataplane> {
     undo: Vec<Undo>,
     /// Ring positions changed (for adoption's report).
     pub ring_positions: usize,
+    /// Rings rebuilt and published, with how long each took, reported to
+    /// the state's observer once the change is committed.
+    rebuilds: Vec<(VipSpec, Duration)>,
 }
 
 impl<'a, D: Dataplane> Tx<'a, D> {
@@ -61,6 +67,7 @@ impl<'a, D: Dataplane> Tx<'a, D> {
             dp,
             undo: Vec::new(),
             ring_positions: 0,
+            rebuilds: Vec::new(),
         }
     }
 
@@ -139,8 +146,11 @@ impl<'a, D: Dataplane> Tx<'a, D> {
         self.dp.clear_stats(index, slot)
     }
 
-    /// Keeps the writes.
-    pub fn commit(self) {}
+    /// Keeps the writes; returns the rings rebuilt (see
+    /// [`super::RingObserver`]).
+    pub fn commit(self) -> Vec<(VipSpec, Duration)> {
+        self.rebuilds
+    }
 
     /// Undoes every write, newest first (the reverse of a safe order is safe
     /// here: each step only ever pointed live structures at valid slots).
@@ -377,13 +387,16 @@ pub(crate) fn sync_vip<D: Dataplane>(
     match (old, new) {
         (None, None) => Ok(()),
         (None, Some(v)) => {
+            let started = Instant::now();
             let fresh: Vec<(IpAddr, u32)> = v.backends.iter().map(|(a, m)| (*a, m.slot)).collect();
             let table = alloc_and_build(tx, v, &fresh, ring_size)?;
             let counts = (
                 new_model.addr_count(v.spec.address),
                 old_model.addr_count(v.spec.address),
             );
-            install_vip(tx, v, &table, counts)
+            install_vip(tx, v, &table, counts)?;
+            tx.rebuilds.push((v.spec, started.elapsed()));
+            Ok(())
         }
         (Some(v), None) => {
             let ctx = || format!("deleting VIP {}", v.spec);
@@ -405,6 +418,7 @@ pub(crate) fn sync_vip<D: Dataplane>(
             Ok(())
         }
         (Some(o), Some(n)) => {
+            let started = Instant::now();
             let fresh: Vec<(IpAddr, u32)> = n
                 .backends
                 .iter()
@@ -419,6 +433,7 @@ pub(crate) fn sync_vip<D: Dataplane>(
                 ))
             })?;
             publish(tx, n, current, &table)?;
+            tx.rebuilds.push((n.spec, started.elapsed()));
             for (a, m) in &o.backends {
                 if n.backends.get(a).map(|nm| nm.slot) != Some(m.slot) {
                     free_slot(tx, m.slot)?;

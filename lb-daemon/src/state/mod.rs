@@ -15,6 +15,7 @@ mod error;
 mod explain;
 mod gateway;
 mod model;
+mod observe;
 mod persist;
 mod route;
 mod slots;
@@ -26,6 +27,7 @@ mod tests;
 use std::{
     collections::{BTreeMap, HashSet},
     net::{IpAddr, SocketAddr},
+    sync::Arc,
 };
 
 use lb_api::MacAddr;
@@ -36,6 +38,7 @@ pub use error::StateError;
 pub use explain::{ConnLookup, ConnView, Encap, Explanation, FlowPacket, RingStep, Verdict};
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
 pub use model::Model;
+pub use observe::RingObserver;
 pub use persist::{STATE_FILE, Store};
 pub use route::Route;
 
@@ -62,6 +65,7 @@ pub struct LbState<D: Dataplane> {
     dp: D,
     model: Model,
     store: Option<Store>,
+    ring_observer: Option<Arc<dyn RingObserver>>,
 }
 
 impl<D: Dataplane> LbState<D> {
@@ -76,7 +80,18 @@ impl<D: Dataplane> LbState<D> {
         model
             .check_fits(&dp.sizes())
             .map_err(StateError::FailedPrecondition)?;
-        Ok(Self { dp, model, store })
+        Ok(Self {
+            dp,
+            model,
+            store,
+            ring_observer: None,
+        })
+    }
+
+    /// Tells `observer` about every ring rebuild committed from now on
+    /// (the metrics module's histogram).
+    pub fn set_ring_observer(&mut self, observer: Arc<dyn RingObserver>) {
+        self.ring_observer = Some(observer);
     }
 
     /// Verifies and repairs the maps to match the state (see `adopt`):
@@ -436,8 +451,13 @@ impl<D: Dataplane> LbState<D> {
         });
         match applied {
             Ok(()) => {
-                tx.commit();
+                let rebuilds = tx.commit();
                 self.model = new;
+                if let Some(o) = &self.ring_observer {
+                    for (vip, took) in &rebuilds {
+                        o.ring_rebuilt(vip, *took);
+                    }
+                }
                 Ok(())
             }
             Err(e) => match tx.rollback() {
