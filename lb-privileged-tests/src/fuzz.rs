@@ -26,6 +26,7 @@ use std::{
 };
 
 use lb_common::{Outcome, SLOT_NONE, STAT_COUNT, Stat, VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT};
+use lb_daemon::dataplane::Encapsulation;
 
 use crate::{
     Fixture, XDP_DROP, XDP_PASS, XDP_TX,
@@ -125,7 +126,18 @@ impl Target {
         reason = "loading a program into the kernel is not a default value"
     )]
     pub fn new() -> Self {
-        let mut fixture = Fixture::with(|c| c.icmp_too_big_rate = 50);
+        Self::with(Encapsulation::Ipip, 0)
+    }
+
+    /// [`Target::new`] encapsulating with `encap`, inserting at most
+    /// `new_flow_rate` new flows per second and CPU (0 = unlimited), so the
+    /// GUE path and unpinned new flows are judged too.
+    pub fn with(encap: Encapsulation, new_flow_rate: u32) -> Self {
+        let mut fixture = Fixture::with(|c| {
+            c.icmp_too_big_rate = 50;
+            c.encap = encap;
+            c.new_flow_rate = new_flow_rate;
+        });
         let be4 = [ip("198.19.0.11"), ip("198.19.0.12"), ip("198.19.0.13")];
         let be6 = [ip("fd00:200::11"), ip("fd00:200::12")];
         let mut slot = 0u32;
@@ -487,7 +499,15 @@ fn check_encap(t: &Target, frame: &[u8], out: &[u8]) -> Result<(), String> {
         return Err("encapsulated frame: L2 header changed length".into());
     }
     let o = &out[ol3..];
-    let want_proto = if inner_v4 { 4 } else { 41 };
+    let gue_port = match t.fixture.cfg.encap {
+        Encapsulation::Gue { port } => Some(port),
+        Encapsulation::Ipip => None,
+    };
+    let want_proto = match gue_port {
+        Some(_) => UDP,
+        None if inner_v4 => 4,
+        None => 41,
+    };
     let (outer_src, outer_dst, payload) = match et {
         0x0800 => {
             if o.len() < 20 || o[0] != 0x45 {
@@ -525,6 +545,27 @@ fn check_encap(t: &Target, frame: &[u8], out: &[u8]) -> Result<(), String> {
             (IpAddr::from(s), IpAddr::from(d), &o[40..])
         }
         other => return Err(format!("encapsulated frame has EtherType {other:#06x}")),
+    };
+    // GUE (variant 1): UDP to the configured port from a per-flow port in
+    // the dynamic range, its length covering the inner packet, then the
+    // packet itself.
+    let payload = match gue_port {
+        None => payload,
+        Some(port) => {
+            if payload.len() < 8 {
+                return Err("GUE frame shorter than its UDP header".into());
+            }
+            let sport = u16::from_be_bytes([payload[0], payload[1]]);
+            let dport = u16::from_be_bytes([payload[2], payload[3]]);
+            let len = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
+            if dport != port || sport < 49152 || len != payload.len() {
+                return Err(format!(
+                    "GUE header wrong: ports {sport} -> {dport}, length {len} of {}",
+                    payload.len()
+                ));
+            }
+            &payload[8..]
+        }
     };
     if payload != inner {
         return Err(format!(
@@ -617,6 +658,18 @@ fn check_answer(frame: &[u8], out: &[u8], echo: bool) -> Result<(), String> {
         other => return Err(format!("answer has EtherType {other:#06x}")),
     }
     let v4 = et == 0x0800;
+    let to: IpAddr = if v4 {
+        <[u8; 4]>::try_from(&o[16..20]).unwrap().into()
+    } else {
+        <[u8; 16]>::try_from(&o[24..40]).unwrap().into()
+    };
+    let group = match to {
+        IpAddr::V4(a) => a.octets()[0] >= 224,
+        IpAddr::V6(a) => a.octets()[0] == 0xff,
+    };
+    if group {
+        return Err(format!("answered a group or broadcast source {to}"));
+    }
     let want = !echo || icmp_checksum_ok(i, v4);
     if icmp_checksum_ok(o, v4) != want {
         return Err(format!(
@@ -730,6 +783,15 @@ fn valid_frame(rng: &mut Rng, t: &Target) -> Vec<u8> {
         5 => {
             let data = rng.some_bytes(0, 200);
             let rest = [rng.byte(), rng.byte(), rng.byte(), rng.byte()];
+            // Sometimes from a group or broadcast source, which must not
+            // be answered (RFC 1122 3.2.2.6).
+            let client: IpAddr = match (rng.chance(10), client) {
+                (true, IpAddr::V4(_)) => {
+                    *rng.pick(&[ip("224.0.0.1"), ip("239.1.2.3"), ip("255.255.255.255")])
+                }
+                (true, IpAddr::V6(_)) => *rng.pick(&[ip("ff02::1"), ip("ff05::2")]),
+                (false, c) => c,
+            };
             match (client, svc.addr) {
                 (IpAddr::V4(_), _) => {
                     let m = pkt::icmp4(8, 0, rest, &data);

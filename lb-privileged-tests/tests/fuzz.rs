@@ -5,6 +5,7 @@
 //! exactly. The bench runs the same with 1,000,000 frames (`bench --only fuzz`).
 
 use lb_common::Stat;
+use lb_daemon::dataplane::Encapsulation;
 use lb_privileged_tests::{
     fuzz::{self, Target},
     require_root,
@@ -54,6 +55,7 @@ fn hostile_frames_get_defined_verdicts_and_counters_reconcile() {
         Stat::DropIcmpQuoteTruncated,
         Stat::DropIcmpQuoteMalformed,
         Stat::DropBadChecksum,
+        Stat::DropEchoBadSource,
     ] {
         assert!(
             r.counters[s.name()] >= 50,
@@ -68,4 +70,34 @@ fn hostile_frames_get_defined_verdicts_and_counters_reconcile() {
         r.not_for_vip
     );
     assert!(r.mutated >= 50_000, "{} mutated frames", r.mutated);
+}
+
+/// The same oracle over GUE encapsulation with a small new-flow budget, so
+/// GUE framing and unpinned new flows are judged as well.
+#[test]
+fn hostile_frames_over_gue_with_a_new_flow_budget() {
+    require_root();
+    let mut target = Target::with(Encapsulation::Gue { port: 6080 }, 1000);
+    let r = fuzz::run(&mut target, SEED ^ 0x6e0e, 50_000);
+    eprintln!("{r:#?}");
+    assert_eq!(
+        r.violations,
+        0,
+        "{} frames judged wrong, first ones:\n{}",
+        r.violations,
+        r.examples.join("\n")
+    );
+    for s in [
+        Stat::Forwarded,
+        Stat::NewFlow,
+        Stat::NewFlowUnpinned,
+        Stat::IcmpErrorForwarded,
+    ] {
+        assert!(
+            r.counters[s.name()] >= 50,
+            "only {} frames counted as {}",
+            r.counters[s.name()],
+            s.name()
+        );
+    }
 }
