@@ -7,7 +7,7 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let args = lb_daemon::daemon::Args::parse();
-    lb_daemon::daemon::init_tracing();
+    lb_daemon::daemon::init_tracing(args.log_format);
     match lb_daemon::daemon::main(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

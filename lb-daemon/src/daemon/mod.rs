@@ -1,12 +1,13 @@
 //! The `lb-daemon` command: argument parsing and the subcommands.
 
 mod decap_cmd;
+pub mod notify;
 pub mod run;
 pub mod settings;
 
 use std::{net::IpAddr, path::PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// `lb-daemon` command line.
 #[derive(Parser, Debug)]
@@ -16,6 +17,10 @@ use clap::{Parser, Subcommand};
     about = "XDP layer-4 load balancer daemon"
 )]
 pub struct Args {
+    /// Log line format on stderr: `text` for people, `json` (one object a
+    /// line, the same fields) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -97,17 +102,41 @@ pub enum DecapAction {
     },
 }
 
-/// Logs to stderr; `RUST_LOG` picks the level (default info).
-pub fn init_tracing() {
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `tracing`'s human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, and the
+    /// event's structured fields under `fields` (the message as `message`).
+    Json,
+}
+
+/// Logs to stderr in `format`; `RUST_LOG` picks the level (default info).
+pub fn init_tracing(format: LogFormat) {
+    let _ = tracing::subscriber::set_global_default(subscriber(format, std::io::stderr));
+}
+
+/// The subscriber `init_tracing` installs, writing to `writer` (tests
+/// capture it).
+pub fn subscriber<W>(format: LogFormat, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer);
+    match format {
         // Colour codes only for a human at a terminal, not in journald/files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        LogFormat::Text => Box::new(builder.with_ansi(std::io::stderr().is_terminal()).finish()),
+        // Fields stay under `fields` (tracing's documented JSON shape) so an
+        // event field can never clash with `level` or `target`.
+        LogFormat::Json => Box::new(builder.json().with_ansi(false).finish()),
+    }
 }
 
 /// Runs a parsed command line.
@@ -130,5 +159,72 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Decap { action } => decap_cmd::run(action),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(format: LogFormat) -> String {
+        let buf = Buf::default();
+        let w = buf.clone();
+        tracing::subscriber::with_default(subscriber(format, move || w.clone()), || {
+            tracing::info!(interface = "lb0", mode = "native", "XDP attached");
+            tracing::debug!("below the default level");
+        });
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn json_logs_carry_the_same_fields_as_text() {
+        let text = logged(LogFormat::Text);
+        assert!(text.contains("XDP attached"), "{text}");
+        assert!(text.contains("interface=\"lb0\""), "{text}");
+        assert!(text.contains("mode=\"native\""), "{text}");
+
+        let json = logged(LogFormat::Json);
+        let lines: Vec<&str> = json.lines().collect();
+        assert_eq!(lines.len(), 1, "one object per event, info and up: {json}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["fields"]["message"], "XDP attached");
+        assert_eq!(v["fields"]["interface"], "lb0");
+        assert_eq!(v["fields"]["mode"], "native");
+        assert!(v["timestamp"].is_string());
+        assert!(!json.contains('\u{1b}'), "no colour codes in JSON");
+    }
+
+    #[test]
+    fn log_format_is_a_global_option() {
+        for argv in [
+            &["lb-daemon", "--log-format", "json", "check", "-c", "x.toml"][..],
+            &["lb-daemon", "check", "-c", "x.toml", "--log-format", "json"][..],
+        ] {
+            let a = Args::try_parse_from(argv).unwrap();
+            assert_eq!(a.log_format, LogFormat::Json, "{argv:?}");
+        }
+        let a = Args::try_parse_from(["lb-daemon", "check", "-c", "x.toml"]).unwrap();
+        assert_eq!(a.log_format, LogFormat::Text);
+        let e = Args::try_parse_from(["lb-daemon", "--log-format", "xml", "check", "-c", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xml") && e.contains("json"), "{e}");
     }
 }
