@@ -341,7 +341,11 @@ fn prometheus_rate_of_the_vip_counter_matches_lbctl_stats() {
 fn a_taken_metrics_port_fails_the_start_with_nothing_changed() {
     require_root();
     let addr = "198.18.0.2:9661";
-    let mut env = DaemonEnv::new("mport", None, &format!("[metrics]\nlisten = \"{addr}\"\n"));
+    let mut env = DaemonEnv::new(
+        "mport",
+        None,
+        &format!("[metrics]\nlisten = \"{addr}\"\nallow_remote = true\n"),
+    );
     // Taken by another socket in the LB's namespace.
     let ns = format!("/run/netns/{}", env.lb.name);
     let squatter = std::thread::spawn(move || {

@@ -170,9 +170,15 @@ impl Default for StateConfig {
 pub struct MetricsConfig {
     /// `ADDRESS:PORT` of the HTTP listener serving `/metrics`; `None` (the
     /// default): no listener. Plain HTTP without authentication, as
-    /// Prometheus scrapes it: bind a loopback or management address.
+    /// Prometheus scrapes it: only a loopback address unless `allow_remote`.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// The explicit opt-in to a non-loopback `listen` address (a management
+    /// network or a pod scraped by Prometheus). The API refuses plain TCP
+    /// altogether; metrics have no TLS, so this key is the written decision
+    /// that anyone who can reach that address may read the counters.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 fn default_pin_path() -> PathBuf {
@@ -350,6 +356,18 @@ impl Config {
             return Err(c.error(
                 &[k("metrics"), k("listen")],
                 format!("{m} is also the API's address ([api] listen); give metrics its own port"),
+            ));
+        }
+        if let Some(m) = self.metrics.listen
+            && !m.ip().is_loopback()
+            && !self.metrics.allow_remote
+        {
+            return Err(c.error(
+                &[k("metrics"), k("listen")],
+                format!(
+                    "{m} is not a loopback address and the endpoint has no TLS or authentication; \
+                     bind 127.0.0.1/[::1], or set `allow_remote = true` in [metrics] to expose it"
+                ),
             ));
         }
         if self.metrics.listen.is_some_and(|m| m.port() == 0) {

@@ -457,15 +457,57 @@ fn syntax_error_on_the_first_byte_names_line_1() {
 #[test]
 fn metrics_listener_is_off_unless_set() {
     let c: Config = MINIMAL.parse().unwrap();
-    assert_eq!(c.metrics, MetricsConfig { listen: None });
+    assert_eq!(
+        c.metrics,
+        MetricsConfig {
+            listen: None,
+            allow_remote: false
+        }
+    );
     let c: Config = format!("{HEAD}\n[metrics]\nlisten = \"127.0.0.1:9661\"\n")
         .parse()
         .unwrap();
     assert_eq!(c.metrics.listen, Some("127.0.0.1:9661".parse().unwrap()));
-    let c: Config = format!("{HEAD}\n[metrics]\nlisten = \"[fd00::2]:9661\"\n")
+    let c: Config = format!("{HEAD}\n[metrics]\nlisten = \"[::1]:9661\"\n")
         .parse()
         .unwrap();
+    assert_eq!(c.metrics.listen, Some("[::1]:9661".parse().unwrap()));
+    let c: Config =
+        format!("{HEAD}\n[metrics]\nlisten = \"[fd00::2]:9661\"\nallow_remote = true\n")
+            .parse()
+            .unwrap();
     assert_eq!(c.metrics.listen, Some("[fd00::2]:9661".parse().unwrap()));
+    assert!(c.metrics.allow_remote);
+}
+
+#[test]
+fn a_remote_metrics_listener_needs_the_explicit_opt_in() {
+    for addr in [
+        "198.18.0.2:9661",
+        "0.0.0.0:9661",
+        "[fd00::2]:9661",
+        "[::]:9661",
+    ] {
+        bad(
+            &format!("{HEAD}\n[metrics]\nlisten = \"{addr}\"\n"),
+            6,
+            "metrics.listen",
+            "allow_remote = true",
+        );
+        // `false` written out is no opt-in either.
+        bad(
+            &format!("{HEAD}\n[metrics]\nallow_remote = false\nlisten = \"{addr}\"\n"),
+            7,
+            "metrics.listen",
+            "not a loopback address",
+        );
+    }
+    bad(
+        &format!("{HEAD}\n[metrics]\nlisten = \"127.0.0.1:9661\"\nallow_remote = \"yes\"\n"),
+        7,
+        "metrics.allow_remote",
+        "invalid type",
+    );
 }
 
 #[test]
