@@ -160,9 +160,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
+            super::notify::notify("STOPPING=1");
             tracing::info!("shutting down; XDP stays attached (lb-daemon teardown removes it)");
         };
-        let served = grpc::serve_counted(svc, listener, metrics.api_layer(), shutdown).await;
+        // READY=1 only now: the data plane is attached and reconciled
+        // (prepare) and the API accepts connections, so `systemctl start`
+        // returning means lbctl works.
+        let served = grpc::serve_counted(svc, listener, metrics.api_layer(), shutdown, || {
+            super::notify::notify("READY=1")
+        })
+        .await;
         if let Some(m) = metrics_server {
             m.abort();
         }

@@ -60,7 +60,7 @@ pub async fn serve<D: Dataplane + 'static>(
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    serve_counted(svc, listener, ApiCallsLayer::default(), shutdown).await
+    serve_counted(svc, listener, ApiCallsLayer::default(), shutdown, || {}).await
 }
 
 /// [`serve`], counting every call by method and status code with
@@ -70,6 +70,7 @@ pub async fn serve_counted<D: Dataplane + 'static>(
     listener: Listener,
     api_calls: ApiCallsLayer,
     shutdown: impl Future<Output = ()> + Send,
+    on_listening: impl FnOnce() + Send,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -99,6 +100,8 @@ pub async fn serve_counted<D: Dataplane + 'static>(
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .map_err(io(format!("chmod 0600 {}", path.display())))?;
             tracing::info!(socket = %path.display(), "API listening (unix, 0600)");
+            // Bound: a client connecting from now on is queued and answered.
+            on_listening();
             Server::builder()
                 .layer(api_calls)
                 .add_service(health)
@@ -127,7 +130,13 @@ pub async fn serve_counted<D: Dataplane + 'static>(
                 let ca_pem = std::fs::read(ca).map_err(io(format!("reading {}", ca.display())))?;
                 tls = tls.client_ca_root(Certificate::from_pem(ca_pem));
             }
+            // Bound here, not inside tonic, so readiness can be told once
+            // the port accepts.
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io(format!("binding {addr}")))?;
             tracing::info!(%addr, mtls, "API listening (tcp, TLS)");
+            on_listening();
             Server::builder()
                 .tls_config(tls)?
                 .layer(api_calls)
@@ -135,7 +144,10 @@ pub async fn serve_counted<D: Dataplane + 'static>(
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .add_service(LoadBalancerServer::new(svc))
-                .serve_with_shutdown(addr, shutdown)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(tcp),
+                    shutdown,
+                )
                 .await?;
         }
     }
