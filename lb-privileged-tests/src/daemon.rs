@@ -114,6 +114,13 @@ impl DaemonEnv {
     }
 
     fn spawn(&mut self) {
+        self.spawn_with(&[], &[]);
+    }
+
+    /// Starts `lb-daemon run` under `wrap` (a command and its arguments run
+    /// inside the namespace, e.g. `setpriv ...`) with extra environment
+    /// `env`, without waiting: the caller decides what "ready" means.
+    pub fn spawn_with(&mut self, wrap: &[&str], env: &[(&str, &std::ffi::OsStr)]) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -122,7 +129,9 @@ impl DaemonEnv {
             .unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.lb.name))
+            .args(wrap)
             .arg(lb_daemon_bin())
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -148,6 +157,19 @@ impl DaemonEnv {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The daemon's process id (that of the `nsenter` wrapper, which execs
+    /// into what it runs) while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The daemon's exit status if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Sends SIGKILL and reaps the process.
