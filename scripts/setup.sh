@@ -12,10 +12,11 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-# Debian packages the build, the tests, the lab and the demo use.
+# Debian packages the build, the tests, the lab and the demo use
+# (systemd for `systemd-analyze verify`, util-linux for `setpriv`).
 PKGS=(bpftool iproute2 iputils-ping ethtool tcpdump python3-scapy iperf3 hping3
       nginx-light curl openssl pkg-config python3-venv man-db groff-base
-      prometheus)
+      prometheus systemd util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
 pub mod bins;
 pub mod daemon;
 pub mod fuzz;
+pub mod kubevalidate;
 pub mod lab;
 pub mod netns;
 pub mod pkt;
