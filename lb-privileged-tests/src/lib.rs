@@ -11,6 +11,7 @@ pub mod lab;
 pub mod netns;
 pub mod pkt;
 pub mod pyclient;
+pub mod venv;
 
 use std::net::IpAddr;
 

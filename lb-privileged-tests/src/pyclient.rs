@@ -3,15 +3,9 @@
 //! module creates, and the script `python/lb_client_check.py` that drives
 //! the API with default channel options.
 //!
-//! The virtualenv is cached in `target/py-grpc-<versions>/` so reruns do not
-//! reach PyPI again; it is built in a temp dir next to it and renamed into
-//! place, so an interrupted install never leaves a half-made cache.
+//! The virtualenv is cached in `target/py-grpc-<versions>/` (see `venv`).
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    sync::Mutex,
-};
+use std::path::PathBuf;
 
 /// The client packages, pinned: grpcio 1.85 is the C-core release whose
 /// Unix-socket `:authority` the daemon must accept (issue #14); `h2` (the
@@ -39,63 +33,12 @@ pub fn authority_script() -> PathBuf {
     ))
 }
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (python3 and python3-venv: scripts/setup.sh)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// The virtualenv's python, creating the virtualenv on first use.
 pub fn python() -> PathBuf {
-    // Tests of one binary run in parallel: one of them builds the cache.
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let target = super::bins::target_dir()
-        .parent()
-        .expect("target/")
-        .to_path_buf();
-    let venv = target.join(format!("py-grpc-{}", PACKAGES.join("-").replace("==", "")));
-    let py = venv.join("bin/python");
-    if imports_ok(&py) {
-        return py;
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix(".py-grpc-")
-        .tempdir_in(&target)
-        .unwrap();
-    let dir = tmp.path().join("venv");
-    run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
-    run(Command::new(dir.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(PACKAGES));
-    assert!(
-        imports_ok(&dir.join("bin/python")),
-        "fresh virtualenv cannot import grpc"
-    );
-    // Only `bin/python` is used from the cache: it finds its site-packages
-    // through `pyvenv.cfg` next to it, wherever the directory is (the pip
-    // scripts' shebangs keep the temp path, and are not used).
-    let _ = std::fs::remove_dir_all(&venv);
-    std::fs::rename(&dir, &venv).unwrap();
-    assert!(imports_ok(&py), "virtualenv {} unusable", venv.display());
-    py
-}
-
-fn imports_ok(py: &Path) -> bool {
-    py.is_file()
-        && Command::new(py)
-            .args([
-                "-c",
-                "import grpc, grpc_reflection.v1alpha.proto_reflection_descriptor_database, \
-                 grpc_health.v1.health_pb2, h2.connection; assert grpc.__version__ == '1.85.3'",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
+    super::venv::python(
+        &format!("py-grpc-{}", PACKAGES.join("-").replace("==", "")),
+        &PACKAGES,
+        "import grpc, grpc_reflection.v1alpha.proto_reflection_descriptor_database, \
+         grpc_health.v1.health_pb2, h2.connection; assert grpc.__version__ == '1.85.3'",
+    )
 }

@@ -160,19 +160,7 @@ pub(crate) fn explain<D: Dataplane>(
 ) -> Result<Explanation, StateError> {
     let dst = &pkt.dst;
     let client = pkt.client;
-    if client.is_ipv4() != dst.address.is_ipv4() {
-        return Err(StateError::InvalidArgument(format!(
-            "client {client} and VIP {dst} are of different address families"
-        )));
-    }
-    let all_ports = VipSpec { port: 0, ..*dst };
-    let vip = [*dst, all_ports]
-        .into_iter()
-        .find(|s| model.vips.contains_key(s))
-        .ok_or_else(|| StateError::NotFound(format!("no VIP serves {dst}")))?;
-    let meta = dp
-        .vip(&vip.key())
-        .ok_or_else(|| StateError::Internal(format!("VIP {vip} is missing from the data plane")))?;
+    let (vip, meta) = super::route::serving_vip(dp, model, dst, client)?;
     let cfg = dp
         .config()
         .map_err(|e| StateError::dataplane("reading the data-plane settings", &e))?;

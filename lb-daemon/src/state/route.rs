@@ -34,18 +34,20 @@ pub struct Route {
     pub generation: u32,
 }
 
-pub(crate) fn route<D: Dataplane>(
+/// The VIP a packet from `client` to `dst` meets, as the data plane looks
+/// it up (exact port first, then the all-ports VIP of the address), with
+/// its live entry. Shared by `route` and `explain` so the two cannot differ.
+pub(crate) fn serving_vip<D: Dataplane>(
     dp: &D,
     model: &Model,
     dst: &VipSpec,
     client: SocketAddr,
-) -> Result<Route, StateError> {
+) -> Result<(VipSpec, lb_common::VipMeta), StateError> {
     if client.is_ipv4() != dst.address.is_ipv4() {
         return Err(StateError::InvalidArgument(format!(
             "client {client} and VIP {dst} are of different address families"
         )));
     }
-    // The data plane's order: exact port first, then the all-ports VIP.
     let all_ports = VipSpec { port: 0, ..*dst };
     let vip = [*dst, all_ports]
         .into_iter()
@@ -54,6 +56,16 @@ pub(crate) fn route<D: Dataplane>(
     let meta = dp
         .vip(&vip.key())
         .ok_or_else(|| StateError::Internal(format!("VIP {vip} is missing from the data plane")))?;
+    Ok((vip, meta))
+}
+
+pub(crate) fn route<D: Dataplane>(
+    dp: &D,
+    model: &Model,
+    dst: &VipSpec,
+    client: SocketAddr,
+) -> Result<Route, StateError> {
+    let (vip, meta) = serving_vip(dp, model, dst, client)?;
     let seed = dp
         .config()
         .map_err(|e| StateError::dataplane("reading the data-plane settings", &e))?
