@@ -157,6 +157,26 @@ fn kubernetes_manifests_validate_against_the_schemas() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // kubelet's grpc probes ask the port the configuration serves
+    // grpc.health.v1 on ([api] health_listen), for liveness and readiness.
+    let out = py(
+        "import sys, yaml, tomllib\n\
+         ds = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d['kind'] == 'DaemonSet'][0]\n\
+         c = ds['spec']['template']['spec']['containers'][0]\n\
+         cfg = tomllib.load(open(sys.argv[2], 'rb'))\n\
+         port = int(cfg['api']['health_listen'].rsplit(':', 1)[1])\n\
+         for p in ('livenessProbe', 'readinessProbe'):\n\
+         \x20   assert c[p]['grpc']['port'] == port, (p, c[p], port)\n\
+         print('probes on', port)",
+        &[&files[0], &cfg],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The DaemonSet adds exactly the capabilities the units grant.
     let out = py(
         "import sys, yaml\n\

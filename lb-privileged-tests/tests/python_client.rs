@@ -180,3 +180,65 @@ fn python_grpcio_with_default_options_over_tls() {
     );
     env.stop();
 }
+
+/// `[api] health_listen`: a plaintext listener serving grpc.health.v1 alone
+/// (for kubelet's `grpc` probe, which speaks neither Unix sockets nor TLS).
+/// The stock grpcio health client gets SERVING for the server and the API
+/// service, NOT_FOUND for an unknown service, UNIMPLEMENTED for the API's
+/// own methods and reflection; the API stays on its Unix socket; once the
+/// daemon stops, the probe port refuses connections.
+#[test]
+fn the_health_probe_listener_serves_grpc_health_alone() {
+    require_root();
+    let mut env = DaemonEnv::new("hpr", None, "");
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config.replace("[api]\n", "[api]\nhealth_listen = \"127.0.0.1:50162\"\n"),
+    )
+    .unwrap();
+    env.lb.exec(&["ip", "link", "set", "lo", "up"]);
+    env.start();
+    assert!(
+        env.log().contains("health probe listening"),
+        "{}",
+        env.log()
+    );
+    let netns = format!("--net=/run/netns/{}", env.lb.name);
+    let probe = |what: &str| {
+        Command::new("nsenter")
+            .arg(&netns)
+            .arg(pyclient::python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/python/health_probe_check.py"
+            ))
+            .arg(what)
+            .output()
+            .unwrap()
+    };
+    let out = probe("127.0.0.1:50162");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("ALL OK"),
+        "health probe check failed ({}):\n{text}\ndaemon log:\n{}",
+        out.status,
+        env.log()
+    );
+    assert!(text.contains("health (server) SERVING"), "{text}");
+    // The API is where it was, on its socket.
+    let argv = ["lbctl", "--api", &env.api(), "status"].map(String::from);
+    let (code, _, err) = bins::lbctl(&argv, true);
+    assert_eq!(code, 0, "lbctl status: {}", String::from_utf8_lossy(&err));
+    env.stop();
+    let out = probe("127.0.0.1:50162");
+    assert!(
+        !out.status.success(),
+        "probe still answered after the daemon stopped:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -123,6 +123,17 @@ pub struct ApiConfig {
     /// TLS for a TCP listener.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// `ADDRESS:PORT` of a plaintext gRPC listener that serves only
+    /// grpc.health.v1 (no API call, no reflection), for probes that cannot
+    /// use the API's Unix socket or TLS: kubelet's `grpc` probe, a load
+    /// balancer health check. `None` (the default): no such listener.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
+    /// The explicit opt-in to a non-loopback `health_listen` (kubelet probes
+    /// a host-network pod on the node's address). It answers SERVING or
+    /// NOT_SERVING to anyone who can reach it, nothing more.
+    #[serde(default)]
+    pub health_allow_remote: bool,
 }
 
 impl Default for ApiConfig {
@@ -130,6 +141,8 @@ impl Default for ApiConfig {
         Self {
             listen: default_listen(),
             tls: None,
+            health_listen: None,
+            health_allow_remote: false,
         }
     }
 }
@@ -369,6 +382,36 @@ impl Config {
                      bind 127.0.0.1/[::1], or set `allow_remote = true` in [metrics] to expose it"
                 ),
             ));
+        }
+        if let Some(h) = self.api.health_listen {
+            let taken = match &self.api.listen {
+                Listen::Tcp(api) if *api == h => Some("the API's address ([api] listen)"),
+                _ if self.metrics.listen == Some(h) => {
+                    Some("the metrics address ([metrics] listen)")
+                }
+                _ => None,
+            };
+            if let Some(what) = taken {
+                return Err(c.error(
+                    &[k("api"), k("health_listen")],
+                    format!("{h} is also {what}; give the health probe its own port"),
+                ));
+            }
+            if h.port() == 0 {
+                return Err(c.error(
+                    &[k("api"), k("health_listen")],
+                    "port 0 would pick a random port no probe can be told about; name one (e.g. 9662)",
+                ));
+            }
+            if !h.ip().is_loopback() && !self.api.health_allow_remote {
+                return Err(c.error(
+                    &[k("api"), k("health_listen")],
+                    format!(
+                        "{h} is not a loopback address; set `health_allow_remote = true` in [api] \
+                         to let remote probes (kubelet on a host-network pod) reach it"
+                    ),
+                ));
+            }
         }
         if self.metrics.listen.is_some_and(|m| m.port() == 0) {
             return Err(c.error(

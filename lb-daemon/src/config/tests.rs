@@ -545,3 +545,46 @@ fn bad_metrics_settings_name_line_and_key() {
         "also the API's address",
     );
 }
+
+#[test]
+fn health_probe_listener_is_off_unless_set_and_local_unless_opted_in() {
+    let c: Config = MINIMAL.parse().unwrap();
+    assert_eq!(c.api.health_listen, None);
+    let c: Config = format!("{HEAD}\n[api]\nhealth_listen = \"127.0.0.1:9662\"\n")
+        .parse()
+        .unwrap();
+    assert_eq!(c.api.health_listen, Some("127.0.0.1:9662".parse().unwrap()));
+    let c: Config =
+        format!("{HEAD}\n[api]\nhealth_listen = \"0.0.0.0:9662\"\nhealth_allow_remote = true\n")
+            .parse()
+            .unwrap();
+    assert!(c.api.health_allow_remote);
+    for addr in ["198.18.0.2:9662", "0.0.0.0:9662", "[::]:9662"] {
+        bad(
+            &format!("{HEAD}\n[api]\nhealth_listen = \"{addr}\"\n"),
+            6,
+            "api.health_listen",
+            "health_allow_remote = true",
+        );
+    }
+    bad(
+        &format!("{HEAD}\n[api]\nhealth_listen = \"127.0.0.1:0\"\n"),
+        6,
+        "api.health_listen",
+        "port 0",
+    );
+    bad(
+        &format!(
+            "{HEAD}\n[api]\nhealth_listen = \"127.0.0.1:9661\"\n[metrics]\nlisten = \"127.0.0.1:9661\"\n"
+        ),
+        6,
+        "api.health_listen",
+        "metrics address",
+    );
+    bad(
+        &format!("{HEAD}\n[api]\nhealth_listen = \"localhost:9662\"\n"),
+        6,
+        "api.health_listen",
+        "invalid socket address",
+    );
+}

@@ -140,6 +140,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             ),
             None => None,
         };
+        let health_probe = match cfg.api.health_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("[api] health_listen: binding {addr}"))?,
+            ),
+            None => None,
+        };
         let (svc, listener, metrics) = prepare(&cfg)?;
         let metrics_server = metrics_listener.map(|l| {
             if let Ok(addr) = l.local_addr() {
@@ -166,9 +174,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         // READY=1 only now: the data plane is attached and reconciled
         // (prepare) and the API accepts connections, so `systemctl start`
         // returning means lbctl works.
-        let served = grpc::serve_counted(svc, listener, metrics.api_layer(), shutdown, || {
-            super::notify::notify("READY=1")
-        })
+        let served = grpc::serve_counted(
+            svc,
+            listener,
+            health_probe,
+            metrics.api_layer(),
+            shutdown,
+            || super::notify::notify("READY=1"),
+        )
         .await;
         if let Some(m) = metrics_server {
             m.abort();

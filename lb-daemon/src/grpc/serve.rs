@@ -60,14 +60,28 @@ pub async fn serve<D: Dataplane + 'static>(
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    serve_counted(svc, listener, ApiCallsLayer::default(), shutdown, || {}).await
+    serve_counted(
+        svc,
+        listener,
+        None,
+        ApiCallsLayer::default(),
+        shutdown,
+        || {},
+    )
+    .await
 }
 
 /// [`serve`], counting every call by method and status code with
 /// `api_calls` (the metrics' `lb_grpc_server_handled_total`).
+///
+/// With `health_probe`, grpc.health.v1 is also served there alone, without
+/// TLS: what kubelet's `grpc` probe and other health checkers speak. That
+/// listener carries no API call and no reflection, so plaintext exposes only
+/// SERVING or not; it shares the API's reporter and stops with the API.
 pub async fn serve_counted<D: Dataplane + 'static>(
     svc: LbService<D>,
     listener: Listener,
+    health_probe: Option<tokio::net::TcpListener>,
     api_calls: ApiCallsLayer,
     shutdown: impl Future<Output = ()> + Send,
     on_listening: impl FnOnce() + Send,
@@ -86,70 +100,96 @@ pub async fn serve_counted<D: Dataplane + 'static>(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    match listener {
-        Listener::Unix(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-            }
-            if path.exists() {
-                std::fs::remove_file(&path)
-                    .map_err(io(format!("removing stale socket {}", path.display())))?;
-            }
-            let uds = tokio::net::UnixListener::bind(&path)
-                .map_err(io(format!("binding {}", path.display())))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(io(format!("chmod 0600 {}", path.display())))?;
-            tracing::info!(socket = %path.display(), "API listening (unix, 0600)");
-            // Bound: a client connecting from now on is queued and answered.
-            on_listening();
-            Server::builder()
-                .layer(api_calls)
-                .add_service(health)
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
-                .add_service(LoadBalancerServer::new(svc))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(uds),
-                    shutdown,
-                )
-                .await?;
-            let _ = std::fs::remove_file(&path);
+    let probe = health_probe.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "health probe listening (grpc.health.v1 only, plaintext)");
         }
-        Listener::Tls {
-            addr,
-            cert,
-            key,
-            client_ca,
-        } => {
-            let cert_pem =
-                std::fs::read(&cert).map_err(io(format!("reading {}", cert.display())))?;
-            let key_pem = std::fs::read(&key).map_err(io(format!("reading {}", key.display())))?;
-            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
-            let mtls = client_ca.is_some();
-            if let Some(ca) = &client_ca {
-                let ca_pem = std::fs::read(ca).map_err(io(format!("reading {}", ca.display())))?;
-                tls = tls.client_ca_root(Certificate::from_pem(ca_pem));
-            }
-            // Bound here, not inside tonic, so readiness can be told once
-            // the port accepts.
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(io(format!("binding {addr}")))?;
-            tracing::info!(%addr, mtls, "API listening (tcp, TLS)");
-            on_listening();
-            Server::builder()
-                .tls_config(tls)?
-                .layer(api_calls)
+        let health = health.clone();
+        tokio::spawn(async move {
+            let served = Server::builder()
                 .add_service(health)
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
-                .add_service(LoadBalancerServer::new(svc))
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(tcp),
-                    shutdown,
-                )
-                .await?;
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "health probe listener failed");
+            }
+        })
+    });
+    let served = async move {
+        match listener {
+            Listener::Unix(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(io(format!("creating {}", dir.display())))?;
+                }
+                if path.exists() {
+                    std::fs::remove_file(&path)
+                        .map_err(io(format!("removing stale socket {}", path.display())))?;
+                }
+                let uds = tokio::net::UnixListener::bind(&path)
+                    .map_err(io(format!("binding {}", path.display())))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io(format!("chmod 0600 {}", path.display())))?;
+                tracing::info!(socket = %path.display(), "API listening (unix, 0600)");
+                // Bound: a client connecting from now on is queued and answered.
+                on_listening();
+                Server::builder()
+                    .layer(api_calls)
+                    .add_service(health)
+                    .add_service(reflection_v1)
+                    .add_service(reflection_v1alpha)
+                    .add_service(LoadBalancerServer::new(svc))
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::UnixListenerStream::new(uds),
+                        shutdown,
+                    )
+                    .await?;
+                let _ = std::fs::remove_file(&path);
+            }
+            Listener::Tls {
+                addr,
+                cert,
+                key,
+                client_ca,
+            } => {
+                let cert_pem =
+                    std::fs::read(&cert).map_err(io(format!("reading {}", cert.display())))?;
+                let key_pem =
+                    std::fs::read(&key).map_err(io(format!("reading {}", key.display())))?;
+                let mut tls =
+                    ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
+                let mtls = client_ca.is_some();
+                if let Some(ca) = &client_ca {
+                    let ca_pem =
+                        std::fs::read(ca).map_err(io(format!("reading {}", ca.display())))?;
+                    tls = tls.client_ca_root(Certificate::from_pem(ca_pem));
+                }
+                // Bound here, not inside tonic, so readiness can be told once
+                // the port accepts.
+                let tcp = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(io(format!("binding {addr}")))?;
+                tracing::info!(%addr, mtls, "API listening (tcp, TLS)");
+                on_listening();
+                Server::builder()
+                    .tls_config(tls)?
+                    .layer(api_calls)
+                    .add_service(health)
+                    .add_service(reflection_v1)
+                    .add_service(reflection_v1alpha)
+                    .add_service(LoadBalancerServer::new(svc))
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(tcp),
+                        shutdown,
+                    )
+                    .await?;
+            }
         }
+        Ok::<(), ServeError>(())
     }
-    Ok(())
+    .await;
+    if let Some(p) = probe {
+        p.abort();
+    }
+    served
 }
