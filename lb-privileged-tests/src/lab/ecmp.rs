@@ -216,9 +216,12 @@ impl Lab {
         }
     }
 
-    /// Loses a node at once, as a power cut would: its daemon SIGKILLed,
-    /// its BIRD SIGKILLed (no BGP notification, no BFD "admin down"), its
-    /// link down. Nothing is withdrawn; the router must notice by itself.
+    /// Loses a node at once, as a dead host behind a switch would: its
+    /// daemon and BIRD SIGKILLed (no BGP notification, no BFD "admin
+    /// down"), its data plane gone (XDP detached, as with the host), and its
+    /// addresses removed so that it answers nothing, not even a TCP reset to
+    /// a BGP keepalive; but its link stays up, so the router sees no carrier
+    /// loss and only BFD can tell it. Nothing is withdrawn.
     pub fn kill_node(&mut self, node: NodeId) {
         let host = Self::node_host(node);
         let pidf = format!("{}/{host}-bird.pid", self.var("LAB_RUN_DIR"));
@@ -227,14 +230,24 @@ impl Lab {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("no BIRD pid in {pidf}"));
-        let ifc = if node == 1 {
-            self.var("LAB_LB_IF").to_string()
+        let (ifc, pin) = if node == 1 {
+            (self.var("LAB_LB_IF").to_string(), self.pin.clone())
         } else {
-            self.var("LAB_LB2_IF").to_string()
+            (self.var("LAB_LB2_IF").to_string(), self.node2().pin.clone())
         };
+        // Silent first: without its data plane and addresses (and so its
+        // routes) the node cannot send anything, not even the FIN the
+        // kernel sends for the sockets of a killed BIRD.
+        let st = Command::new(lb_daemon_bin())
+            .args(["teardown", "--pin-path"])
+            .arg(&pin)
+            .stdin(Stdio::null())
+            .output()
+            .expect("lb-daemon teardown");
+        assert!(st.status.success(), "teardown of node {node}: {st:?}");
+        self.exec(host, &["ip", "addr", "flush", "dev", &ifc]);
         // SAFETY: kill(2) on a pid we read from our own lab's pid file.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         self.kill_node_daemon(node);
-        self.exec(host, &["ip", "link", "set", &ifc, "down"]);
     }
 }
