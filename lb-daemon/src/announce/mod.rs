@@ -299,3 +299,6 @@ pub async fn withdraw_all(cfg: &BgpConfig) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests;
