@@ -74,6 +74,12 @@ pub struct AnnounceStatus {
     pub config_file: PathBuf,
 }
 
+/// Told the outcome of every reconciliation (the metrics).
+pub trait AnnounceObserver: Send + Sync {
+    /// The decisions now, and whether the speaker took them.
+    fn announcements(&self, plan: &[Announcement], speaker_ok: bool);
+}
+
 struct Inner {
     drained: bool,
     /// The text the speaker took last (the file is current when the
@@ -115,6 +121,7 @@ pub struct Announcer {
     drain_file: PathBuf,
     attachment: Attachment,
     inner: Mutex<Inner>,
+    observer: Option<Arc<dyn AnnounceObserver>>,
 }
 
 impl Announcer {
@@ -129,6 +136,7 @@ impl Announcer {
             cfg,
             drain_file,
             attachment,
+            observer: None,
             inner: Mutex::new(Inner {
                 drained,
                 taken: None,
@@ -136,6 +144,12 @@ impl Announcer {
                 speaker_error: None,
             }),
         }
+    }
+
+    /// Reports every reconciliation to `observer` (the metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn AnnounceObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Makes the speaker announce exactly what `vips` allow now. Returns
@@ -161,7 +175,11 @@ impl Announcer {
             inner.plan = new;
             return Ok(());
         }
-        match self.hand_over(&text).await {
+        let result = self.hand_over(&text).await;
+        if let Some(o) = &self.observer {
+            o.announcements(&new, result.is_ok());
+        }
+        match result {
             Ok(verdict) => {
                 for a in &new {
                     let before = inner.plan.iter().find(|b| b.address == a.address);

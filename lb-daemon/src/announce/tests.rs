@@ -151,15 +151,28 @@ async fn announces_what_can_be_served_and_reloads_only_on_change() {
     );
 }
 
+/// Records what the metrics would be told.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<(Vec<(String, bool)>, bool)>>);
+
+impl AnnounceObserver for Seen {
+    fn announcements(&self, plan: &[Announcement], speaker_ok: bool) {
+        let p = plan.iter().map(|a| (a.prefix(), a.announced)).collect();
+        self.0.lock().unwrap().push((p, speaker_ok));
+    }
+}
+
 #[tokio::test]
 async fn a_refusing_or_absent_speaker_is_reported_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let bird = FakeBird::start(dir.path());
+    let seen = Arc::new(Seen::default());
     let a = Announcer::new(
         cfg(dir.path(), &bird.socket),
         dir.path(),
         Attachment::Fixed(true),
-    );
+    )
+    .with_observer(seen.clone());
     let vips = [vip("198.18.100.10:80/tcp", 100)];
 
     bird.refuse.store(true, Ordering::SeqCst);
@@ -171,6 +184,8 @@ async fn a_refusing_or_absent_speaker_is_reported_and_retried() {
     a.reconcile(&vips).await.unwrap();
     assert_eq!(bird.configures.load(Ordering::SeqCst), 1);
     assert_eq!(a.status().await.speaker_error, None);
+    let p = vec![("198.18.100.10/32".to_owned(), true)];
+    assert_eq!(*seen.0.lock().unwrap(), [(p.clone(), false), (p, true)]);
 
     // No speaker at all.
     let gone = dir.path().join("nobody.ctl");

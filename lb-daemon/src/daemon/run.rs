@@ -148,14 +148,17 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         // a restart does not flap the routes.
         let mut announcer = None;
         if let Some(bgp) = &cfg.bgp {
-            let a = Arc::new(Announcer::new(
-                bgp.clone(),
-                &cfg.state.dir,
-                Attachment::Pinned {
-                    pin_path: cfg.dataplane.pin_path.clone(),
-                    interface: cfg.dataplane.interface.to_string(),
-                },
-            ));
+            let a = Arc::new(
+                Announcer::new(
+                    bgp.clone(),
+                    &cfg.state.dir,
+                    Attachment::Pinned {
+                        pin_path: cfg.dataplane.pin_path.clone(),
+                        interface: cfg.dataplane.interface.to_string(),
+                    },
+                )
+                .with_observer(metrics.clone()),
+            );
             svc = svc.with_announcer(a.clone());
             tracing::info!(
                 speaker = %bgp.speaker,
