@@ -340,7 +340,7 @@ fn bad_bgp_settings_are_refused_at_check() {
         ),
         (
             "peer ASN",
-            format!("local_asn = 65001\n[[bgp.peer]]\naddress = \"198.18.2.1\"\nasn = 0\n"),
+            "local_asn = 65001\n[[bgp.peer]]\naddress = \"198.18.2.1\"\nasn = 0\n".to_string(),
             "line 9",
             "bgp.peer[0].asn",
             "reserved",

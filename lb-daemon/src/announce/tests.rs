@@ -151,9 +151,12 @@ async fn announces_what_can_be_served_and_reloads_only_on_change() {
     );
 }
 
+/// One report: (prefix, announced) each, and whether the speaker took it.
+type Report = (Vec<(String, bool)>, bool);
+
 /// Records what the metrics would be told.
 #[derive(Default)]
-struct Seen(std::sync::Mutex<Vec<(Vec<(String, bool)>, bool)>>);
+struct Seen(std::sync::Mutex<Vec<Report>>);
 
 impl AnnounceObserver for Seen {
     fn announcements(&self, plan: &[Announcement], speaker_ok: bool) {
