@@ -142,8 +142,10 @@ streams=$!
 for _ in $(seq 200); do [[ -e $ready ]] && break; sleep 0.05; done
 sleep 3
 t0=$(date +%s%N)
-# Silent first (data plane detached, addresses gone: not even a FIN leaves),
-# then the daemon and the speaker killed; the link stays up.
+# The speaker frozen (it cannot react), the node silent (data plane
+# detached, addresses gone: not even a FIN leaves), then the daemon and the
+# speaker killed; the link stays up.
+kill -STOP "$(cat "$RUN/lb2-bird.pid")"
 "$BIN/lb-daemon" teardown --pin-path "/sys/fs/bpf/$P-lb2" >/dev/null 2>&1
 ip -n "$P-lb2" addr flush dev "$LAB_LB2_IF"
 kill -9 "$(cat "$RUN/lb2-bird.pid")"

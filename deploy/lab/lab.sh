@@ -512,7 +512,7 @@ ecmp_up() {
         echo "# merged into one multipath kernel route (ECMP)."
         echo "router id $V4_R_CLIENT;"
         echo "log \"$(bird_log router)\" all;"
-        echo "debug protocols { states, routes };"
+        echo "debug protocols { states, routes, events };"
         echo "protocol device {}"
         for fam in ipv4 ipv6; do
             echo "protocol kernel kernel_$fam { $fam { import none; export all; }; merge paths on; }"

@@ -15,13 +15,14 @@ use std::{
 
 use lb_privileged_tests::{
     bins::lb_daemon_bin,
-    lab::{self, B4, Lab, LabOpts, vip_toml},
+    lab::{self, B4, B6, Lab, LabOpts, vip_toml},
     require_root,
 };
 use lb_proto::v1 as pb;
 use serde_json::Value;
 
 const VIP: &str = "198.18.100.10";
+const VIP6: &str = "fd00:100::10";
 const NODE1: &str = "198.18.2.2";
 const NODE2: &str = "198.18.5.2";
 /// BFD 100 ms x 3 detects a dead node in 0.3 s; the bound for the
@@ -56,11 +57,12 @@ fn node_drain(l: &Lab, node: u8, drain: bool, want_hops: &[&str]) -> Duration {
 #[test]
 fn two_nodes_behind_ecmp() {
     require_root();
-    let vips = format!(
-        "{}{}",
+    let vips = [
         vip_toml(&format!("{VIP}:80/tcp"), &B4),
-        vip_toml(&format!("{VIP}:9000/tcp"), &B4)
-    );
+        vip_toml(&format!("{VIP}:9000/tcp"), &B4),
+        vip_toml(&format!("[{VIP6}]:80/tcp"), &B6),
+    ]
+    .concat();
     let mut l = Lab::up(LabOpts {
         ecmp: true,
         vips,
@@ -74,6 +76,11 @@ fn two_nodes_behind_ecmp() {
         t.as_secs_f64()
     );
     assert_eq!(l.router_nexthops(VIP), [NODE1, NODE2]);
+    // IPv6: announced over the IPv6 sessions, the same ECMP.
+    l.wait_nexthops(VIP6, 2, Duration::from_secs(30));
+    assert_eq!(l.router_nexthops(VIP6), ["fd00:2::2", "fd00:5::2"]);
+    let r = l.traffic(&["http", "--vip", VIP6, "--count", "60", "--parallel", "4"]);
+    assert_eq!(r["ok"].as_u64(), Some(60), "IPv6 through both nodes: {r}");
     let list: Value =
         serde_json::from_str(&l.lbctl_ok(1, &["announce", "list", "--json"])).unwrap();
     assert_eq!(

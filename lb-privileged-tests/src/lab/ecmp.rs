@@ -235,9 +235,13 @@ impl Lab {
         } else {
             (self.var("LAB_LB2_IF").to_string(), self.node2().pin.clone())
         };
-        // Silent first: without its data plane and addresses (and so its
-        // routes) the node cannot send anything, not even the FIN the
-        // kernel sends for the sockets of a killed BIRD.
+        // Frozen first, so BIRD cannot react to what follows (a speaker
+        // that sees its address go closes its sessions at once); then
+        // silent: without its data plane and addresses (and so its routes)
+        // the node cannot send anything, not even the FIN the kernel sends
+        // for the sockets of a killed process.
+        // SAFETY: kill(2) on a pid we read from our own lab's pid file.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
         let st = Command::new(lb_daemon_bin())
             .args(["teardown", "--pin-path"])
             .arg(&pin)
