@@ -179,8 +179,10 @@ impl Lab {
     /// The LB nodes' addresses the router's kernel forwards `addr` to (the
     /// ECMP next hops), from `ip route show ADDR`.
     pub fn router_nexthops(&self, addr: &str) -> Vec<String> {
+        // `ip route show` does not infer the family from the address.
+        let family = if addr.contains(':') { "-6" } else { "-4" };
         let out = self
-            .cmd("router", &["ip", "route", "show", addr])
+            .cmd("router", &["ip", family, "route", "show", addr])
             .stdin(Stdio::null())
             .output()
             .expect("ip route");
