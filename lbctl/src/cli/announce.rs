@@ -188,3 +188,63 @@ pub(super) async fn node(
     };
     emit(out, &announcements_table(&list))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_proto::v1::BgpPeer;
+
+    fn response() -> ListAnnouncementsResponse {
+        ListAnnouncementsResponse {
+            announcements: vec![
+                Announcement {
+                    prefix: "198.18.100.10/32".into(),
+                    announced: true,
+                    reason: "serving 198.18.100.10:80/tcp".into(),
+                },
+                Announcement {
+                    prefix: "fd00:100::10/128".into(),
+                    announced: false,
+                    reason: "node drained".into(),
+                },
+            ],
+            drained: true,
+            peers: vec![BgpPeer {
+                name: "lb_peer1".into(),
+                address: "198.18.2.1".into(),
+                asn: 65000,
+                state: "up".into(),
+                since: "10:00:01.000".into(),
+                info: "Established".into(),
+            }],
+            speaker: "bird".into(),
+            speaker_error: String::new(),
+            config_file: "/etc/bird/lb-announce.conf".into(),
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let v: serde_json::Value = serde_json::from_str(&list_json(&response())).unwrap();
+        assert_eq!(v["drained"], true);
+        assert_eq!(v["speaker_error"], "");
+        assert_eq!(v["announcements"][0]["state"], "announced");
+        assert_eq!(v["announcements"][1]["state"], "withdrawn");
+        assert_eq!(v["announcements"][1]["prefix"], "fd00:100::10/128");
+        assert_eq!(v["peers"][0]["asn"], 65000);
+        assert_eq!(v["peers"][0]["info"], "Established");
+    }
+
+    #[test]
+    fn table() {
+        let t = list_table(&response());
+        assert!(t.contains("198.18.100.10/32  announced  serving"), "{t}");
+        assert!(
+            t.contains("fd00:100::10/128  withdrawn  node drained"),
+            "{t}"
+        );
+        assert!(t.contains("node: DRAINED   speaker: bird (ok)"), "{t}");
+        assert!(t.contains("lb_peer1  198.18.2.1"), "{t}");
+        assert!(announcements_table(&[]).contains("(no VIPs)"));
+    }
+}
