@@ -148,6 +148,8 @@ t0=$(date +%s%N)
 kill -STOP "$(cat "$RUN/lb2-bird.pid")"
 "$BIN/lb-daemon" teardown --pin-path "/sys/fs/bpf/$P-lb2" >/dev/null 2>&1
 ip -n "$P-lb2" addr flush dev "$LAB_LB2_IF"
+ip -n "$P-lb2" -4 route flush dev "$LAB_LB2_IF"
+ip -n "$P-lb2" -6 route flush dev "$LAB_LB2_IF"
 kill -9 "$(cat "$RUN/lb2-bird.pid")"
 kill -9 "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
 until [[ $(ip -n "$P-router" route show "$VIP" | grep -c "via") == 1 ]]; do sleep 0.01; done

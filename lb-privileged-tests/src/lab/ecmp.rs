@@ -252,6 +252,10 @@ impl Lab {
             .expect("lb-daemon teardown");
         assert!(st.status.success(), "teardown of node {node}: {st:?}");
         self.exec(host, &["ip", "addr", "flush", "dev", &ifc]);
+        // IPv6 keeps a route through a gateway whose prefix is gone: the
+        // FIN of a killed BIRD would still leave through it.
+        self.exec(host, &["ip", "-4", "route", "flush", "dev", &ifc]);
+        self.exec(host, &["ip", "-6", "route", "flush", "dev", &ifc]);
         // SAFETY: kill(2) on a pid we read from our own lab's pid file.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         self.kill_node_daemon(node);
