@@ -320,6 +320,35 @@ fn two_nodes_behind_ecmp() {
     assert_eq!(r["resets"].as_u64(), Some(0), "{r}");
     assert!(ok >= 99, "at least 99 of 100 streams survive: {r}");
     assert!(gap < MAX_GAP_MS, "longest gap {gap} ms >= {MAX_GAP_MS} ms");
+
+    // ---- 8. `lb-daemon teardown` withdraws before it detaches: with the
+    // daemon gone (SIGKILL keeps the routes), teardown empties the file,
+    // BIRD withdraws, the router is left with no route to the VIP.
+    l.kill_node_daemon(1);
+    assert_eq!(
+        l.router_nexthops(VIP),
+        [NODE1],
+        "a killed daemon withdraws nothing"
+    );
+    let out = Command::new(lb_daemon_bin())
+        .args(["teardown", "--config"])
+        .arg(&l.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "teardown: {err}");
+    let at = |what: &str| {
+        err.find(what)
+            .unwrap_or_else(|| panic!("teardown did not log {what:?}: {err}"))
+    };
+    assert!(
+        at("every prefix withdrawn") < at("data plane removed"),
+        "withdrawn first: {err}"
+    );
+    l.wait_nexthops(VIP, 0, Duration::from_secs(5));
+    let file = std::fs::read_to_string(l.var("LAB_LB_BIRD_FILE")).unwrap();
+    assert!(!file.contains("route "), "{file}");
+    eprintln!("[bgp] lb-daemon teardown: withdrawn, then detached; router has no route left");
 }
 
 /// `lb-daemon check` refuses bad [bgp] settings, naming the line and key.
