@@ -1,4 +1,4 @@
-//! Compiles `proto/lb/v1/lb.proto` with protox (a pure-Rust protobuf compiler,
+//! Compiles `proto/lb/v1/{lb,announce}.proto` with protox (a pure-Rust protobuf compiler,
 //! so no `protoc` is needed), generates the message types and the tonic client
 //! and server with tonic-prost-build, and writes the encoded
 //! `FileDescriptorSet` (with source info, so reflection clients see the
@@ -7,7 +7,7 @@
 use std::{env, fs, path::PathBuf};
 
 const PROTO_ROOT: &str = "proto";
-const PROTO_FILES: &[&str] = &["lb/v1/lb.proto"];
+const PROTO_FILES: &[&str] = &["lb/v1/lb.proto", "lb/v1/announce.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");

@@ -16,7 +16,7 @@ fi
 # (systemd for `systemd-analyze verify`, util-linux for `setpriv`).
 PKGS=(bpftool iproute2 iputils-ping ethtool tcpdump python3-scapy iperf3 hping3
       nginx-light curl openssl pkg-config python3-venv man-db groff-base
-      prometheus systemd util-linux)
+      prometheus systemd util-linux bird2)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,6 +32,10 @@ if systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx || t
 # Likewise prometheus (2.42, with promtool): the metrics test runs its own,
 # inside the lab's namespace; the packaged service would scrape nothing.
 if systemctl is-active --quiet prometheus 2>/dev/null; then systemctl stop prometheus || true; fi
+# Likewise bird2 (BIRD 2, the BGP speaker and the ECMP lab's router): the
+# lab starts one BIRD per namespace with its own config and control socket;
+# the packaged service would speak for the root namespace, which has no VIPs.
+if systemctl is-active --quiet bird 2>/dev/null; then systemctl stop bird || true; fi
 
 # The eBPF crate builds with the installed nightly and needs its core sources.
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

@@ -5,13 +5,15 @@
 # when missing, and pins under /sys/fs/bpf/${P}-*). See README.md next to this.
 #
 #   lab.sh [--prefix P] [--backends N] up       create (tears an old one down first)
+#   lab.sh [--prefix P] --ecmp up               two LB nodes behind a BIRD 2 router (BGP, BFD,
+#                                               ECMP with an L4 hash), a BIRD speaker on each node
 #   lab.sh [--prefix P] down                    destroy; fine after a crash or with nothing there
 #   lab.sh [--prefix P] status                  show it; exit 1 when it is not (fully) up
 #   lab.sh [--prefix P] env                     KEY=VALUE lines for scripts (interfaces, MACs, pins)
 #   lab.sh [--prefix P] exec NAME cmd...        run cmd in ${P}-NAME (client, router, lb, b1, ...)
 #
 # Environment: LAB_PREFIX, LAB_BACKENDS (defaults for --prefix/--backends),
-# LB_DAEMON (the lb-daemon binary; default target/release/lb-daemon, built
+# LAB_ECMP=1 (the same as --ecmp), LB_DAEMON (the lb-daemon binary; default target/release/lb-daemon, built
 # when missing), LAB_PYTHON (interpreter for the servers; default
 # /usr/bin/python3), LAB_KEEP_ON_FAIL=1 (leave a half-built lab for debugging).
 set -Eeuo pipefail
@@ -21,6 +23,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 
 P="${LAB_PREFIX:-lb}"
 N="${LAB_BACKENDS:-3}"
+ECMP="${LAB_ECMP:-0}"
 # Debian's interpreter, not whatever `python3` a user's PATH finds first
 # (pyenv shims and such run a Python without the system's packages).
 if [[ -z ${LAB_PYTHON:-} ]]; then
@@ -35,7 +38,7 @@ die() {
 }
 log() { printf '[lab %s] %s\n' "$P" "$*"; }
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 # ---------------------------------------------------------------- arguments
 
@@ -47,6 +50,7 @@ while (($#)); do
         --prefix=*) P="${1#*=}"; shift ;;
         --backends) N="${2:?--backends needs a value}"; shift 2 ;;
         --backends=*) N="${1#*=}"; shift ;;
+        --ecmp) ECMP=1; shift ;;
         -h|--help|help) usage 0 ;;
         up|down|status|env)
             [[ -z $CMD ]] || die "two commands: $CMD and $1"
@@ -79,12 +83,15 @@ done
 NS_CLIENT="$P-client"
 NS_ROUTER="$P-router"
 NS_LB="$P-lb"
+NS_LB2="$P-lb2"          # --ecmp: the second LB node
 ns_b() { echo "$P-b$1"; }
 
 IF_CLIENT="${P}cli0"     # client's end of client<->router
 IF_R_CLIENT="${P}r-cli"  # router's end
 IF_LB="${P}lb0"          # LB host's end of router<->LB (lb-daemon attaches here)
 IF_R_LB="${P}r-lb"       # router's end (needs an XDP program: lb_pass)
+IF_LB2="${P}lb2"         # --ecmp: the second LB node's interface
+IF_R_LB2="${P}r-lb2"     # its router end (lb_pass too)
 IF_R_BR="${P}r-br"       # bridge in the router joining the backends
 if_b() { echo "${P}b$1"; }      # backend i's interface
 if_r_b() { echo "${P}r-b$1"; }  # router's bridge port towards backend i
@@ -93,6 +100,10 @@ if_r_b() { echo "${P}r-b$1"; }  # router's bridge port towards backend i
 # may reuse them). The router's MAC on the LB link is the LB's gateway_mac.
 MAC_R_LB=02:00:00:00:00:01
 MAC_LB=02:00:00:00:00:02
+# --ecmp: the router's end of the second LB link has the same MAC, so both
+# nodes share one configuration (gateway_mac) but for their interface.
+MAC_R_LB2=$MAC_R_LB
+MAC_LB2=02:00:00:00:00:04
 MAC_R_CLIENT=02:00:00:00:01:01
 MAC_CLIENT=02:00:00:00:01:02
 MAC_R_BR=02:00:00:19:00:01
@@ -103,6 +114,12 @@ V4_R_CLIENT=198.18.1.1;  V6_R_CLIENT=fd00:1::1
 V4_CLIENT=198.18.1.2;    V6_CLIENT=fd00:1::2
 V4_R_LB=198.18.2.1;      V6_R_LB=fd00:2::1
 V4_LB=198.18.2.2;        V6_LB=fd00:2::2
+V4_R_LB2=198.18.5.1;     V6_R_LB2=fd00:5::1
+V4_LB2=198.18.5.2;       V6_LB2=fd00:5::2
+# --ecmp: AS numbers (private, RFC 6996); both LB nodes share one AS, as a
+# fleet does, so the router sees equal paths and merges them.
+ASN_ROUTER=65000
+ASN_LB=65001
 V4_R_BR=198.19.0.1;      V6_R_BR=fd00:19::1
 v4_b() { echo "198.19.0.$((10 + $1))"; }
 v6_b() { echo "fd00:19::$((10 + $1))"; }
@@ -116,6 +133,8 @@ RUN_DIR="/run/$P-lab"
 PIN_ROUTER="/sys/fs/bpf/$P-router-pass"
 pin_b() { echo "/sys/fs/bpf/$P-b$1-decap"; }
 PIN_LB="/sys/fs/bpf/$P-lb"  # suggested pin directory for lb-daemon in this lab
+PIN_LB2="/sys/fs/bpf/$P-lb2"        # --ecmp: the second node's
+PIN_ROUTER2="/sys/fs/bpf/$P-router-pass2"
 
 # ---------------------------------------------------------------- helpers
 
@@ -131,7 +150,7 @@ ns_exists() { [[ -e /run/netns/$1 ]]; }
 # The namespaces of this lab that exist, whatever N they were made with.
 lab_namespaces() {
     ip netns list 2>/dev/null | awk '{print $1}' |
-        grep -E "^$P-(client|router|lb|b[0-9]+)\$" || true
+        grep -E "^$P-(client|router|lb|lb2|b[0-9]+)\$" || true
 }
 
 sysctl_w() {  # ns key=value...
@@ -160,7 +179,8 @@ our_pid() {  # pidfile
     [[ -r $f ]] || return 1
     pid="$(tr -dc 0-9 <"$f")"
     [[ -n $pid ]] && running "$pid" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--lab $P " || return 1
+    # Our servers carry "--lab P"; BIRD instances name a file of the run dir.
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -e "--lab $P " -e "$RUN_DIR/" || return 1
     echo "$pid"
 }
 
@@ -231,6 +251,7 @@ cmd_down() {
     kill_wait "${pids[@]}"
     # 2. XDP programs: detach through their pins (while the namespaces exist).
     detach_pin "$NS_ROUTER" "$PIN_ROUTER"
+    detach_pin "$NS_ROUTER" "$PIN_ROUTER2"
     for pin in /sys/fs/bpf/"$P"-b*-decap; do
         [[ -e $pin ]] || continue
         [[ $pin =~ /$P-b([0-9]+)-decap$ ]] || continue
@@ -238,6 +259,7 @@ cmd_down() {
     done
     # lb-daemon's pins when it used the suggested directory.
     if [[ -e $PIN_LB ]]; then rm -rf -- "$PIN_LB"; fi
+    if [[ -e $PIN_LB2 ]]; then rm -rf -- "$PIN_LB2"; fi
     # 3. Namespaces (their veths and the bridge go with them).
     for ns in $(lab_namespaces); do
         ip netns del "$ns" 2>/dev/null || true
@@ -348,6 +370,10 @@ cmd_up() {
     UP_IN_PROGRESS=1
     mkdir -p "$RUN_DIR"
     echo "$N" >"$RUN_DIR/backends"
+    if ((ECMP)); then
+        command -v bird >/dev/null || die "bird is missing (Debian bird2; scripts/setup.sh installs it)"
+        echo 1 >"$RUN_DIR/ecmp"
+    fi
 
     log "namespaces"
     ns_init "$NS_CLIENT"; ns_init "$NS_ROUTER"; ns_init "$NS_LB"
@@ -374,8 +400,20 @@ cmd_up() {
     addr "$NS_ROUTER" "$IF_R_LB" "$V4_R_LB/24" "$V6_R_LB/64"
     ip -n "$NS_LB" route add default via "$V4_R_LB"
     ip -n "$NS_LB" -6 route add default via "$V6_R_LB"
-    ip -n "$NS_ROUTER" route add "$VIP4_NET" via "$V4_LB"
-    ip -n "$NS_ROUTER" -6 route add "$VIP6_NET" via "$V6_LB"
+    if ((ECMP)); then
+        # The VIP routes come from BGP (ecmp_up below), not from here.
+        log "router <-> LB node 2 (--ecmp)"
+        ns_init "$NS_LB2"
+        veth "$NS_LB2" "$IF_LB2" "$MAC_LB2" "$NS_ROUTER" "$IF_R_LB2" "$MAC_R_LB2" "$MTU_INNER"
+        if_conf "$NS_LB2" "$IF_LB2"; if_conf "$NS_ROUTER" "$IF_R_LB2"
+        addr "$NS_LB2" "$IF_LB2" "$V4_LB2/24" "$V6_LB2/64"
+        addr "$NS_ROUTER" "$IF_R_LB2" "$V4_R_LB2/24" "$V6_R_LB2/64"
+        ip -n "$NS_LB2" route add default via "$V4_R_LB2"
+        ip -n "$NS_LB2" -6 route add default via "$V6_R_LB2"
+    else
+        ip -n "$NS_ROUTER" route add "$VIP4_NET" via "$V4_LB"
+        ip -n "$NS_ROUTER" -6 route add "$VIP6_NET" via "$V6_LB"
+    fi
 
     log "router <-> backends (bridge $IF_R_BR)"
     ip -n "$NS_ROUTER" link add "$IF_R_BR" address "$MAC_R_BR" mtu "$MTU_INNER" type bridge \
@@ -406,6 +444,10 @@ cmd_up() {
     # program itself.
     nsx "$NS_ROUTER" env NO_COLOR=1 "$bin" decap attach --interface "$IF_R_LB" --pass-only \
         --pin-path "$PIN_ROUTER" 2>>"$RUN_DIR/xdp.log"
+    if ((ECMP)); then
+        nsx "$NS_ROUTER" env NO_COLOR=1 "$bin" decap attach --interface "$IF_R_LB2" --pass-only \
+            --pin-path "$PIN_ROUTER2" 2>>"$RUN_DIR/xdp.log"
+    fi
     for i in $(seq 1 "$N"); do
         nsx "$(ns_b "$i")" env NO_COLOR=1 "$bin" decap attach --interface "$(if_b "$i")" \
             --address "$(v4_b "$i")" --address "$(v6_b "$i")" \
@@ -428,10 +470,88 @@ cmd_up() {
     done
     nsx "$NS_LB" ping -c1 -W2 -q "$V4_R_LB" >/dev/null
     nsx "$NS_LB" ping -6 -c1 -W2 -q "$V6_R_LB" >/dev/null
+    if ((ECMP)); then
+        nsx "$NS_LB2" ping -c1 -W2 -q "$V4_R_LB2" >/dev/null
+        nsx "$NS_LB2" ping -6 -c1 -W2 -q "$V6_R_LB2" >/dev/null
+        ecmp_up
+    fi
     trap - ERR
     UP_IN_PROGRESS=0
     log "up: $N backends"
     cmd_status_brief
+}
+
+# ---------------------------------------------------------------- ECMP (--ecmp)
+
+# BIRD instance NAME (router, lb, lb2): its files in the run dir.
+bird_conf() { echo "$RUN_DIR/$1-bird.conf"; }
+bird_ctl() { echo "$RUN_DIR/$1-bird.ctl"; }
+bird_log() { echo "$RUN_DIR/$1-bird.log"; }
+# What lb-daemon renders for the node's BIRD ([bgp] config_file).
+bird_lb_file() { echo "$RUN_DIR/$1-announce.conf"; }
+
+start_bird() {  # name ns
+    local name="$1" ns="$2"
+    # -P: pid file (lab down kills what it names); BIRD daemonises itself.
+    nsx "$ns" bird -c "$(bird_conf "$name")" -s "$(bird_ctl "$name")" \
+        -P "$RUN_DIR/$name-bird.pid" 3>&-
+}
+
+ecmp_up() {
+    log "ECMP: BIRD on $NS_ROUTER (BGP from both LB nodes, BFD, merge paths), a BIRD speaker per node"
+    # The router spreads flows over the LB nodes by a hash of the 5-tuple
+    # (policy 1), not of the addresses only (policy 0), so one client's
+    # connections use both nodes.
+    sysctl_w "$NS_ROUTER" net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1
+    local bfd='protocol bfd {
+    interface "*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+}'
+    local peer fam addr ns v4 i=0 deadline
+    {
+        echo "# lab.sh --ecmp: the router. VIP routes learnt over BGP from the LB nodes,"
+        echo "# merged into one multipath kernel route (ECMP)."
+        echo "router id $V4_R_CLIENT;"
+        echo "log \"$(bird_log router)\" all;"
+        echo "debug protocols { states, routes, events };"
+        echo "protocol device {}"
+        for fam in ipv4 ipv6; do
+            echo "protocol kernel kernel_$fam { $fam { import none; export all; }; merge paths on; }"
+        done
+        echo "$bfd"
+        for addr in "$V4_LB" "$V4_LB2" "$V6_LB" "$V6_LB2"; do
+            i=$((i + 1))
+            if [[ $addr == *:* ]]; then fam=ipv6; else fam=ipv4; fi
+            echo "protocol bgp lbnode$i {
+    local as $ASN_ROUTER; neighbor $addr as $ASN_LB;
+    hold time 9; keepalive time 3; connect retry time 2; error wait time 1, 10;
+    bfd on;
+    $fam { import all; export none; };
+}"
+        done
+    } >"$(bird_conf router)"
+    for peer in lb lb2; do
+        ns="$NS_LB"; v4="$V4_LB"
+        if [[ $peer == lb2 ]]; then ns="$NS_LB2"; v4="$V4_LB2"; fi
+        {
+            echo "# lab.sh --ecmp: the speaker of LB node $ns. lb-daemon owns the included"
+            echo "# file ([bgp] config_file): VIP routes, BFD and the BGP sessions."
+            echo "router id $v4;"
+            echo "log \"$(bird_log "$peer")\" all;"
+            echo "protocol device {}"
+            echo "include \"$(bird_lb_file "$peer")\";"
+        } >"$(bird_conf "$peer")"
+        # Empty until lb-daemon writes it: BIRD starts, announces nothing.
+        : >"$(bird_lb_file "$peer")"
+        start_bird "$peer" "$ns"
+    done
+    start_bird router "$NS_ROUTER"
+    for peer in router lb lb2; do
+        deadline=$((SECONDS + 10))
+        until [[ -S $(bird_ctl "$peer") ]]; do
+            ((SECONDS < deadline)) || die "BIRD ($peer) did not start; see $(bird_log "$peer")"
+            sleep 0.05
+        done
+    done
 }
 
 # ---------------------------------------------------------------- status
@@ -448,7 +568,12 @@ EOF
     for i in $(seq 1 "$(backends_count)"); do
         echo "  $(ns_b "$i")  $(if_b "$i") $(mac_b "$i") $(v4_b "$i")/24 $(v6_b "$i")/64  (XDP lb_decap, pin $(pin_b "$i"))"
     done
-    echo "  VIPs: $VIP4_NET and $VIP6_NET routed by $NS_ROUTER to $V4_LB / $V6_LB; local on every backend"
+    if [[ -e $RUN_DIR/ecmp ]]; then
+        echo "  ${NS_LB2}  ${IF_LB2} ${MAC_LB2} ${V4_LB2}/24 ${V6_LB2}/64  gateway MAC ${MAC_R_LB2} (router end ${IF_R_LB2} ${V4_R_LB2})"
+        echo "  VIPs: learnt by $NS_ROUTER over BGP (AS $ASN_ROUTER) from both LB nodes (AS $ASN_LB), ECMP; local on every backend"
+    else
+        echo "  VIPs: $VIP4_NET and $VIP6_NET routed by $NS_ROUTER to $V4_LB / $V6_LB; local on every backend"
+    fi
 }
 
 backends_count() {
@@ -465,7 +590,9 @@ cmd_status() {
     echo "lab '$P': $nb backends, run dir $RUN_DIR"
     cmd_status_brief
     echo
-    for ns in "$NS_CLIENT" "$NS_ROUTER" "$NS_LB" $(for i in $(seq 1 "$nb"); do ns_b "$i"; done); do
+    local lbs="$NS_LB"
+    if [[ -e $RUN_DIR/ecmp ]]; then lbs="$NS_LB $NS_LB2"; fi
+    for ns in "$NS_CLIENT" "$NS_ROUTER" $lbs $(for i in $(seq 1 "$nb"); do ns_b "$i"; done); do
         if ns_exists "$ns"; then
             echo "== $ns"
             ip -n "$ns" -brief address show | grep -v '^lo ' | sed 's/^/  /'
@@ -503,6 +630,22 @@ cmd_status() {
             fi
         done
     done
+    if [[ -e $RUN_DIR/ecmp ]]; then
+        echo
+        echo "== BIRD (--ecmp)"
+        for kind in router lb lb2; do
+            if pid="$(our_pid "$RUN_DIR/$kind-bird.pid")"; then
+                echo "  $kind: pid $pid, socket $(bird_ctl "$kind")"
+            else
+                echo "  $kind: NOT RUNNING"; bad=1
+            fi
+        done
+        if our_pid "$RUN_DIR/router-bird.pid" >/dev/null; then
+            birdc -s "$(bird_ctl router)" show protocols 2>/dev/null | sed 's/^/  /' || true
+            echo "  router's VIP routes:"
+            ip -n "$NS_ROUTER" route show root "$VIP4_NET" 2>/dev/null | sed 's/^/    /' || true
+        fi
+    fi
     if ((bad)); then echo "lab '$P': DEGRADED"; return 1; fi
     echo "lab '$P': up"
 }
@@ -530,6 +673,30 @@ LAB_VIP6_NET=$VIP6_NET
 LAB_LB_PIN_DIR=$PIN_LB
 LAB_RUN_DIR=$RUN_DIR
 EOF
+    if [[ -e $RUN_DIR/ecmp ]]; then
+        cat <<EOF
+LAB_ECMP=1
+LAB_NS_LB2=$NS_LB2
+LAB_LB2_IF=$IF_LB2
+LAB_LB2_MAC=$MAC_LB2
+LAB_LB2_V4=$V4_LB2
+LAB_LB2_V6=$V6_LB2
+LAB_LB2_PIN_DIR=$PIN_LB2
+LAB_ROUTER_V4_LB=$V4_R_LB
+LAB_ROUTER_V6_LB=$V6_R_LB
+LAB_ROUTER_V4_LB2=$V4_R_LB2
+LAB_ROUTER_V6_LB2=$V6_R_LB2
+LAB_ROUTER_LB2_IF=$IF_R_LB2
+LAB_ASN_ROUTER=$ASN_ROUTER
+LAB_ASN_LB=$ASN_LB
+LAB_ROUTER_BIRD_CTL=$(bird_ctl router)
+LAB_ROUTER_BIRD_LOG=$(bird_log router)
+LAB_LB_BIRD_CTL=$(bird_ctl lb)
+LAB_LB_BIRD_FILE=$(bird_lb_file lb)
+LAB_LB2_BIRD_CTL=$(bird_ctl lb2)
+LAB_LB2_BIRD_FILE=$(bird_lb_file lb2)
+EOF
+    fi
     for i in $(seq 1 "$nb"); do
         echo "LAB_B${i}_NS=$(ns_b "$i") LAB_B${i}_IF=$(if_b "$i") LAB_B${i}_V4=$(v4_b "$i") LAB_B${i}_V6=$(v6_b "$i") LAB_B${i}_PIN=$(pin_b "$i")"
     done

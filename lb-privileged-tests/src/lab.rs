@@ -28,6 +28,8 @@ use tonic::transport::Channel;
 
 use super::bins::lb_daemon_bin;
 
+pub mod ecmp;
+
 /// The lab scripts.
 pub const LAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/lab");
 /// Debian's interpreter: a pyenv/venv `python3` first on PATH lacks scapy.
@@ -91,6 +93,9 @@ pub struct LabOpts {
     pub conn_table_size: u32,
     /// More node tables for the daemon's configuration (e.g. `[metrics]`).
     pub extra: String,
+    /// `lab.sh --ecmp`: two LB nodes behind a BIRD router, each with its
+    /// daemon (`[bgp]` towards the router) and BIRD speaker ([`ecmp`]).
+    pub ecmp: bool,
 }
 
 impl Default for LabOpts {
@@ -102,6 +107,7 @@ impl Default for LabOpts {
             dataplane_extra: String::new(),
             conn_table_size: 4096,
             extra: String::new(),
+            ecmp: false,
         }
     }
 }
@@ -123,6 +129,8 @@ pub struct Lab {
     /// When this test got its turn (after waiting for the previous lab).
     pub started: Instant,
     daemon: Option<Child>,
+    /// `--ecmp`: the second node's files and daemon.
+    node2: Option<ecmp::Node2>,
     rt: tokio::runtime::Runtime,
     // Last: released only after Drop::drop has taken the lab down.
     _serial: MutexGuard<'static, ()>,
@@ -141,7 +149,11 @@ impl Lab {
         // Output to a file, not a pipe: the servers `up` leaves running
         // inherit lab.sh's stderr (its fd 3), so a pipe would never see EOF.
         let log = tmp.path().join("lab-up.log");
-        let st = lab_cmd(&prefix)
+        let mut up = lab_cmd(&prefix);
+        if opts.ecmp {
+            up.arg("--ecmp");
+        }
+        let st = up
             .args(["--backends", &opts.backends.to_string(), "up"])
             .stdin(Stdio::null())
             .stdout(fs::File::create(&log).unwrap())
@@ -159,6 +171,7 @@ impl Lab {
             started,
             tmp,
             daemon: None,
+            node2: None,
             rt: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -187,24 +200,64 @@ impl Lab {
             opts.backends
         );
         fs::create_dir_all(&dir).unwrap();
-        let text = format!(
+        let text = lab.daemon_config(&opts, "LAB_LB_IF", &lab.pin, &lab.sock, &dir, "lb");
+        fs::write(&lab.config, text).unwrap();
+        lab.start_daemon();
+        if opts.ecmp {
+            lab.node2_up(&opts);
+        }
+        lab
+    }
+
+    /// A node's configuration: its interface (a `lab.sh env` key), pins,
+    /// socket and state dir; with `--ecmp`, `[bgp]` towards the router
+    /// through the node's BIRD (`node`: lb or lb2).
+    fn daemon_config(
+        &self,
+        opts: &LabOpts,
+        if_var: &str,
+        pin: &Path,
+        sock: &Path,
+        dir: &Path,
+        node: &str,
+    ) -> String {
+        let bgp = if opts.ecmp {
+            let up = node.to_uppercase();
+            let (r4, r6) = if node == "lb" {
+                ("LAB_ROUTER_V4_LB", "LAB_ROUTER_V6_LB")
+            } else {
+                ("LAB_ROUTER_V4_LB2", "LAB_ROUTER_V6_LB2")
+            };
+            format!(
+                "[bgp]\ncontrol_socket = \"{}\"\nconfig_file = \"{}\"\nlocal_asn = {}\n\
+                 [[bgp.peer]]\naddress = \"{}\"\nasn = {}\n[[bgp.peer]]\naddress = \"{}\"\nasn = {}\n",
+                self.var(&format!("LAB_{up}_BIRD_CTL")),
+                self.var(&format!("LAB_{up}_BIRD_FILE")),
+                self.var("LAB_ASN_LB"),
+                self.var(r4),
+                self.var("LAB_ASN_ROUTER"),
+                self.var(r6),
+                self.var("LAB_ASN_ROUTER"),
+            )
+        } else {
+            String::new()
+        };
+        format!(
             "[dataplane]\ninterface = \"{}\"\ngateway_mac = \"02:00:00:00:00:01\"\n\
              pin_path = \"{}\"\nmtu = {}\nencap_source_v4 = \"198.18.3.0/24\"\n\
              encap_source_v6 = \"fd00:3::/96\"\nmax_vips = 16\nmax_backends = 64\n\
-             conn_table_size = {}\n{}\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}\n{}",
-            lab.var("LAB_LB_IF"),
-            lab.pin.display(),
+             conn_table_size = {}\n{}\n[api]\nlisten = \"unix://{}\"\n\n[state]\ndir = \"{}\"\n\n{}\n{}\n{}",
+            self.var(if_var),
+            pin.display(),
             opts.mtu,
             opts.conn_table_size,
             opts.dataplane_extra,
-            lab.sock.display(),
+            sock.display(),
             dir.join("state").display(),
+            bgp,
             opts.extra,
             opts.vips
-        );
-        fs::write(&lab.config, text).unwrap();
-        lab.start_daemon();
-        lab
+        )
     }
 
     /// A value of `lab.sh env`.
@@ -238,38 +291,8 @@ impl Lab {
     /// there, and the daemon replaces it).
     pub fn start_daemon(&mut self) {
         assert!(self.daemon.is_none(), "daemon already running");
-        let before = self.log().matches("API listening").count();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.daemon_log())
-            .unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns("lb")))
-            .arg(lb_daemon_bin())
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn lb-daemon");
+        let child = spawn_daemon(&self.ns("lb"), &self.config, &self.daemon_log());
         self.daemon = Some(child);
-        let t0 = Instant::now();
-        while self.log().matches("API listening").count() <= before {
-            if let Some(c) = self.daemon.as_mut()
-                && let Ok(Some(st)) = c.try_wait()
-            {
-                panic!("lb-daemon exited with {st}:\n{}", self.log());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "lb-daemon not ready after 30 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
@@ -585,6 +608,44 @@ pub fn vip_stats<'a>(s: &'a pb::StatsSnapshot, address: &str, port: u32) -> &'a 
         .unwrap_or_else(|| panic!("no stats for {address}:{port}"))
 }
 
+/// Starts `lb-daemon run --config CONFIG` in namespace `ns`, logging to
+/// `log`, and waits until it serves its API (a new "API listening" line:
+/// after a SIGKILL the old socket file is still there, and the daemon
+/// replaces it).
+fn spawn_daemon(ns: &str, config: &Path, log: &Path) -> Child {
+    let read = || fs::read_to_string(log).unwrap_or_default();
+    let before = read().matches("API listening").count();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg(lb_daemon_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn lb-daemon");
+    let t0 = Instant::now();
+    while read().matches("API listening").count() <= before {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("lb-daemon exited with {st}:\n{}", read());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "lb-daemon not ready after 30 s:\n{}",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 fn lab_cmd(prefix: &str) -> Command {
     let mut c = Command::new(format!("{LAB_DIR}/lab.sh"));
     c.args(["--prefix", prefix])
@@ -627,6 +688,7 @@ impl Drop for Lab {
             }
         }
         self.kill_daemon();
+        self.node2_drop();
         let _ = Command::new(lb_daemon_bin())
             .args(["teardown", "--pin-path"])
             .arg(&self.pin)

@@ -53,6 +53,10 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/lb_v1_descriptor.bin"));
 
+/// Fully qualified name of the announcement service (`lb.v1.Announcer`,
+/// `proto/lb/v1/announce.proto`).
+pub const ANNOUNCER_SERVICE_NAME: &str = v1::announcer_server::SERVICE_NAME;
+
 /// Fully qualified name of the service (`lb.v1.LoadBalancer`), for health
 /// status (`HealthReporter::set_service_status`) and logs.
 pub const SERVICE_NAME: &str = v1::load_balancer_server::SERVICE_NAME;

@@ -276,6 +276,12 @@ pub async fn connect(
     api: &str,
     tls: Option<&ClientTls>,
 ) -> Result<LoadBalancerClient<Channel>, ClientError> {
+    Ok(LoadBalancerClient::new(connect_channel(api, tls).await?))
+}
+
+/// [`connect`]'s transport, for the daemon's other services on the same
+/// socket (`lb.v1.Announcer`).
+pub async fn connect_channel(api: &str, tls: Option<&ClientTls>) -> Result<Channel, ClientError> {
     let channel = match api.parse::<ApiUri>()? {
         ApiUri::Unix(path) => {
             if tls.is_some() {
@@ -292,7 +298,7 @@ pub async fn connect(
             connect_tcp(api, &host, port, tls).await?
         }
     };
-    Ok(LoadBalancerClient::new(channel))
+    Ok(channel)
 }
 
 async fn connect_unix(api: &str, path: PathBuf) -> Result<Channel, ClientError> {

@@ -239,11 +239,13 @@ struct VipDoc {
     state: Option<IgnoredAny>,
     #[serde(default)]
     metrics: Option<IgnoredAny>,
+    #[serde(default)]
+    bgp: Option<IgnoredAny>,
 }
 
 /// A file of `[[vip]]` tables: what `lbctl apply` reads. A full daemon
-/// configuration file is one too: its `[dataplane]`, `[api]`, `[state]` and
-/// `[metrics]` tables are skipped (and named in [`VipFile::skipped`]); any other
+/// configuration file is one too: its `[dataplane]`, `[api]`, `[state]`,
+/// `[metrics]` and `[bgp]` tables are skipped (and named in [`VipFile::skipped`]); any other
 /// top-level key is an error.
 #[derive(Clone, Debug)]
 pub struct VipFile {
@@ -277,6 +279,7 @@ impl VipFile {
             ("api", doc.api.is_some()),
             ("state", doc.state.is_some()),
             ("metrics", doc.metrics.is_some()),
+            ("bgp", doc.bgp.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))

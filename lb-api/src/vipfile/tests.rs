@@ -49,10 +49,10 @@ fn a_daemon_configuration_is_a_vip_file() {
         assert!(!f.vips.is_empty(), "{shipped}");
         assert!(f.skipped.contains(&"dataplane"), "{shipped}");
     }
-    // production.toml has every node table, [metrics] included.
+    // production.toml has every node table, [metrics] and [bgp] included.
     let path = format!("{}/../config/production.toml", env!("CARGO_MANIFEST_DIR"));
     let f = VipFile::read(&path).unwrap();
-    assert_eq!(f.skipped, ["dataplane", "api", "state", "metrics"]);
+    assert_eq!(f.skipped, ["dataplane", "api", "state", "metrics", "bgp"]);
 }
 
 /// A file that must be refused, with the line and key of the error.

@@ -14,6 +14,7 @@
 //! `lb_api::vipfile`'s, shared with `lbctl export`/`apply`; this module adds
 //! the node's limits (map sizes) to them.
 
+mod bgp;
 mod values;
 
 use std::{
@@ -25,6 +26,7 @@ use std::{
 use lb_api::{MacAddr, vipfile};
 use serde::Deserialize;
 
+pub use bgp::{BgpConfig, BgpPeer, Speaker};
 /// Why a configuration was refused (the error of every file this project
 /// reads with line and key).
 pub use lb_api::vipfile::FileError as ConfigError;
@@ -48,6 +50,10 @@ pub struct Config {
     /// `[metrics]`: the Prometheus/OpenMetrics endpoint (off unless set).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[bgp]`: announce the VIPs this node can serve through a BGP
+    /// speaker (absent: this node announces nothing).
+    #[serde(default)]
+    pub bgp: Option<BgpConfig>,
     /// `[[vip]]`: VIPs to create when there is no persisted state yet.
     #[serde(default, rename = "vip")]
     pub vips: Vec<VipConfig>,
@@ -421,6 +427,9 @@ impl Config {
         }
         if !self.state.dir.is_absolute() {
             return Err(c.error(&[k("state"), k("dir")], "must be an absolute path"));
+        }
+        if let Some(bgp) = &self.bgp {
+            bgp.check(c)?;
         }
         self.check_vips(c)
     }

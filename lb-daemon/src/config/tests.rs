@@ -588,3 +588,99 @@ fn health_probe_listener_is_off_unless_set_and_local_unless_opted_in() {
         "invalid socket address",
     );
 }
+
+/// `[bgp]` after HEAD (lines 1-3): `[bgp]` is line 5.
+fn bgp(body: &str) -> String {
+    format!("{HEAD}\n[bgp]\n{body}")
+}
+
+const PEER: &str = "[[bgp.peer]]\naddress = \"198.18.2.1\"\nasn = 65000\n";
+
+#[test]
+fn bgp_section() {
+    let c: Config = bgp(&format!(
+        "local_asn = 4200000001\nconfig_file = \"/run/lb/bird-lb.conf\"\n\
+         control_socket = \"/run/lb/bird.ctl\"\nbfd_interval_ms = 50\n{PEER}\
+         [[bgp.peer]]\naddress = \"fd00:2::1\"\nasn = 65000\n"
+    ))
+    .parse()
+    .unwrap();
+    let b = c.bgp.unwrap();
+    assert_eq!(b.speaker, Speaker::Bird);
+    assert_eq!(b.local_asn, 4_200_000_001);
+    assert_eq!(b.control_socket, PathBuf::from("/run/lb/bird.ctl"));
+    assert_eq!(b.config_file, PathBuf::from("/run/lb/bird-lb.conf"));
+    assert_eq!(
+        (b.hold_time, b.bfd, b.bfd_interval_ms, b.bfd_multiplier),
+        (9, true, 50, 3)
+    );
+    assert_eq!(b.peers.len(), 2);
+    assert_eq!(b.peers[1].address.to_string(), "fd00:2::1");
+    // Absent: nothing is announced.
+    assert!(MINIMAL.parse::<Config>().unwrap().bgp.is_none());
+}
+
+#[test]
+fn bad_bgp_settings_are_reported_with_line_and_key() {
+    // No peer: the table itself is named.
+    bad(&bgp("local_asn = 65001\n"), 5, "bgp", "no peer");
+    // Bad ASNs, ours and a peer's; one that does not fit 32 bits.
+    bad(
+        &bgp(&format!("local_asn = 0\n{PEER}")),
+        6,
+        "bgp.local_asn",
+        "reserved",
+    );
+    bad(
+        &bgp(&format!("local_asn = 23456\n{PEER}")),
+        6,
+        "bgp.local_asn",
+        "AS_TRANS",
+    );
+    bad(
+        &bgp(&format!("local_asn = 4294967296\n{PEER}")),
+        6,
+        "bgp.local_asn",
+        "u32",
+    );
+    bad(
+        &bgp("local_asn = 65001\n[[bgp.peer]]\naddress = \"198.18.2.1\"\nasn = 65535\n"),
+        9,
+        "bgp.peer[0].asn",
+        "reserved",
+    );
+    bad(&bgp(PEER), 5, "bgp", "local_asn");
+    // Unknown speakers, by name.
+    bad(
+        &bgp(&format!("speaker = \"gobgp\"\nlocal_asn = 65001\n{PEER}")),
+        6,
+        "bgp.speaker",
+        "unknown speaker `gobgp`",
+    );
+    bad(
+        &bgp(&format!("local_asn = 65001\nhold_time = 2\n{PEER}")),
+        7,
+        "bgp.hold_time",
+        "RFC 4271",
+    );
+    bad(
+        &bgp(&format!(
+            "local_asn = 65001\ncontrol_socket = \"bird.ctl\"\n{PEER}"
+        )),
+        7,
+        "bgp.control_socket",
+        "absolute",
+    );
+    bad(
+        &bgp(&format!("local_asn = 65001\n{PEER}{PEER}")),
+        11,
+        "bgp.peer[1].address",
+        "twice",
+    );
+    bad(
+        &bgp(&format!("local_asn = 65001\nneighbour = \"x\"\n{PEER}")),
+        7,
+        "bgp.neighbour",
+        "unknown field",
+    );
+}

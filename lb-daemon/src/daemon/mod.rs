@@ -144,22 +144,49 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Run { config } => run::run(&config),
         Command::Teardown { config, pin_path } => {
-            let pin = match (config, pin_path) {
-                (_, Some(p)) => p,
-                (Some(c), None) => crate::config::Config::from_file(&c)?.dataplane.pin_path,
+            let (pin, bgp) = match (config, pin_path) {
+                (_, Some(p)) => (p, None),
+                (Some(c), None) => {
+                    let cfg = crate::config::Config::from_file(&c)?;
+                    (cfg.dataplane.pin_path, cfg.bgp)
+                }
                 (None, None) => anyhow::bail!("teardown needs --config or --pin-path"),
             };
+            // Withdraw first, so routers stop sending traffic before the
+            // program that serves it goes. A speaker that cannot be told is
+            // reported, and teardown goes on: removing the data plane must
+            // always be possible.
+            if let Some(bgp) = bgp {
+                match runtime()?.block_on(crate::announce::withdraw_all(&bgp)) {
+                    Ok(v) => tracing::info!(speaker = %v, "every prefix withdrawn"),
+                    Err(e) => {
+                        tracing::error!(cause = %e, "could not withdraw the prefixes; the speaker may still announce them")
+                    }
+                }
+            }
             crate::dataplane::teardown(&pin)?;
             tracing::info!(pin_path = %pin.display(), "data plane removed");
             Ok(())
         }
         Command::Check { config } => {
-            settings::load(&config)?;
+            let cfg = settings::load(&config)?;
+            // The speaker must answer: a daemon that cannot announce is a
+            // node that never gets traffic, found out here, not in production.
+            if cfg.bgp.is_some() {
+                runtime()?.block_on(settings::probe_speaker(&config))?;
+            }
             println!("{}: ok", config.display());
             Ok(())
         }
         Command::Decap { action } => decap_cmd::run(action),
     }
+}
+
+/// A small runtime for the subcommands that talk to the speaker.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 #[cfg(test)]

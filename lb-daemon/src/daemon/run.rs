@@ -9,6 +9,7 @@ use lb_api::MacAddr;
 
 use super::settings;
 use crate::{
+    announce::{Announcer, Attachment},
     config::{Config, Listen},
     dataplane::{Balancer, Dataplane, Origin},
     grpc::{self, LbService, Listener, StatusInfo},
@@ -148,7 +149,34 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             ),
             None => None,
         };
-        let (svc, listener, metrics) = prepare(&cfg)?;
+        let (mut svc, listener, metrics) = prepare(&cfg)?;
+        // Started once XDP is attached and the state applied (prepare): the
+        // first reconciliation announces what this node can serve. Until
+        // then the speaker keeps what a previous daemon left announced, so
+        // a restart does not flap the routes.
+        let mut announcer = None;
+        if let Some(bgp) = &cfg.bgp {
+            let a = Arc::new(
+                Announcer::new(
+                    bgp.clone(),
+                    &cfg.state.dir,
+                    Attachment::Pinned {
+                        pin_path: cfg.dataplane.pin_path.clone(),
+                        interface: cfg.dataplane.interface.to_string(),
+                    },
+                )
+                .with_observer(metrics.clone()),
+            );
+            svc = svc.with_announcer(a.clone());
+            tracing::info!(
+                speaker = %bgp.speaker,
+                socket = %bgp.control_socket.display(),
+                file = %bgp.config_file.display(),
+                peers = bgp.peers.len(),
+                "announcing over BGP"
+            );
+            announcer = Some(tokio::spawn(a.run(svc.state())));
+        }
         let metrics_server = metrics_listener.map(|l| {
             if let Ok(addr) = l.local_addr() {
                 tracing::info!(%addr, "metrics listening (http, /metrics)");
@@ -169,7 +197,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
             }
             super::notify::notify("STOPPING=1");
-            tracing::info!("shutting down; XDP stays attached (lb-daemon teardown removes it)");
+            tracing::info!(
+                "shutting down; XDP stays attached and BGP announcements stay \
+                 (lbctl node drain withdraws them, lb-daemon teardown removes both)"
+            );
         };
         // READY=1 only now: the data plane is attached and reconciled
         // (prepare) and the API accepts connections, so `systemctl start`
@@ -185,6 +216,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .await;
         if let Some(m) = metrics_server {
             m.abort();
+        }
+        // Exiting withdraws nothing: the pinned data plane keeps forwarding
+        // and the speaker keeps announcing (docs/bgp.md, "SIGTERM").
+        if let Some(a) = announcer {
+            a.abort();
         }
         served?;
         Ok(())

@@ -49,6 +49,23 @@ fn check(file: &ConfigFile) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `lb-daemon check` with `[bgp]`: the speaker must answer on its control
+/// socket (an error names the line and the key of `control_socket`).
+pub async fn probe_speaker(path: &Path) -> Result<(), ConfigError> {
+    let file = ConfigFile::read(path)?;
+    let Some(bgp) = &file.config.bgp else {
+        return Ok(());
+    };
+    crate::announce::bird::probe(&bgp.control_socket)
+        .await
+        .map_err(|e| {
+            file.source.error(
+                &[k("bgp"), k("control_socket")],
+                format!("the speaker does not answer: {e} (is bird running with -s on that path?)"),
+            )
+        })
+}
+
 /// The map sizes of `[dataplane]`.
 pub fn sizes(dp: &DataplaneConfig) -> Sizes {
     Sizes {

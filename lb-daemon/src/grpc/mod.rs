@@ -5,12 +5,14 @@
 //! the state under one lock, `stats` builds counter snapshots, `serve` puts
 //! it all on a Unix socket or a TLS listener with health and reflection.
 
+mod announce;
 mod explain;
 mod serve;
 mod service;
 mod stats;
 mod status;
 
+pub use announce::AnnounceService;
 pub use serve::{Listener, ServeError, serve, serve_counted};
 pub use service::{LbService, StatusInfo};
 pub use status::to_status;

@@ -4,11 +4,11 @@
 
 use std::{future::Future, net::SocketAddr, os::unix::fs::PermissionsExt as _, path::PathBuf};
 
-use lb_proto::v1::load_balancer_server::LoadBalancerServer;
+use lb_proto::v1::{announcer_server::AnnouncerServer, load_balancer_server::LoadBalancerServer};
 use thiserror::Error;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use super::LbService;
+use super::{AnnounceService, LbService};
 use crate::{dataplane::Dataplane, metrics::ApiCallsLayer};
 
 /// Where to listen.
@@ -138,6 +138,7 @@ pub async fn serve_counted<D: Dataplane + 'static>(
                     .add_service(health)
                     .add_service(reflection_v1)
                     .add_service(reflection_v1alpha)
+                    .add_service(AnnouncerServer::new(AnnounceService(svc.clone())))
                     .add_service(LoadBalancerServer::new(svc))
                     .serve_with_incoming_shutdown(
                         tokio_stream::wrappers::UnixListenerStream::new(uds),
@@ -177,6 +178,7 @@ pub async fn serve_counted<D: Dataplane + 'static>(
                     .add_service(health)
                     .add_service(reflection_v1)
                     .add_service(reflection_v1alpha)
+                    .add_service(AnnouncerServer::new(AnnounceService(svc.clone())))
                     .add_service(LoadBalancerServer::new(svc))
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(tcp),

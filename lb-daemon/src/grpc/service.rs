@@ -15,6 +15,7 @@ use super::{
     status::{invalid, to_status},
 };
 use crate::{
+    announce::Announcer,
     dataplane::{Attached, Dataplane},
     state::LbState,
     vip::VipSpec,
@@ -44,11 +45,11 @@ pub struct StatusInfo {
 }
 
 /// The service. Cheap to clone (shared state).
-#[derive(Clone)]
 pub struct LbService<D: Dataplane + 'static> {
     state: Arc<Mutex<LbState<D>>>,
     info: Arc<StatusInfo>,
     started: Instant,
+    announcer: Option<Arc<Announcer>>,
 }
 
 impl<D: Dataplane + 'static> LbService<D> {
@@ -58,12 +59,37 @@ impl<D: Dataplane + 'static> LbService<D> {
             state: Arc::new(Mutex::new(state)),
             info: Arc::new(info),
             started: Instant::now(),
+            announcer: None,
         }
+    }
+
+    /// Serves `lb.v1.Announcer` with `announcer` (without one, its calls
+    /// answer FAILED_PRECONDITION: no `[bgp]`).
+    pub fn with_announcer(mut self, announcer: Arc<Announcer>) -> Self {
+        self.announcer = Some(announcer);
+        self
+    }
+
+    /// The announcer, if the daemon has `[bgp]`.
+    pub fn announcer(&self) -> Option<Arc<Announcer>> {
+        self.announcer.clone()
     }
 
     /// The shared state (for the daemon's shutdown path and tests).
     pub fn state(&self) -> Arc<Mutex<LbState<D>>> {
         self.state.clone()
+    }
+}
+
+// By hand: a derive would ask `D: Clone`, and only the Arcs are cloned.
+impl<D: Dataplane + 'static> Clone for LbService<D> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            info: self.info.clone(),
+            started: self.started,
+            announcer: self.announcer.clone(),
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Metrics {
     registry: Registry,
     ring_rebuild: Histogram,
     api_calls: IntCounterVec,
+    bgp_announced: IntGaugeVec,
+    bgp_speaker_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -103,10 +105,29 @@ impl Metrics {
         )?;
         capacity.set(i64::try_from(info.conn_table_capacity).unwrap_or(i64::MAX));
         registry.register(Box::new(capacity))?;
+        // Only with [bgp]: no series at all until the announcer reports.
+        let bgp_announced = IntGaugeVec::new(
+            Opts::new(
+                "lb_bgp_announced",
+                "1 while this node announces the VIP prefix over BGP, 0 while it is withdrawn (lbctl announce list says why)",
+            ),
+            &["prefix"],
+        )?;
+        registry.register(Box::new(bgp_announced.clone()))?;
+        let bgp_speaker_up = IntGaugeVec::new(
+            Opts::new(
+                "lb_bgp_speaker_up",
+                "1 when the BGP speaker took the last announcement change, 0 while it cannot be reached or refuses it",
+            ),
+            &["speaker"],
+        )?;
+        registry.register(Box::new(bgp_speaker_up.clone()))?;
         Ok(Self {
             registry,
             ring_rebuild,
             api_calls,
+            bgp_announced,
+            bgp_speaker_up,
         })
     }
 
@@ -125,6 +146,21 @@ impl Metrics {
         let mut out = String::new();
         TextEncoder::new().encode_utf8(&families, &mut out)?;
         Ok(out)
+    }
+}
+
+impl crate::announce::AnnounceObserver for Metrics {
+    fn announcements(&self, plan: &[crate::announce::Announcement], speaker_ok: bool) {
+        // Reset first: a deleted VIP's prefix disappears from the series.
+        self.bgp_announced.reset();
+        for a in plan {
+            self.bgp_announced
+                .with_label_values(&[a.prefix().as_str()])
+                .set(i64::from(a.announced));
+        }
+        self.bgp_speaker_up
+            .with_label_values(&["bird"])
+            .set(i64::from(speaker_ok));
     }
 }
 

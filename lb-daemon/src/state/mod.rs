@@ -18,6 +18,7 @@ mod model;
 mod observe;
 mod persist;
 mod route;
+mod servable;
 mod slots;
 pub mod validate;
 
@@ -41,6 +42,7 @@ pub use model::Model;
 pub use observe::RingObserver;
 pub use persist::{STATE_FILE, Store};
 pub use route::Route;
+pub use servable::can_take_new_flows;
 
 use crate::{
     dataplane::Dataplane,

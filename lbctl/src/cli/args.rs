@@ -115,6 +115,13 @@ pub enum Command {
     /// Show or set the next-hop MAC address of encapsulated packets.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Show what this node announces to its routers over BGP, and why.
+    #[command(subcommand)]
+    Announce(AnnounceCommand),
+    /// Drain or undrain this node: withdraw (announce again) every VIP
+    /// prefix over BGP; forwarding is untouched.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Write the live VIPs, flags, backends and weights as `[[vip]]` tables.
     Export(ExportArgs),
     /// Make the live VIPs match a file of `[[vip]]` tables (one atomic call
@@ -280,6 +287,28 @@ pub struct RouteArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `lbctl announce ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum AnnounceCommand {
+    /// Every VIP prefix (/32, /128): announced or withdrawn and why; the
+    /// node's drain flag; the BGP sessions as the speaker reports them.
+    List {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `lbctl node ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Withdraw every prefix (before a planned removal of the node); kept
+    /// across daemon restarts until `node undrain`. A restart needs no drain.
+    Drain,
+    /// Announce again what this node can serve.
+    Undrain,
 }
 
 /// `lbctl gateway ...`

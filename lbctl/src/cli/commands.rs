@@ -42,6 +42,12 @@ pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(),
         Command::Man { dir } => return generate::man_pages(dir, out),
         _ => {}
     }
+    // The other service on the same socket.
+    match &args.command {
+        Command::Announce(cmd) => return super::announce::announce(args, cmd, out).await,
+        Command::Node(cmd) => return super::announce::node(args, cmd, out).await,
+        _ => {}
+    }
     let tls = args.client_tls();
     let mut lb = client::connect(args.api(), tls.as_ref())
         .await
@@ -82,7 +88,10 @@ pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(),
             .await?;
             Ok(())
         }
-        Command::Completions { .. } | Command::Man { .. } => {
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Announce(_)
+        | Command::Node(_) => {
             unreachable!("answered before connecting")
         }
     }

@@ -14,6 +14,8 @@
 //!   status [--json]
 //!   route VIP CLIENT_ADDR:PORT [--dport N] [--explain [--syn]] [--json]
 //!   gateway get [--json] | gateway set MAC
+//!   announce list [--json]                 (BGP: what this node announces, why)
+//!   node drain | node undrain              (withdraw / announce again)
 //!   export [--format toml|json]
 //!   apply FILE [--dry-run] [--prune]       (--api may be repeated)
 //!   completions bash|zsh|fish|elvish|powershell   (no daemon needed)
@@ -44,6 +46,7 @@
 //! node differs from the file, 1 any error: a bad file (nothing applied), a
 //! bad command line, a node unreachable or refusing a step.
 
+pub mod announce;
 mod apply;
 pub mod args;
 mod commands;
