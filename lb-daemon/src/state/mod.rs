@@ -35,7 +35,9 @@ use lb_common::{LbConfig, PktBytes, STAT_COUNT};
 
 pub use adopt::AdoptReport;
 pub use error::StateError;
-pub use explain::{ConnLookup, ConnView, Encap, Explanation, FlowPacket, RingStep, Verdict};
+pub use explain::{
+    ConnLookup, ConnView, DrainFallback, Encap, Explanation, FlowPacket, RingStep, Verdict,
+};
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
 pub use model::Model;
 pub use observe::RingObserver;
@@ -260,7 +262,7 @@ impl<D: Dataplane> LbState<D> {
             .backends
             .get_mut(&address)
             .ok_or_else(|| not_a_backend(spec, address))?;
-        m.weight = weight;
+        *m = Member::next(Some(m), weight, m.slot);
         self.check_ring_room(&vip)?;
         let mut new = self.model.clone();
         new.vips.insert(*spec, vip);
@@ -304,13 +306,8 @@ impl<D: Dataplane> LbState<D> {
         for b in backends {
             match old.backends.get(&b.address) {
                 Some(m) => {
-                    vip.backends.insert(
-                        b.address,
-                        Member {
-                            weight: b.weight,
-                            slot: m.slot,
-                        },
-                    );
+                    vip.backends
+                        .insert(b.address, Member::next(Some(m), b.weight, m.slot));
                 }
                 None => fresh.push(*b),
             }
@@ -386,11 +383,13 @@ impl<D: Dataplane> LbState<D> {
 
     fn check_ring_room(&self, vip: &Vip) -> Result<(), StateError> {
         let m = self.dp.sizes().ring_size;
-        if vip.weighted() > m as usize {
+        // The pre-drain table too: draining backends keep positions there.
+        if vip.drain_weighted() > m as usize {
             return Err(StateError::ResourceExhausted(format!(
-                "VIP {} would have {} weighted backends, more than its {m} ring positions",
+                "VIP {} would have {} weighted (or draining) backends, more than its {m} \
+                 ring positions",
                 vip.spec,
-                vip.weighted()
+                vip.drain_weighted()
             )));
         }
         Ok(())
@@ -415,13 +414,8 @@ impl<D: Dataplane> LbState<D> {
             let slot = pool
                 .alloc()
                 .ok_or_else(|| StateError::ResourceExhausted("no free backend slot".to_owned()))?;
-            vip.backends.insert(
-                b.address,
-                Member {
-                    weight: b.weight,
-                    slot,
-                },
-            );
+            vip.backends
+                .insert(b.address, Member::next(None, b.weight, slot));
         }
         self.check_ring_room(vip)
     }

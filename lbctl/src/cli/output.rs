@@ -788,7 +788,7 @@ pub(crate) mod tests {
     }
 
     const ZERO_COUNTERS: &str = concat!(
-        r#""conn_hit":0,"conn_insert_failed":0,"conn_miss":0,"conn_stale":0,"#,
+        r#""conn_drain_fallback":0,"conn_hit":0,"conn_insert_failed":0,"conn_miss":0,"conn_stale":0,"#,
         r#""drop_bad_checksum":0,"drop_echo_bad_source":0,"#,
         r#""drop_encap_failed":0,"drop_fragment":0,"#,
         r#""drop_icmp_quote_malformed":0,"drop_icmp_quote_truncated":0,"drop_ip_options":0,"#,
@@ -860,6 +860,7 @@ pub(crate) mod tests {
                 "drop_echo_bad_source           0\n",
                 "drop_bad_checksum              0\n",
                 "new_flow_unpinned              0\n",
+                "conn_drain_fallback            0\n",
                 "new_counter                    5\n"
             )),
             "{table}"
