@@ -13,6 +13,7 @@ mod adopt;
 mod apply;
 mod error;
 mod explain;
+mod fingerprint;
 mod gateway;
 mod model;
 mod observe;
@@ -38,6 +39,7 @@ pub use error::StateError;
 pub use explain::{
     ConnLookup, ConnView, DrainFallback, Encap, Explanation, FlowPacket, RingStep, Verdict,
 };
+pub use fingerprint::fingerprint;
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
 pub use model::Model;
 pub use observe::RingObserver;
@@ -330,6 +332,35 @@ impl<D: Dataplane> LbState<D> {
     /// the live maps, connection table included (`lbctl route --explain`).
     pub fn explain_route(&self, pkt: &FlowPacket) -> Result<Explanation, StateError> {
         explain::explain(&self.dp, &self.model, pkt)
+    }
+
+    /// The fingerprint of the tables VIP `spec` forwards with now, read
+    /// from the data plane (`fingerprint`): equal on two nodes exactly when
+    /// they send every flow of the VIP to the same backend.
+    pub fn ring_fingerprint(&self, spec: &VipSpec) -> Result<String, StateError> {
+        self.vip(spec)?;
+        let meta = self.dp.vip(&spec.key()).ok_or_else(|| {
+            StateError::Internal(format!(
+                "VIP {spec} is missing from the data plane (restart the daemon to repair)"
+            ))
+        })?;
+        let live = meta.ring_half & 1;
+        let table = self.dp.ring_half(meta.index, live);
+        let standby = (meta.flags & lb_common::VIP_F_DRAIN_FALLBACK != 0)
+            .then(|| self.dp.ring_half(meta.index, live ^ 1));
+        let addr_of = |slot: u32| {
+            self.dp
+                .backend(slot)
+                .ok()
+                .filter(|b| b.flags & lb_common::BACKEND_F_VALID != 0)
+                .and_then(|b| crate::vip::unmap_addr(b.addr, b.family))
+        };
+        Ok(fingerprint(
+            self.dp.sizes().ring_size,
+            &table,
+            standby.as_deref(),
+            addr_of,
+        ))
     }
 
     /// A VIP's counters and its backends'.
