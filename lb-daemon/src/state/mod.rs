@@ -39,7 +39,7 @@ pub use error::StateError;
 pub use explain::{
     ConnLookup, ConnView, DrainFallback, Encap, Explanation, FlowPacket, RingStep, Verdict,
 };
-pub use fingerprint::fingerprint;
+pub use fingerprint::{RingParams, fingerprint};
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
 pub use model::Model;
 pub use observe::RingObserver;
@@ -355,12 +355,17 @@ impl<D: Dataplane> LbState<D> {
                 .filter(|b| b.flags & lb_common::BACKEND_F_VALID != 0)
                 .and_then(|b| crate::vip::unmap_addr(b.addr, b.family))
         };
-        Ok(fingerprint(
-            self.dp.sizes().ring_size,
-            &table,
-            standby.as_deref(),
-            addr_of,
-        ))
+        let hash_seed = self
+            .dp
+            .config()
+            .map_err(|e| StateError::dataplane("reading the data-plane settings", &e))?
+            .hash_seed;
+        let params = RingParams {
+            hash_seed,
+            flags: meta.flags & lb_common::VIP_F_ALL,
+            ring_size: self.dp.sizes().ring_size,
+        };
+        Ok(fingerprint(params, &table, standby.as_deref(), addr_of))
     }
 
     /// A VIP's counters and its backends'.

@@ -1293,3 +1293,80 @@ fn a_rejected_gateway_changes_nothing() {
     assert_eq!(st.model(), &model);
     assert_eq!(st.dataplane().maps(), &before.1);
 }
+
+#[test]
+fn fingerprints_agree_across_orders_and_weight_scales_only() {
+    // Node one and node two get the same backends in another order, with
+    // other slot numbers (two has a VIP more, created first), and weights of
+    // the same ratios: the Maglev table depends on the addresses and the
+    // weights' ratios only, so every flow meets the same backend.
+    let mut one = empty();
+    one.create_vip(
+        v(A),
+        VipFlags::default(),
+        &[bw("10.0.0.1", 100), bw("10.0.0.2", 100)],
+    )
+    .unwrap();
+    one.add_backend(&v(A), bw("10.0.0.3", 50)).unwrap();
+    let mut two = empty();
+    two.create_vip(v(B6), no_sport(), &[b("fd00:1::1")])
+        .unwrap();
+    two.create_vip(v(A), VipFlags::default(), &[bw("10.0.0.3", 1)])
+        .unwrap();
+    two.add_backend(&v(A), bw("10.0.0.2", 2)).unwrap();
+    two.add_backend(&v(A), bw("10.0.0.1", 2)).unwrap();
+    let fp = |st: &St| st.ring_fingerprint(&v(A)).unwrap();
+    assert_ne!(
+        one.model().vips[&v(A)].backends[&ip("10.0.0.1")].slot,
+        two.model().vips[&v(A)].backends[&ip("10.0.0.1")].slot
+    );
+    assert_eq!(fp(&one), fp(&two));
+
+    // Drained on both: still equal (the pre-drain tables too), and not
+    // what it was.
+    let before = fp(&one);
+    one.set_weight(&v(A), ip("10.0.0.2"), 0).unwrap();
+    two.set_weight(&v(A), ip("10.0.0.2"), 0).unwrap();
+    assert_eq!(fp(&one), fp(&two));
+    assert_ne!(fp(&one), before);
+    // Removed instead of drained on one node: the live tables are equal,
+    // the fingerprints are not (only the drained node falls back).
+    let mut three = empty();
+    three
+        .create_vip(
+            v(A),
+            VipFlags::default(),
+            &[bw("10.0.0.1", 2), bw("10.0.0.3", 1)],
+        )
+        .unwrap();
+    assert_ne!(fp(&three), fp(&one));
+    // Another weight ratio, other flags, another seed: different.
+    two.set_weight(&v(A), ip("10.0.0.3"), 2).unwrap();
+    assert_ne!(fp(&one), fp(&two));
+    let mut four = empty();
+    four.create_vip(
+        v(A),
+        no_sport(),
+        &[bw("10.0.0.1", 2), bw("10.0.0.2", 0), bw("10.0.0.3", 1)],
+    )
+    .unwrap();
+    let mut five = LbState::new(fake_with(sizes()), Model::default(), None).unwrap();
+    five.set_node_config(LbConfig {
+        hash_seed: SEED + 1,
+        ..Default::default()
+    })
+    .unwrap();
+    five.create_vip(
+        v(A),
+        VipFlags::default(),
+        &[bw("10.0.0.1", 2), bw("10.0.0.3", 1)],
+    )
+    .unwrap();
+    assert_ne!(fp(&three), fp(&four));
+    assert_ne!(fp(&three), fp(&five));
+    // Unknown VIP: NOT_FOUND.
+    assert!(matches!(
+        one.ring_fingerprint(&v("198.18.0.77:1/tcp")),
+        Err(StateError::NotFound(_))
+    ));
+}
