@@ -369,6 +369,10 @@ const FILL_REPEAT: u32 = 50_000;
 /// comes round again and every SYN inserts a new entry over an evicted one.
 const EVICT_FLOWS: u32 = 2 * 1_048_576;
 
+/// Runs per round of the miss cases: each run a flow never seen, so all
+/// rounds together stay within their 0x4000 client addresses.
+const MISS_REPEAT: u32 = 40_000;
+
 /// New connections, the honest way: the figure-1 SYN case re-sends one
 /// 5-tuple, so every run *replaces* its own entry, which is not what a
 /// new flow costs. Here the harness gives every run the next of many client
@@ -384,44 +388,105 @@ pub fn new_flows(
 ) -> anyhow::Result<Vec<CaseResult>> {
     use crate::{harness::FlowRewrite, layout::COUNT_HARNESS};
     let client = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 70));
-    let frame = frames::frame(client, IpAddr::V4(VIP4), 40000, 80, L4::Tcp(TCP_SYN), 64);
-    let rewrite = |nflows: u32| FlowRewrite {
+    let syn = frames::frame(client, IpAddr::V4(VIP4), 40000, 80, L4::Tcp(TCP_SYN), 64);
+    let ack = frames::frame(client, IpAddr::V4(VIP4), 40000, 80, L4::Tcp(TCP_ACK), 64);
+    let rewrite = |nflows: u32, addr_base: u16| FlowRewrite {
         nflows,
         addr_off: frames::src_low16_offset(client),
         port_off: frames::sport_offset(client),
-        addr_base: 0x8000,
+        addr_base,
         port_base: 10000,
         csum_off: frames::ipv4_check_offset(client),
     };
     let table = lab.lb.sizes().conn_table;
-    let per_run: &'static [Stat] = &[Stat::Rx, Stat::RingLookup, Stat::NewFlow, Stat::Forwarded];
-    let case = Case {
-        id: "",
-        label: "",
-        frame: frame.clone(),
-        prime: false,
-        action: XDP_TX,
-        grow: 20,
-        per_run,
-        gue: false,
-    };
+    let syn_run: &'static [Stat] = &[Stat::Rx, Stat::RingLookup, Stat::NewFlow, Stat::Forwarded];
+    let miss_run: &'static [Stat] = &[
+        Stat::Rx,
+        Stat::ConnMiss,
+        Stat::RingLookup,
+        Stat::NewFlow,
+        Stat::Forwarded,
+    ];
+    let fallback_run: &'static [Stat] = &[
+        Stat::Rx,
+        Stat::ConnMiss,
+        Stat::RingLookup,
+        Stat::ConnDrainFallback,
+        Stat::NewFlow,
+        Stat::Forwarded,
+    ];
     let mut out = vec![];
     // Four fifths of the table for all rounds of the filling case together.
     let fill_repeat = FILL_REPEAT.min(table / 5 * 4 / p.rounds.max(1) as u32);
-    for (id, label, nflows, repeat) in [
+    // The miss cases run in the full table after the SYN case, every ACK
+    // from a client never seen (their own client addresses, below the SYN
+    // cases' 0x8000.., no flow repeated: a flow that comes back after a
+    // cycle may still be in the table, the kernel's LRU being approximate):
+    // first plain (the current ring decides), then with the VIP draining a
+    // backend that the pre-drain table names at every position, so every
+    // miss takes the drain fallback (`flow.rs`, `draining_at`).
+    let miss_repeat = MISS_REPEAT.min(p.repeat);
+    let miss_flows = miss_repeat * p.rounds as u32;
+    ensure!(
+        miss_flows / lb_common::bench::FLOWS_PER_ADDR < 0x4000,
+        "miss cases: {miss_flows} flows do not fit their client addresses"
+    );
+    for (id, label, nflows, repeat, frame, per_run, drain, base) in [
         (
             "v4_syn_new_filling",
             "IPv4 TCP SYN, new flow each packet, table filling",
             u32::MAX,
             fill_repeat,
+            &syn,
+            syn_run,
+            false,
+            0x8000,
         ),
         (
             "v4_syn_new_full",
             "IPv4 TCP SYN, new flow each packet, table full (evicts)",
             EVICT_FLOWS,
             p.repeat,
+            &syn,
+            syn_run,
+            false,
+            0x8000,
+        ),
+        (
+            "v4_ack_miss_full",
+            "IPv4 TCP ACK missing its entry, table full (evicts)",
+            miss_flows,
+            miss_repeat,
+            &ack,
+            miss_run,
+            false,
+            0x0000,
+        ),
+        (
+            "v4_ack_miss_drain_full",
+            "IPv4 TCP ACK missing its entry, drain fallback, table full (evicts)",
+            miss_flows,
+            miss_repeat,
+            &ack,
+            fallback_run,
+            true,
+            0x4000,
         ),
     ] {
+        let frame: &Vec<u8> = frame;
+        let case = Case {
+            id: "",
+            label: "",
+            frame: frame.clone(),
+            prime: false,
+            action: XDP_TX,
+            grow: 20,
+            per_run,
+            gue: false,
+        };
+        if drain {
+            drain_everything(lab)?;
+        }
         let nflows = if nflows == u32::MAX {
             // Distinct flows for every run of every round, fewer than the table holds.
             let need = fill_repeat * p.rounds as u32;
@@ -433,7 +498,7 @@ pub fn new_flows(
         } else {
             nflows
         };
-        let tpl = harness::template(&frame, Some(rewrite(nflows)))?;
+        let tpl = harness::template(frame, Some(rewrite(nflows, base)))?;
         bench.set_count(COUNT_HARNESS, cpu, 0)?;
         if id == "v4_syn_new_full" {
             // Fill the table (and then some) before timing.
@@ -441,7 +506,7 @@ pub fn new_flows(
             bench.set_target(lab.lb.program().fd()?)?;
             let mut done = 0u32;
             while done < table + table / 4 {
-                let r = harness::run(bench.harness()?, &frame, 1_000_000)?;
+                let r = harness::run(bench.harness()?, frame, 1_000_000)?;
                 ensure!(
                     r.action == XDP_TX,
                     "{id}: filling run returned {}",
@@ -454,12 +519,12 @@ pub fn new_flows(
             (vec![], vec![], vec![], vec![], vec![]);
         let mut pos = bench.count(COUNT_HARNESS)?;
         for _ in 0..p.rounds {
-            let (b, hb) = harness::baselines(bench, &frame, &tpl, repeat)?;
+            let (b, hb) = harness::baselines(bench, frame, &tpl, repeat)?;
             // The baseline runs advanced the flow counter: resume the cycle.
             bench.set_count(COUNT_HARNESS, cpu, pos)?;
             bench.set_target(lab.lb.program().fd()?)?;
             let before = lab.stats()?;
-            let r = harness::run(bench.harness()?, &frame, repeat)?;
+            let r = harness::run(bench.harness()?, frame, repeat)?;
             let after = lab.stats()?;
             pos = bench.count(COUNT_HARNESS)?;
             ensure!(r.action == XDP_TX, "{id}: returned {}", r.action);
@@ -488,4 +553,27 @@ pub fn new_flows(
         });
     }
     Ok(out)
+}
+
+/// Makes every miss of VIP4:80 take the drain fallback: its first backend's
+/// slot is marked draining, the standby ring half names that slot at every
+/// position, and the VIP entry is flagged, as the daemon leaves them while
+/// a backend drains (here with the backend still in the live half too:
+/// only the path is timed).
+fn drain_everything(lab: &mut Lab) -> anyhow::Result<()> {
+    use lb_common::{BACKEND_F_DRAINING, VIP_F_DRAIN_FALLBACK};
+    let key = crate::lab::vip_key(IpAddr::V4(VIP4), 80, lb_common::PROTO_TCP);
+    let mut meta = lab.lb.vip(&key).ok_or_else(|| anyhow::anyhow!("VIP4:80"))?;
+    let m = lab.lb.sizes().ring_size;
+    let live = lab.lb.ring_half(meta.index, meta.ring_half & 1);
+    let slot = live[0];
+    let mut b = lab.lb.backend(slot)?;
+    b.flags |= BACKEND_F_DRAINING;
+    lab.lb.set_backend(slot, &b)?;
+    let standby = vec![slot; m as usize];
+    lab.lb
+        .write_ring_half(meta.index, (meta.ring_half & 1) ^ 1, &standby)?;
+    meta.flags |= VIP_F_DRAIN_FALLBACK;
+    lab.lb.set_vip(&key, &meta)?;
+    Ok(())
 }

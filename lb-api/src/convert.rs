@@ -166,6 +166,8 @@ pub fn vip_info_out(v: &VipInfo) -> pb::VipInfo {
         flags: flags_out(&v.flags),
         backends,
         index: v.index,
+        // Read from the data plane by the daemon where it answers with it.
+        ring_fingerprint: String::new(),
     }
 }
 

@@ -88,11 +88,29 @@ pub const fn vip_filter_bucket(addr: &[u32; 4]) -> u32 {
 pub const VIP_F_NO_SPORT: u32 = 1 << 0;
 /// VIP flag: never use the connection table, every packet takes the ring.
 pub const VIP_F_NO_CONNTRACK: u32 = 1 << 1;
-/// All VIP flags the data plane knows.
+/// All VIP flags an operator sets (the API's, persisted with the VIP).
 pub const VIP_F_ALL: u32 = VIP_F_NO_SPORT | VIP_F_NO_CONNTRACK;
+/// VIP flag set by the daemon, never by an operator: some backend of the
+/// VIP is being drained, and the *standby* half of its double-buffered ring
+/// (`ring_half ^ 1`) holds the VIP's pre-drain table, in which the draining
+/// backends keep the weight they had before the drain. A TCP packet that is
+/// not a SYN and misses the connection table is sent to the backend that
+/// table names at its position when that backend is still draining
+/// ([`BACKEND_F_DRAINING`]), so an established flow of a draining backend
+/// survives losing its entry (another node, a restart, an LRU eviction).
+/// Written with the flip that publishes the ring, so it changes atomically
+/// with the tables it describes.
+pub const VIP_F_DRAIN_FALLBACK: u32 = 1 << 8;
 
 /// Backend flag: the slot is allocated and may be forwarded to.
 pub const BACKEND_F_VALID: u8 = 1 << 0;
+/// Backend flag: the operator drained this backend (weight set to 0 from a
+/// weight above 0) and the drain has not ended (the backend was neither
+/// deleted nor given a weight again). Only such a slot is taken by the
+/// pre-drain fallback ([`VIP_F_DRAIN_FALLBACK`]); a deleted backend's slot
+/// is invalid, and a backend that is down (health checks) or was created
+/// with weight 0 never carries it, so their flows go elsewhere.
+pub const BACKEND_F_DRAINING: u8 = 1 << 1;
 
 const _: () = assert!(
     VIP_FILTER_BUCKETS == 1 << 15,

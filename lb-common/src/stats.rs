@@ -65,10 +65,16 @@ pub enum Stat {
     /// (`LbConfig::new_flow_rate`) was spent: a SYN flood cannot churn the
     /// table and evict established flows. Such a flow is not pinned.
     NewFlowUnpinned = 23,
+    /// TCP packets of an established flow (not a SYN) that missed the
+    /// connection table (another node's flow, a restart, an eviction) and
+    /// were sent to the *draining* backend the VIP's pre-drain ring names
+    /// at their position, instead of being re-hashed onto the current ring
+    /// (which would reset them). Their entry is re-created.
+    ConnDrainFallback = 24,
 }
 
 /// Number of [`Stat`] counters.
-pub const STAT_COUNT: u32 = 24;
+pub const STAT_COUNT: u32 = 25;
 
 /// The value of [`crate::MAP_STATS`] (a per-CPU array of one element): every
 /// global counter of one CPU, indexed by [`Stat`]. One record rather than one
@@ -106,6 +112,7 @@ impl Stat {
         Stat::DropEchoBadSource,
         Stat::DropBadChecksum,
         Stat::NewFlowUnpinned,
+        Stat::ConnDrainFallback,
     ];
 
     /// Stable snake_case name, used in the API and JSON output.
@@ -135,6 +142,7 @@ impl Stat {
             Stat::DropEchoBadSource => "drop_echo_bad_source",
             Stat::DropBadChecksum => "drop_bad_checksum",
             Stat::NewFlowUnpinned => "new_flow_unpinned",
+            Stat::ConnDrainFallback => "conn_drain_fallback",
         }
     }
 }
@@ -183,7 +191,8 @@ impl Stat {
             | Stat::NewFlow
             | Stat::RingLookup
             | Stat::ConnInsertFailed
-            | Stat::NewFlowUnpinned => None,
+            | Stat::NewFlowUnpinned
+            | Stat::ConnDrainFallback => None,
         }
     }
 }

@@ -383,19 +383,25 @@ async fn a_bad_file_applies_nothing_and_names_the_line_and_key() {
             .0,
         1
     );
-    // Other commands keep usage status 2, and take one --api only.
+    // Other commands keep usage status 2; with --api twice they run on
+    // each node and report per node (`stats --watch` only takes one).
     assert_eq!(
         lbctl(&["--api", &n.api, "export", "--format", "yaml"])
             .await
             .0,
         2
     );
-    let (code, _, err) = lbctl(&["--api", &n.api, "--api", &n.api, "export"]).await;
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("only `lbctl apply` works on several nodes"),
-        "{err}"
+    let (code, out, err) = lbctl(&["--api", &n.api, "--api", &n.api, "export"]).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out.matches(&format!("node {}: ok\n", n.api)).count(),
+        2,
+        "{out}"
     );
+    assert!(out.ends_with("nodes: 2: 2 ok, 0 failed\n"), "{out}");
+    let (code, _, err) = lbctl(&["--api", &n.api, "--api", &n.api, "stats", "--watch", "1"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("works on one node only"), "{err}");
 }
 
 #[tokio::test]

@@ -551,6 +551,34 @@ impl Lab {
 
     // ------------------------------------------------------------ API
 
+    /// Empties the daemon's connection tables (both families) through their
+    /// pins, as a node that never saw the flows, or a restart that lost the
+    /// table, would have it; returns how many entries were removed.
+    pub fn clear_conn_table(&self) -> usize {
+        use aya::maps::{HashMap, MapData};
+        use lb_common::{ConnEntry, FlowKey, FlowKey4, MAP_CONN, MAP_CONN4};
+        let open = |name: &str| {
+            MapData::from_pin(self.pin.join("maps").join(name))
+                .unwrap_or_else(|e| panic!("open pinned {name}: {e}"))
+        };
+        let mut removed = 0;
+        let mut t4: HashMap<MapData, FlowKey4, ConnEntry> =
+            HashMap::try_from(aya::maps::Map::from_map_data(open(MAP_CONN4)).expect("LB_CONN4"))
+                .expect("LB_CONN4");
+        let keys: Vec<FlowKey4> = t4.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            removed += usize::from(t4.remove(&k).is_ok());
+        }
+        let mut t6: HashMap<MapData, FlowKey, ConnEntry> =
+            HashMap::try_from(aya::maps::Map::from_map_data(open(MAP_CONN)).expect("LB_CONN"))
+                .expect("LB_CONN");
+        let keys: Vec<FlowKey> = t6.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            removed += usize::from(t6.remove(&k).is_ok());
+        }
+        removed
+    }
+
     /// Runs a future on the lab's runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)

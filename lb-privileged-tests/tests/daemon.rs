@@ -109,10 +109,38 @@ fn assert_maps_match(env: &DaemonEnv, vips: &[pb::VipInfo]) {
             "active ring of {} equals the Maglev table of its backends",
             pv.address
         );
-        assert!(
-            lb.ring_half(meta.index, meta.ring_half ^ 1) == want,
-            "the inactive half was synced too (no stale slot anywhere)"
-        );
+        let standby = lb.ring_half(meta.index, meta.ring_half ^ 1);
+        if meta.flags & lb_common::VIP_F_DRAIN_FALLBACK == 0 {
+            assert!(
+                standby == want,
+                "the inactive half was synced too (no stale slot anywhere)"
+            );
+        } else {
+            // A backend drains: the standby half holds the pre-drain
+            // table, which differs from the live one exactly where it
+            // names a draining backend (weight 0, slot kept and marked).
+            let draining: HashSet<u32> = v
+                .backends
+                .iter()
+                .filter(|b| b.weight == 0)
+                .map(|b| b.slot)
+                .collect();
+            for (pos, (&s, &w)) in standby.iter().zip(&want).enumerate() {
+                assert!(
+                    s == w || draining.contains(&s),
+                    "standby position {pos} of {} names slot {s}, neither live nor draining",
+                    pv.address
+                );
+                if draining.contains(&s) {
+                    let e = lb.backend(s).unwrap();
+                    assert_ne!(
+                        e.flags & lb_common::BACKEND_F_DRAINING,
+                        0,
+                        "slot {s} marked"
+                    );
+                }
+            }
+        }
     }
     for slot in 1..sizes().max_backends {
         if !live_slots.contains(&slot) {

@@ -5,7 +5,9 @@
 //! SYN before a backend was drained and another removed, the explanation
 //! read from the live maps (connection table included) names the backend
 //! `lb_xdp` then encapsulates to under BPF_PROG_TEST_RUN, with the same outer
-//! source, outer family and protocol, and the same verdict.
+//! source, outer family and protocol, and the same verdict. Flows that miss
+//! the table at a position the drained backend held are explained, and
+//! forwarded, back to it (the pre-drain fallback).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -231,6 +233,16 @@ fn explanation_matches_the_kernel_for_1000_flows() {
             Verdict::Forward { backend, .. } => backend,
             Verdict::DropNoBackend => panic!("flow {i} dropped: {e:?}"),
         };
+        // The pre-drain fallback: a non-SYN TCP packet that the table does
+        // not answer, at a position the drained backend held before.
+        if let Some(d) = e.drain_fallback {
+            assert!(matches!(e.conn, ConnLookup::Miss | ConnLookup::Stale));
+            assert_eq!((got, d.backend), (v4(11), v4(11)), "flow {i}: {e:?}");
+            *tally
+                .entry("miss, back to the draining backend")
+                .or_default() += 1;
+            continue;
+        }
         let kind = match (e.conn, pinned.get(&i)) {
             (ConnLookup::Hit, Some(&p)) if p == v4(11) => {
                 assert_eq!(got, p, "a drained backend keeps its flows");
@@ -275,6 +287,7 @@ fn explanation_matches_the_kernel_for_1000_flows() {
         "hit, drained backend",
         "stale (removed backend), re-hashed",
         "miss",
+        "miss, back to the draining backend",
         "no-conntrack",
     ] {
         assert!(

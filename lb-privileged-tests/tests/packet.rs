@@ -1891,3 +1891,296 @@ fn gue_carries_icmp_errors_to_the_flows_backend() {
     expect_gue(&mut f, 6080, &err, 0xc0, ip(CLIENT4), 40100, BE4_A);
     assert_eq!(f.stat(Stat::IcmpErrorForwarded), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Drains that survive a missing connection entry (the pre-drain fallback).
+// The daemon's state layer drives the real maps here (drain = weight 0,
+// delete, undrain: the code the API runs), so the standby half, the VIP
+// flag and the slot marks are the ones a daemon writes.
+
+mod drain {
+    use std::net::SocketAddr;
+
+    use lb_common::{ConnEntry, FlowKey4, Stat};
+    use lb_daemon::{
+        dataplane::{Balancer, BalancerConfig},
+        state::{BackendSpec, FlowPacket, LbState, Model, Verdict},
+        vip::{Proto, VipFlags, VipSpec},
+    };
+
+    use super::*;
+
+    type St = LbState<Balancer>;
+
+    fn config() -> BalancerConfig {
+        BalancerConfig {
+            gateway_mac: GW_MAC,
+            if_mac: LB_MAC,
+            mtu: 1500,
+            hash_seed: 0xd1a1,
+            v4_src: "198.19.128.0".parse().unwrap(),
+            v4_src_len: 17,
+            v6_src: "fd00:5::".parse().unwrap(),
+            v6_src_len: 96,
+            icmp_too_big_rate: 0,
+            new_flow_rate: 0,
+            ..Default::default()
+        }
+    }
+
+    /// A TCP VIP with backends A, B, C and a UDP VIP on the same address
+    /// with the same backends, all weight 100.
+    fn setup(cfg: &BalancerConfig) -> (St, VipSpec, VipSpec) {
+        pin_thread();
+        let lb = Balancer::load(test_sizes()).expect("load lb_xdp");
+        let mut st = LbState::new(lb, Model::default(), None).unwrap();
+        st.set_node_config(cfg.to_map().unwrap()).unwrap();
+        let tcp = VipSpec::new(ip(VIP4), 80, Proto::Tcp);
+        let udp = VipSpec::new(ip(VIP4), 53, Proto::Udp);
+        let all = [ip(BE4_A), ip(BE4_B), ip(BE4_C)].map(BackendSpec::new);
+        st.create_vip(tcp, VipFlags::default(), &all).unwrap();
+        st.create_vip(udp, VipFlags::default(), &all).unwrap();
+        (st, tcp, udp)
+    }
+
+    fn run(st: &St, frame: &[u8]) -> (u32, Vec<u8>) {
+        use aya::programs::{TestRun as _, TestRunOptions};
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = st
+            .dataplane()
+            .program_ref()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    /// Runs `frame` (client CLIENT4:sport) and checks it comes out
+    /// encapsulated to `backend`, byte for byte.
+    #[track_caller]
+    fn expect_to(st: &St, cfg: &BalancerConfig, frame: &[u8], sport: u16, backend: IpAddr) {
+        let (act, out) = run(st, frame);
+        assert_eq!(act, XDP_TX, "expected XDP_TX to {backend}");
+        let src = crafted_v4(cfg.v4_src, cfg.v4_src_len, ip(CLIENT4), sport);
+        let want = encapsulated(l3_of(frame), 0, src.into(), backend, None);
+        assert_frame(&out, &want);
+    }
+
+    /// The backend the current ring names for a new flow from sport.
+    fn ring_says(st: &St, vip: &VipSpec, sport: u16) -> IpAddr {
+        let client = SocketAddr::new(ip(CLIENT4), sport);
+        st.route(vip, client).unwrap().backend.expect("a backend")
+    }
+
+    /// Source ports (from 20000 on) whose flows the ring gives `backend`.
+    fn ports_of(st: &St, vip: &VipSpec, backend: IpAddr, n: usize) -> Vec<u16> {
+        (20000u16..)
+            .filter(|&p| ring_says(st, vip, p) == backend)
+            .take(n)
+            .collect()
+    }
+
+    fn ack(sport: u16) -> Vec<u8> {
+        v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, ACK | PSH, b"more data")
+    }
+
+    fn syn(sport: u16) -> Vec<u8> {
+        v4_tcp(v4(CLIENT4), v4(VIP4), sport, 80, SYN, b"")
+    }
+
+    fn entry(st: &St, sport: u16) -> Option<ConnEntry> {
+        let key = FlowKey4::new(
+            u32::from_ne_bytes(v4(CLIENT4).octets()),
+            u32::from_ne_bytes(v4(VIP4).octets()),
+            sport.to_be(),
+            80u16.to_be(),
+            TCP,
+        );
+        st.dataplane().conn_entry4(&key)
+    }
+
+    fn stat(st: &St, s: Stat) -> u64 {
+        st.dataplane().stats().unwrap()[s as usize]
+    }
+
+    fn slot_of(st: &St, vip: &VipSpec, a: IpAddr) -> u32 {
+        st.list_backends(vip)
+            .unwrap()
+            .iter()
+            .find(|b| b.address == a)
+            .expect("a backend of the VIP")
+            .slot
+    }
+
+    #[test]
+    fn a_missed_flow_of_a_draining_backend_goes_back_to_it_and_is_pinned_again() {
+        require_root();
+        let cfg = config();
+        let (mut st, tcp, _) = setup(&cfg);
+        let (a, b) = (ip(BE4_A), ip(BE4_B));
+        // Flows the ring gives A before the drain. None was ever seen by
+        // this node: like flows arriving from another node, or after a
+        // restart or an eviction emptied the table.
+        let on_a = ports_of(&st, &tcp, a, 4);
+        let on_b = ports_of(&st, &tcp, b, 2);
+        st.set_weight(&tcp, a, 0).unwrap();
+        let slot_a = slot_of(&st, &tcp, a);
+        let generation = st.dataplane().backend(slot_a).unwrap().generation;
+
+        for &p in &on_a[..2] {
+            assert_ne!(ring_says(&st, &tcp, p), a, "A is out of the current ring");
+            assert_eq!(entry(&st, p), None);
+            expect_to(&st, &cfg, &ack(p), p, a);
+            // The entry is re-created, on A's slot and generation: the
+            // flow's next packets are plain hits.
+            assert_eq!(
+                entry(&st, p),
+                Some(ConnEntry {
+                    slot: slot_a,
+                    generation
+                })
+            );
+            expect_to(&st, &cfg, &ack(p), p, a);
+        }
+        assert_eq!(stat(&st, Stat::ConnDrainFallback), 2);
+        assert_eq!(stat(&st, Stat::ConnHit), 2);
+        assert_eq!(stat(&st, Stat::ConnMiss), 2);
+
+        // A SYN at such a position is a new connection: the current ring.
+        let p = on_a[2];
+        let now = ring_says(&st, &tcp, p);
+        assert_ne!(now, a);
+        expect_to(&st, &cfg, &syn(p), p, now);
+        expect_to(&st, &cfg, &ack(p), p, now);
+        assert_eq!(
+            stat(&st, Stat::ConnDrainFallback),
+            2,
+            "a SYN never falls back"
+        );
+
+        // A miss at a position of a backend that is not draining: the ring.
+        for &p in &on_b {
+            expect_to(&st, &cfg, &ack(p), p, b);
+        }
+        assert_eq!(stat(&st, Stat::ConnDrainFallback), 2);
+
+        // Undrained: A is in the ring again, the fallback is off.
+        st.set_weight(&tcp, a, 100).unwrap();
+        let meta = st.dataplane().vip(&tcp.key()).unwrap();
+        assert_eq!(meta.flags & lb_common::VIP_F_DRAIN_FALLBACK, 0);
+        let p = on_a[3];
+        expect_to(&st, &cfg, &ack(p), p, a);
+        assert_eq!(stat(&st, Stat::ConnDrainFallback), 2);
+    }
+
+    #[test]
+    fn the_fallback_ends_with_the_drain_and_never_resurrects_a_backend() {
+        require_root();
+        let cfg = config();
+        let (mut st, tcp, udp) = setup(&cfg);
+        let (a, b, c) = (ip(BE4_A), ip(BE4_B), ip(BE4_C));
+        let on_a = ports_of(&st, &tcp, a, 3);
+        let on_c = ports_of(&st, &tcp, c, 2);
+        let udp_on_a: Vec<u16> = (20000u16..)
+            .filter(|&p| ring_says(&st, &udp, p) == a)
+            .take(2)
+            .collect();
+        // A is drained, C deleted without a drain, D joins with weight 0
+        // (it never had flows, so it is not draining).
+        st.set_weight(&tcp, a, 0).unwrap();
+        st.set_weight(&udp, a, 0).unwrap();
+        st.remove_backend(&tcp, c).unwrap();
+        let d = ip("198.19.0.14");
+        st.add_backend(&tcp, BackendSpec::weighted(d, 0)).unwrap();
+
+        // C's old flows are re-hashed: a deleted backend is never named
+        // again, nor is D. (The pre-drain table is computed without C, so
+        // some of C's positions name A there and those flows fall back to
+        // A: they are lost either way, C is gone.)
+        for &p in &on_c {
+            let pkt = FlowPacket {
+                dst: tcp,
+                client: SocketAddr::new(ip(CLIENT4), p),
+                syn: false,
+            };
+            let e = st.explain_route(&pkt).unwrap();
+            let Verdict::Forward { backend, .. } = e.verdict else {
+                panic!("dropped: {e:?}")
+            };
+            assert!(backend == a || backend == b, "{backend}");
+            assert_eq!(e.drain_fallback.is_some(), backend == a);
+            expect_to(&st, &cfg, &ack(p), p, backend);
+        }
+        let fallbacks = stat(&st, Stat::ConnDrainFallback);
+        // UDP has no SYN to tell new flows from old: no fallback.
+        for &p in &udp_on_a {
+            let now = ring_says(&st, &udp, p);
+            assert_ne!(now, a);
+            let frame = v4_frame(
+                v4(CLIENT4),
+                v4(VIP4),
+                UDP,
+                0,
+                &super::udp(ip(CLIENT4), ip(VIP4), p, 53, b"q"),
+            );
+            expect_to(&st, &cfg, &frame, p, now);
+        }
+        assert_eq!(stat(&st, Stat::ConnDrainFallback), fallbacks);
+        // While A drains, its flows come back to it.
+        expect_to(&st, &cfg, &ack(on_a[0]), on_a[0], a);
+        assert_eq!(stat(&st, Stat::ConnDrainFallback), fallbacks + 1);
+
+        // The drain ends with A's deletion: its flows are re-hashed now.
+        let slot_a = slot_of(&st, &tcp, a);
+        st.remove_backend(&tcp, a).unwrap();
+        assert_eq!(st.dataplane().backend(slot_a).unwrap().flags, 0);
+        for &p in &on_a[1..] {
+            let now = ring_says(&st, &tcp, p);
+            assert_eq!(now, b, "only B is left with a weight");
+            expect_to(&st, &cfg, &ack(p), p, b);
+        }
+        assert_eq!(stat(&st, Stat::ConnDrainFallback), fallbacks + 1);
+        let meta = st.dataplane().vip(&tcp.key()).unwrap();
+        assert_eq!(meta.flags & lb_common::VIP_F_DRAIN_FALLBACK, 0);
+    }
+
+    #[test]
+    fn the_new_flow_budget_holds_at_the_drained_positions_too() {
+        require_root();
+        // One new entry per second and CPU: the budget is spent at once.
+        let cfg = BalancerConfig {
+            new_flow_rate: 1,
+            ..config()
+        };
+        let (mut st, tcp, _) = setup(&cfg);
+        let (a, b) = (ip(BE4_A), ip(BE4_B));
+        let on_a = ports_of(&st, &tcp, a, 3);
+        let on_b = ports_of(&st, &tcp, b, 1);
+        st.set_weight(&tcp, a, 0).unwrap();
+        // Spend the budget.
+        expect_to(&st, &cfg, &syn(on_b[0]), on_b[0], b);
+        assert!(entry(&st, on_b[0]).is_some());
+        // New connections at A's former positions: the current ring, and
+        // unpinned like any other past the budget (a flood must not evict
+        // through them). The price, documented: such a connection's next
+        // packet misses and falls back to A.
+        for &p in &on_a[..2] {
+            let now = ring_says(&st, &tcp, p);
+            assert_ne!(now, a);
+            expect_to(&st, &cfg, &syn(p), p, now);
+            assert_eq!(entry(&st, p), None, "past the budget: unpinned");
+        }
+        assert_eq!(stat(&st, Stat::NewFlowUnpinned), 2);
+        // A missed flow of A falls back, and its re-created entry needs a
+        // token too: forwarded to A, unpinned.
+        let p = on_a[2];
+        expect_to(&st, &cfg, &ack(p), p, a);
+        assert_eq!(entry(&st, p), None);
+        assert_eq!(stat(&st, Stat::NewFlowUnpinned), 3);
+        assert_eq!(stat(&st, Stat::ConnDrainFallback), 1);
+    }
+}

@@ -24,7 +24,9 @@ fn addr_or_empty(a: Option<std::net::IpAddr>) -> String {
 
 /// The message for an explanation.
 pub(super) fn explanation_out(e: &Explanation) -> pb::RouteExplanation {
-    let flags = VipFlags::from_bits(e.flags).unwrap_or_default();
+    // Only the operator's flags: the daemon's own (`VIP_F_DRAIN_FALLBACK`)
+    // are not VIP flags of the API.
+    let flags = VipFlags::from_bits(e.flags & lb_common::VIP_F_ALL).unwrap_or_default();
     let (verdict, backend_address, backend_slot) = match e.verdict {
         Verdict::Forward { backend, slot } => {
             (pb::RouteVerdict::Forward, backend.to_string(), slot)
@@ -54,6 +56,11 @@ pub(super) fn explanation_out(e: &Explanation) -> pb::RouteExplanation {
             slot: r.slot,
             address: addr_or_empty(r.backend),
             generation: r.generation,
+        }),
+        drain_fallback: e.drain_fallback.map(|d| pb::DrainFallback {
+            slot: d.slot,
+            address: d.backend.to_string(),
+            generation: d.generation,
         }),
         verdict: verdict.into(),
         backend_address,

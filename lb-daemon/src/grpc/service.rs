@@ -136,11 +136,16 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
     }
 
     async fn list_vips(&self, _: Request<pb::ListVipsRequest>) -> Reply<pb::ListVipsResponse> {
-        let mut vips = self.state.lock().await.list_vips();
+        let st = self.state.lock().await;
+        let mut vips = st.list_vips();
         vips.sort_by_key(|v| v.spec);
-        Ok(Response::new(pb::ListVipsResponse {
-            vips: vips.iter().map(convert::vip_info_out).collect(),
-        }))
+        let mut out = Vec::with_capacity(vips.len());
+        for v in &vips {
+            let mut info = convert::vip_info_out(v);
+            info.ring_fingerprint = st.ring_fingerprint(&v.spec).map_err(to_status)?;
+            out.push(info);
+        }
+        Ok(Response::new(pb::ListVipsResponse { vips: out }))
     }
 
     async fn add_backend(
@@ -325,8 +330,16 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
     async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> Reply<pb::GetStatusResponse> {
         let st = self.state.lock().await;
         let sizes = st.dataplane().sizes();
-        let vips = st.list_vips();
+        let mut vips = st.list_vips();
+        vips.sort_by_key(|v| v.spec);
         let slots: usize = vips.iter().map(|v| v.backends.len()).sum();
+        let mut rings = Vec::with_capacity(vips.len());
+        for v in &vips {
+            rings.push(pb::VipRing {
+                vip: Some(convert::vip_out(&v.spec)),
+                fingerprint: st.ring_fingerprint(&v.spec).map_err(to_status)?,
+            });
+        }
         let cfg = st.dataplane().config().map_err(dp_err)?;
         let i = &self.info;
         Ok(Response::new(pb::GetStatusResponse {
@@ -356,6 +369,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             adopted: i.adopted,
             pin_path: i.pin_path.clone(),
             encapsulation: crate::dataplane::Encapsulation::from_map(cfg.gue_port).to_string(),
+            rings,
         }))
     }
 

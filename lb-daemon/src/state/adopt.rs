@@ -12,7 +12,7 @@ use lb_common::{AddrKey, BACKEND_F_VALID};
 
 use super::{
     StateError,
-    apply::{Tx, alloc_slot, free_slot, install_vip, publish, table_of},
+    apply::{Tx, alloc_slot, free_slot, install_vip, publish, set_draining, table_of},
     gateway,
     model::Model,
 };
@@ -104,6 +104,10 @@ fn repair<D: Dataplane>(
                 alloc_slot(tx, m.slot, *a, v.index)?;
                 report.backends_written += 1;
             }
+            // The drain mark, before any standby half names the slot.
+            if set_draining(tx, m.slot, m.draining())? {
+                report.backends_written += 1;
+            }
         }
     }
 
@@ -112,7 +116,9 @@ fn repair<D: Dataplane>(
         let table = table_of(v, sizes.ring_size)?;
         match tx.dp.vip(&v.spec.key()) {
             Some(cur) if cur.index == v.index => {
-                let live_ok = tx.dp.ring_half_equals(v.index, cur.ring_half & 1, &table);
+                let live_ok = tx
+                    .dp
+                    .ring_half_equals(v.index, cur.ring_half & 1, &table.live);
                 if publish(tx, v, cur, &table)? {
                     report.vips_written += 1;
                 }

@@ -14,13 +14,23 @@
 //! 3. Only then are slots that left the VIP freed (invalid, generation + 1),
 //!    so a connection pinned to a freed slot re-hashes instead of following
 //!    the slot to whatever it is reused for.
+//!
+//! Drains: while a VIP has a draining backend, its standby half holds the
+//! pre-drain table (`Vip::drain_table`) instead of a copy of the live one,
+//! and the VIP entry carries `VIP_F_DRAIN_FALLBACK` (written by the flip,
+//! with the tables it describes). A backend starting to drain gets
+//! `BACKEND_F_DRAINING` on its slot (same generation: its pinned flows stay)
+//! *before* the flip, so from the flip on the old live half, now standby,
+//! already sends its flows back to it; a drain that ends clears the flag
+//! after the flip. The standby half never names a slot about to be freed
+//! either: a deleted backend is in neither table.
 
 use std::{
     net::IpAddr,
     time::{Duration, Instant},
 };
 
-use lb_common::{AddrKey, BACKEND_F_VALID, Backend, LbConfig, VipKey, VipMeta};
+use lb_common::{AddrKey, BACKEND_F_DRAINING, BACKEND_F_VALID, Backend, LbConfig, VipKey, VipMeta};
 
 use super::{
     StateError,
@@ -39,6 +49,9 @@ enum Undo {
     VipAddr { key: AddrKey, prev: u32 },
     /// Put the slot back (see [`Tx::undo_backend`] for the generation).
     Backend { slot: u32, prev: Backend },
+    /// Put a slot's flags back: a write that changed nothing but the
+    /// flags (same generation), so nothing was pinned under a new pair.
+    BackendFlags { slot: u32, prev: Backend },
     /// Put ring positions back: (position in the half, slot it held).
     Ring {
         index: u32,
@@ -108,6 +121,18 @@ impl<'a, D: Dataplane> Tx<'a, D> {
         self.dp.set_backend(slot, b)
     }
 
+    /// Rewrites only the flags of a valid slot, keeping its generation (and
+    /// so its pinned flows); undone exactly.
+    pub fn set_backend_flags(
+        &mut self,
+        slot: u32,
+        flags: u8,
+        prev: Backend,
+    ) -> Result<(), DataplaneError> {
+        self.undo.push(Undo::BackendFlags { slot, prev });
+        self.dp.set_backend(slot, &Backend { flags, ..prev })
+    }
+
     /// Makes a ring half equal `table`, storing only the positions that
     /// differ; returns how many did. The undo entry holds just those
     /// positions (a new backend moves about 1/N of the ring, not all of it).
@@ -170,6 +195,7 @@ impl<'a, D: Dataplane> Tx<'a, D> {
                 }
                 Undo::VipAddr { key, prev } => dp.set_vip_addr(&key, prev),
                 Undo::Backend { slot, prev } => Self::undo_backend(dp, slot, prev),
+                Undo::BackendFlags { slot, prev } => dp.set_backend(slot, &prev),
                 Undo::Ring { index, half, prev } => {
                     let mut table = dp.ring_half(index, half);
                     for (pos, slot) in prev {
@@ -249,6 +275,28 @@ pub(crate) fn alloc_slot<D: Dataplane>(
     .map_err(internal(ctx))
 }
 
+/// Sets or clears `BACKEND_F_DRAINING` on a valid slot, keeping its
+/// generation. Returns whether it wrote.
+pub(crate) fn set_draining<D: Dataplane>(
+    tx: &mut Tx<'_, D>,
+    slot: u32,
+    draining: bool,
+) -> Result<bool, StateError> {
+    let ctx = || format!("marking backend slot {slot} draining={draining}");
+    let cur = tx.dp.backend(slot).map_err(internal(ctx))?;
+    let want = if draining {
+        cur.flags | BACKEND_F_DRAINING
+    } else {
+        cur.flags & !BACKEND_F_DRAINING
+    };
+    if cur.flags & BACKEND_F_VALID == 0 || want == cur.flags {
+        return Ok(false);
+    }
+    tx.set_backend_flags(slot, want, cur)
+        .map_err(internal(ctx))?;
+    Ok(true)
+}
+
 /// Invalidates `slot` under a new generation (the address is kept, which
 /// helps when reading map dumps).
 pub(crate) fn free_slot<D: Dataplane>(tx: &mut Tx<'_, D>, slot: u32) -> Result<(), StateError> {
@@ -262,45 +310,63 @@ pub(crate) fn free_slot<D: Dataplane>(tx: &mut Tx<'_, D>, slot: u32) -> Result<(
     tx.set_backend(slot, &b, cur).map_err(internal(ctx))
 }
 
-/// The VIP's table, or an internal error (requests were validated against
-/// every reason the builder could refuse).
-pub(crate) fn table_of(vip: &Vip, ring_size: u32) -> Result<Vec<u32>, StateError> {
-    vip.table(ring_size)
-        .map_err(|e| StateError::Internal(format!("building the ring of {}: {e}", vip.spec)))
+/// What a VIP's two ring halves hold: the live table, and the standby
+/// half's (the pre-drain table while a backend drains, else the live one).
+pub(crate) struct Tables {
+    pub live: Vec<u32>,
+    pub standby: Option<Vec<u32>>,
 }
 
-/// Publishes `table` for a VIP whose entry exists: inactive half, flip, the
-/// other half. Flags and index are (re)written by the flip. Returns whether
-/// the VIP entry was written.
+impl Tables {
+    /// The standby half's table.
+    pub fn standby(&self) -> &[u32] {
+        self.standby.as_deref().unwrap_or(&self.live)
+    }
+}
+
+/// The VIP's tables, or an internal error (requests were validated against
+/// every reason the builder could refuse).
+pub(crate) fn table_of(vip: &Vip, ring_size: u32) -> Result<Tables, StateError> {
+    let err = |e| StateError::Internal(format!("building the ring of {}: {e}", vip.spec));
+    Ok(Tables {
+        live: vip.table(ring_size).map_err(err)?,
+        standby: vip.drain_table(ring_size).transpose().map_err(err)?,
+    })
+}
+
+/// Publishes `tables` for a VIP whose entry exists: the live table into
+/// the inactive half, flip, then the standby table into the other half.
+/// Flags and index are (re)written by the flip. Returns whether the VIP
+/// entry was written.
 pub(crate) fn publish<D: Dataplane>(
     tx: &mut Tx<'_, D>,
     vip: &Vip,
     current: VipMeta,
-    table: &[u32],
+    tables: &Tables,
 ) -> Result<bool, StateError> {
     let key = vip.spec.key();
     let ctx = || format!("publishing the ring of {}", vip.spec);
     let live = current.ring_half & 1;
     let want = |half: u32| VipMeta {
         index: vip.index,
-        flags: vip.flags.bits(),
+        flags: vip.map_flags(),
         ring_half: half,
         _pad: 0,
     };
     let mut wrote_vip = false;
-    if !tx.dp.ring_half_equals(vip.index, live, table) || current.index != vip.index {
-        tx.write_ring_half(vip.index, live ^ 1, table)
+    if !tx.dp.ring_half_equals(vip.index, live, &tables.live) || current.index != vip.index {
+        tx.write_ring_half(vip.index, live ^ 1, &tables.live)
             .map_err(internal(ctx))?;
         tx.set_vip(&key, &want(live ^ 1)).map_err(internal(ctx))?;
         wrote_vip = true;
-        tx.write_ring_half(vip.index, live, table)
+        tx.write_ring_half(vip.index, live, tables.standby())
             .map_err(internal(ctx))?;
     } else {
         if current != want(live) {
             tx.set_vip(&key, &want(live)).map_err(internal(ctx))?;
             wrote_vip = true;
         }
-        tx.write_ring_half(vip.index, live ^ 1, table)
+        tx.write_ring_half(vip.index, live ^ 1, tables.standby())
             .map_err(internal(ctx))?;
     }
     Ok(wrote_vip)
@@ -312,24 +378,26 @@ pub(crate) fn publish<D: Dataplane>(
 pub(crate) fn install_vip<D: Dataplane>(
     tx: &mut Tx<'_, D>,
     vip: &Vip,
-    table: &[u32],
+    tables: &Tables,
     addr_count: (u32, u32),
 ) -> Result<(), StateError> {
     let ctx = || format!("creating VIP {}", vip.spec);
     tx.clear_stats(Some(vip.index), None)
         .map_err(internal(ctx))?;
-    // Writing the table straight into both halves, rather than clearing them
-    // and then publishing, leaves no moment where the new VIP drops packets
-    // for want of a ring. Nothing reads the halves before the entry exists.
-    for half in 0..2 {
-        tx.write_ring_half(vip.index, half, table)
-            .map_err(internal(ctx))?;
-    }
+    // Writing the tables straight into both halves, rather than clearing
+    // them and then publishing, leaves no moment where the new VIP drops
+    // packets for want of a ring. Nothing reads the halves before the entry
+    // exists. (Half 1 is the standby: a VIP adopted from the state may
+    // have a draining backend.)
+    tx.write_ring_half(vip.index, 0, &tables.live)
+        .map_err(internal(ctx))?;
+    tx.write_ring_half(vip.index, 1, tables.standby())
+        .map_err(internal(ctx))?;
     tx.set_vip(
         &vip.spec.key(),
         &VipMeta {
             index: vip.index,
-            flags: vip.flags.bits(),
+            flags: vip.map_flags(),
             ring_half: 0,
             _pad: 0,
         },
@@ -351,7 +419,7 @@ fn alloc_and_build<D: Dataplane>(
     vip: &Vip,
     fresh: &[(IpAddr, u32)],
     ring_size: u32,
-) -> Result<Vec<u32>, StateError> {
+) -> Result<Tables, StateError> {
     const SIDE_BY_SIDE_FROM: usize = 64;
     let alloc = |tx: &mut Tx<'_, D>| {
         fresh
@@ -394,6 +462,9 @@ pub(crate) fn sync_vip<D: Dataplane>(
                 new_model.addr_count(v.spec.address),
                 old_model.addr_count(v.spec.address),
             );
+            for m in v.backends.values().filter(|m| m.draining()) {
+                set_draining(tx, m.slot, true)?;
+            }
             install_vip(tx, v, &table, counts)?;
             tx.rebuilds.push((v.spec, started.elapsed()));
             Ok(())
@@ -432,8 +503,16 @@ pub(crate) fn sync_vip<D: Dataplane>(
                     n.spec
                 ))
             })?;
+            // Drains that start are marked before the flip (see the module
+            // docs), drains that end after it.
+            for m in n.backends.values().filter(|m| m.draining()) {
+                set_draining(tx, m.slot, true)?;
+            }
             publish(tx, n, current, &table)?;
             tx.rebuilds.push((n.spec, started.elapsed()));
+            for m in n.backends.values().filter(|m| !m.draining()) {
+                set_draining(tx, m.slot, false)?;
+            }
             for (a, m) in &o.backends {
                 if n.backends.get(a).map(|nm| nm.slot) != Some(m.slot) {
                     free_slot(tx, m.slot)?;

@@ -6,8 +6,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use lb_common::{
-    BACKEND_F_VALID, FlowKey, FlowKey4, SLOT_NONE, VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT, addr,
-    flow_hash,
+    BACKEND_F_DRAINING, BACKEND_F_VALID, FlowKey, FlowKey4, SLOT_NONE, VIP_F_DRAIN_FALLBACK,
+    VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT, addr, flow_hash,
 };
 
 use super::{StateError, model::Model};
@@ -66,6 +66,17 @@ pub struct RingStep {
     pub generation: u32,
 }
 
+/// The backend the pre-drain fallback chose (see `Explanation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrainFallback {
+    /// The draining backend's slot, as the standby half names it.
+    pub slot: u32,
+    /// Its address.
+    pub backend: IpAddr,
+    /// Its generation (what the re-created entry records).
+    pub generation: u32,
+}
+
 /// The outer header the packet would get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Encap {
@@ -120,6 +131,11 @@ pub struct Explanation {
     pub conn_entry: Option<ConnView>,
     /// The ring step, unless the connection table answered.
     pub ring: Option<RingStep>,
+    /// The pre-drain fallback, when it took the packet: a TCP packet that
+    /// is not a SYN, missed the connection table, and whose position in
+    /// the VIP's pre-drain table (the standby ring half) names a backend
+    /// that is still draining. The verdict then forwards there.
+    pub drain_fallback: Option<DrainFallback>,
     /// The outcome.
     pub verdict: Verdict,
     /// The outer header, when forwarded.
@@ -214,6 +230,7 @@ pub(crate) fn explain<D: Dataplane>(
         }
     };
 
+    let mut drain_fallback = None;
     let (ring, verdict) = match (conn, conn_entry) {
         (ConnLookup::Hit, Some(v)) => (
             None,
@@ -249,9 +266,29 @@ pub(crate) fn explain<D: Dataplane>(
                 backend,
                 generation: b.map_or(0, |b| b.generation),
             };
-            let verdict = match backend {
-                Some(backend) => Verdict::Forward { backend, slot },
-                None => Verdict::DropNoBackend,
+            // `flow.rs`: TCP, not a SYN, conn table in use, the VIP flagged;
+            // the standby half's slot valid, draining and of this VIP.
+            let tcp = proto == lb_common::PROTO_TCP;
+            if use_conn && tcp && !is_tcp_syn && meta.flags & VIP_F_DRAIN_FALLBACK != 0 {
+                let standby = dp.ring_slot(meta.index, half ^ 1, position);
+                const LIVE_DRAIN: u8 = BACKEND_F_VALID | BACKEND_F_DRAINING;
+                drain_fallback = slot_view(dp, standby)?
+                    .filter(|b| b.flags & LIVE_DRAIN == LIVE_DRAIN && b.vip == meta.index)
+                    .and_then(|b| {
+                        Some(DrainFallback {
+                            slot: standby,
+                            backend: unmap_addr(b.addr, b.family)?,
+                            generation: b.generation,
+                        })
+                    });
+            }
+            let verdict = match (drain_fallback, backend) {
+                (Some(d), _) => Verdict::Forward {
+                    backend: d.backend,
+                    slot: d.slot,
+                },
+                (None, Some(backend)) => Verdict::Forward { backend, slot },
+                (None, None) => Verdict::DropNoBackend,
             };
             (Some(step), verdict)
         }
@@ -271,6 +308,7 @@ pub(crate) fn explain<D: Dataplane>(
         conn,
         conn_entry,
         ring,
+        drain_fallback,
         verdict,
         encap,
     })

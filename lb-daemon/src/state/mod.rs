@@ -13,6 +13,7 @@ mod adopt;
 mod apply;
 mod error;
 mod explain;
+mod fingerprint;
 mod gateway;
 mod model;
 mod observe;
@@ -36,7 +37,10 @@ use lb_common::{LbConfig, PktBytes, STAT_COUNT};
 
 pub use adopt::AdoptReport;
 pub use error::StateError;
-pub use explain::{ConnLookup, ConnView, Encap, Explanation, FlowPacket, RingStep, Verdict};
+pub use explain::{
+    ConnLookup, ConnView, DrainFallback, Encap, Explanation, FlowPacket, RingStep, Verdict,
+};
+pub use fingerprint::{RingParams, fingerprint};
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
 pub use model::Model;
 pub use observe::RingObserver;
@@ -262,7 +266,7 @@ impl<D: Dataplane> LbState<D> {
             .backends
             .get_mut(&address)
             .ok_or_else(|| not_a_backend(spec, address))?;
-        m.weight = weight;
+        *m = Member::next(Some(m), weight, m.slot);
         self.check_ring_room(&vip)?;
         let mut new = self.model.clone();
         new.vips.insert(*spec, vip);
@@ -306,13 +310,8 @@ impl<D: Dataplane> LbState<D> {
         for b in backends {
             match old.backends.get(&b.address) {
                 Some(m) => {
-                    vip.backends.insert(
-                        b.address,
-                        Member {
-                            weight: b.weight,
-                            slot: m.slot,
-                        },
-                    );
+                    vip.backends
+                        .insert(b.address, Member::next(Some(m), b.weight, m.slot));
                 }
                 None => fresh.push(*b),
             }
@@ -335,6 +334,40 @@ impl<D: Dataplane> LbState<D> {
     /// the live maps, connection table included (`lbctl route --explain`).
     pub fn explain_route(&self, pkt: &FlowPacket) -> Result<Explanation, StateError> {
         explain::explain(&self.dp, &self.model, pkt)
+    }
+
+    /// The fingerprint of the tables VIP `spec` forwards with now, read
+    /// from the data plane (`fingerprint`): equal on two nodes exactly when
+    /// they send every flow of the VIP to the same backend.
+    pub fn ring_fingerprint(&self, spec: &VipSpec) -> Result<String, StateError> {
+        self.vip(spec)?;
+        let meta = self.dp.vip(&spec.key()).ok_or_else(|| {
+            StateError::Internal(format!(
+                "VIP {spec} is missing from the data plane (restart the daemon to repair)"
+            ))
+        })?;
+        let live = meta.ring_half & 1;
+        let table = self.dp.ring_half(meta.index, live);
+        let standby = (meta.flags & lb_common::VIP_F_DRAIN_FALLBACK != 0)
+            .then(|| self.dp.ring_half(meta.index, live ^ 1));
+        let addr_of = |slot: u32| {
+            self.dp
+                .backend(slot)
+                .ok()
+                .filter(|b| b.flags & lb_common::BACKEND_F_VALID != 0)
+                .and_then(|b| crate::vip::unmap_addr(b.addr, b.family))
+        };
+        let hash_seed = self
+            .dp
+            .config()
+            .map_err(|e| StateError::dataplane("reading the data-plane settings", &e))?
+            .hash_seed;
+        let params = RingParams {
+            hash_seed,
+            flags: meta.flags & lb_common::VIP_F_ALL,
+            ring_size: self.dp.sizes().ring_size,
+        };
+        Ok(fingerprint(params, &table, standby.as_deref(), addr_of))
     }
 
     /// A VIP's counters and its backends'.
@@ -388,11 +421,13 @@ impl<D: Dataplane> LbState<D> {
 
     fn check_ring_room(&self, vip: &Vip) -> Result<(), StateError> {
         let m = self.dp.sizes().ring_size;
-        if vip.weighted() > m as usize {
+        // The pre-drain table too: draining backends keep positions there.
+        if vip.drain_weighted() > m as usize {
             return Err(StateError::ResourceExhausted(format!(
-                "VIP {} would have {} weighted backends, more than its {m} ring positions",
+                "VIP {} would have {} weighted (or draining) backends, more than its {m} \
+                 ring positions",
                 vip.spec,
-                vip.weighted()
+                vip.drain_weighted()
             )));
         }
         Ok(())
@@ -417,13 +452,8 @@ impl<D: Dataplane> LbState<D> {
             let slot = pool
                 .alloc()
                 .ok_or_else(|| StateError::ResourceExhausted("no free backend slot".to_owned()))?;
-            vip.backends.insert(
-                b.address,
-                Member {
-                    weight: b.weight,
-                    slot,
-                },
-            );
+            vip.backends
+                .insert(b.address, Member::next(None, b.weight, slot));
         }
         self.check_ring_room(vip)
     }

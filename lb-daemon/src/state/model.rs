@@ -19,6 +19,36 @@ use crate::{
 pub(crate) struct Member {
     pub weight: u32,
     pub slot: u32,
+    /// While the backend is being drained: the weight it had before (its
+    /// share of the VIP's pre-drain table); 0 when it is not draining. Set
+    /// when an operator change takes the weight from above 0 to 0, kept
+    /// while it stays 0, cleared when the weight rises again; a deleted
+    /// backend takes it along. So a drain ends when the backend is deleted
+    /// or given a weight again.
+    pub drain_weight: u32,
+}
+
+impl Member {
+    /// A member with `weight`, succeeding `old` (the same backend before
+    /// the change, if it existed): carries the drain over or starts one.
+    pub fn next(old: Option<&Member>, weight: u32, slot: u32) -> Self {
+        let drain_weight = match old {
+            _ if weight > 0 => 0,
+            Some(o) if o.weight > 0 => o.weight,
+            Some(o) => o.drain_weight,
+            None => 0,
+        };
+        Self {
+            weight,
+            slot,
+            drain_weight,
+        }
+    }
+
+    /// Whether the backend is being drained.
+    pub fn draining(&self) -> bool {
+        self.weight == 0 && self.drain_weight > 0
+    }
 }
 
 /// One VIP in the model.
@@ -46,20 +76,65 @@ impl Vip {
         }
     }
 
-    /// Backends with a weight above zero (the ones that take ring positions).
-    pub fn weighted(&self) -> usize {
-        self.backends.values().filter(|m| m.weight > 0).count()
-    }
-
     /// The Maglev table of this VIP as backend slots (`SLOT_NONE` where the
     /// ring is empty).
     pub fn table(&self, ring_size: u32) -> Result<Vec<u32>, maglev::MaglevError> {
+        self.table_with(ring_size, |m| m.weight)
+    }
+
+    /// Whether some backend is being drained (the data plane then keeps
+    /// the pre-drain table in the ring's standby half).
+    pub fn draining(&self) -> bool {
+        self.backends.values().any(Member::draining)
+    }
+
+    /// The pre-drain table: the current backends with every draining one
+    /// at the weight it had before its drain. Derived from the state alone
+    /// (not a snapshot of an older ring), so every node given the same
+    /// changes holds the same one, whatever order they came in. `None` when
+    /// nothing is draining.
+    pub fn drain_table(&self, ring_size: u32) -> Option<Result<Vec<u32>, maglev::MaglevError>> {
+        self.draining().then(|| {
+            self.table_with(ring_size, |m| {
+                if m.draining() {
+                    m.drain_weight
+                } else {
+                    m.weight
+                }
+            })
+        })
+    }
+
+    /// Backends that take positions in the pre-drain table.
+    pub fn drain_weighted(&self) -> usize {
+        self.backends
+            .values()
+            .filter(|m| m.weight > 0 || m.draining())
+            .count()
+    }
+
+    /// The `VIP_F_*` flags of the VIP's data-plane entry: the operator's,
+    /// and [`lb_common::VIP_F_DRAIN_FALLBACK`] while a backend is draining.
+    pub fn map_flags(&self) -> u32 {
+        let drain = if self.draining() {
+            lb_common::VIP_F_DRAIN_FALLBACK
+        } else {
+            0
+        };
+        self.flags.bits() | drain
+    }
+
+    fn table_with(
+        &self,
+        ring_size: u32,
+        weight: impl Fn(&Member) -> u32,
+    ) -> Result<Vec<u32>, maglev::MaglevError> {
         let members: Vec<SlotMember> = self
             .backends
             .iter()
             .map(|(&address, m)| SlotMember {
                 address,
-                weight: m.weight,
+                weight: weight(m),
                 slot: m.slot,
             })
             .collect();
@@ -158,7 +233,7 @@ impl Model {
                     ));
                 }
             }
-            if v.weighted() > sizes.ring_size as usize {
+            if v.drain_weighted() > sizes.ring_size as usize {
                 return Err(format!(
                     "VIP {} has more weighted backends than ring positions ({})",
                     v.spec, sizes.ring_size

@@ -58,6 +58,14 @@ struct BackendV1 {
     address: IpAddr,
     weight: u32,
     slot: u32,
+    /// Added within version 1: the weight before a drain that has not ended
+    /// (absent: not draining; older daemons ignore it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    drain_weight: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where the state is persisted.
@@ -139,6 +147,7 @@ fn encode(model: &Model) -> FileV1 {
                         address: *a,
                         weight: m.weight,
                         slot: m.slot,
+                        drain_weight: m.drain_weight,
                     })
                     .collect(),
             })
@@ -164,9 +173,12 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
         for b in v.backends {
             validate::check_backend_address(&v.vip, b.address).map_err(|e| e.to_string())?;
             validate::check_weight(&v.vip, b.address, b.weight).map_err(|e| e.to_string())?;
+            validate::check_weight(&v.vip, b.address, b.drain_weight).map_err(|e| e.to_string())?;
             let m = Member {
                 weight: b.weight,
                 slot: b.slot,
+                // A weight above 0 ends any drain.
+                drain_weight: if b.weight > 0 { 0 } else { b.drain_weight },
             };
             if backends.insert(b.address, m).is_some() {
                 return Err(format!(

@@ -5,7 +5,10 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use lb_common::{BACKEND_F_VALID, LbConfig, SLOT_NONE, VIP_F_NO_SPORT, flow_hash, ring_index};
+use lb_common::{
+    BACKEND_F_DRAINING, BACKEND_F_VALID, LbConfig, SLOT_NONE, VIP_F_DRAIN_FALLBACK, VIP_F_NO_SPORT,
+    flow_hash, ring_index,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::*;
@@ -127,19 +130,48 @@ fn assert_consistent(st: &St) {
     for vi in &vips {
         *counts.entry(vi.spec.address).or_default() += 1;
         let meta = maps.vips[&vi.spec.key()];
+        let model = &st.model().vips[&vi.spec];
+        let draining: HashSet<IpAddr> = model
+            .backends
+            .iter()
+            .filter(|(_, m)| m.draining())
+            .map(|(a, _)| *a)
+            .collect();
+        let drain_flag = if draining.is_empty() {
+            0
+        } else {
+            VIP_F_DRAIN_FALLBACK
+        };
         assert_eq!(meta.index, vi.index);
-        assert_eq!(meta.flags, vi.flags.bits());
+        assert_eq!(meta.flags, vi.flags.bits() | drain_flag);
         let want = expected_table(vi, RING);
-        for half in 0..2 {
-            assert!(
-                dp.ring_half(vi.index, half) == want,
-                "{} half {half} differs from its table",
-                vi.spec
-            );
+        let live = meta.ring_half & 1;
+        assert!(
+            dp.ring_half(vi.index, live) == want,
+            "{} live half differs from its table",
+            vi.spec
+        );
+        // The standby half: the pre-drain table while something drains
+        // (draining backends at their weight before the drain).
+        let mut pre = vi.clone();
+        for be in &mut pre.backends {
+            if draining.contains(&be.address) {
+                be.weight = model.backends[&be.address].drain_weight;
+            }
         }
+        assert!(
+            dp.ring_half(vi.index, live ^ 1) == expected_table(&pre, RING),
+            "{} standby half differs from its pre-drain table",
+            vi.spec
+        );
         for be in &vi.backends {
             let e = maps.backends[be.slot as usize];
-            assert_eq!(e.flags, BACKEND_F_VALID, "slot {} valid", be.slot);
+            let flags = if draining.contains(&be.address) {
+                BACKEND_F_VALID | BACKEND_F_DRAINING
+            } else {
+                BACKEND_F_VALID
+            };
+            assert_eq!(e.flags, flags, "slot {} valid (draining?)", be.slot);
             assert_eq!(unmap_addr(e.addr, e.family), Some(be.address));
             assert!(used.insert(be.slot), "slot {} used twice", be.slot);
         }
@@ -381,27 +413,138 @@ fn drain_keeps_the_slot_valid_and_out_of_the_ring() {
     let before = st.get_vip(&v(A)).unwrap();
     let slot = before.backends[0].slot;
     let entry = st.dataplane().maps().backends[slot as usize];
+    let live_before = st.dataplane().ring_half(
+        before.index,
+        st.dataplane().maps().vips[&v(A).key()].ring_half,
+    );
     let drained = st.set_weight(&v(A), ip("10.0.0.1"), 0).unwrap();
     assert_eq!((drained.slot, drained.weight), (slot, 0));
     let maps = st.dataplane().maps();
-    assert_eq!(maps.backends[slot as usize], entry, "slot untouched");
+    // Same generation (pinned flows carry on), marked draining.
+    assert_eq!(
+        maps.backends[slot as usize],
+        lb_common::Backend {
+            flags: BACKEND_F_VALID | BACKEND_F_DRAINING,
+            ..entry
+        }
+    );
     let index = before.index;
-    for half in 0..2 {
-        let ring = st.dataplane().ring_half(index, half);
-        assert!(!ring.contains(&slot), "drained slot still in half {half}");
-        assert!(ring.iter().all(|&s| s == before.backends[1].slot));
-    }
+    let meta = maps.vips[&v(A).key()];
+    assert_eq!(meta.flags & VIP_F_DRAIN_FALLBACK, VIP_F_DRAIN_FALLBACK);
+    let live = st.dataplane().ring_half(index, meta.ring_half);
+    assert!(!live.contains(&slot), "drained slot still in the live half");
+    assert!(live.iter().all(|&s| s == before.backends[1].slot));
+    // The standby half is the table as it was before the drain: the
+    // drained backend's positions still name it there.
+    assert_eq!(
+        st.dataplane().ring_half(index, meta.ring_half ^ 1),
+        live_before
+    );
+    assert_consistent(&st);
     for port in 0..50 {
         let r = st
             .route(&v(A), SocketAddr::new(ip("10.9.0.1"), 1000 + port))
             .unwrap();
         assert_eq!(r.backend, Some(ip("10.0.0.2")));
     }
-    // Undrain: same slot, same generation (pinned flows never noticed).
+    // Undrain: same slot, same generation (pinned flows never noticed),
+    // the drain over: no mark, no flag, both halves the live table.
     st.set_weight(&v(A), ip("10.0.0.1"), 100).unwrap();
     assert_eq!(st.dataplane().maps().backends[slot as usize], entry);
     assert_eq!(st.get_vip(&v(A)).unwrap(), before);
+    let meta = st.dataplane().maps().vips[&v(A).key()];
+    assert_eq!(meta.flags & VIP_F_DRAIN_FALLBACK, 0);
     assert_consistent(&st);
+}
+
+#[test]
+fn a_drain_lasts_until_the_backend_is_deleted_or_weighted_again() {
+    let mut st = base();
+    st.add_backend(&v(A), b("10.0.0.3")).unwrap();
+    let slot = |st: &St, a: &str| st.model().vips[&v(A)].backends[&ip(a)].slot;
+    let flags = |st: &St, a: &str| st.dataplane().maps().backends[slot(st, a) as usize].flags;
+    let vip_flag =
+        |st: &St| st.dataplane().maps().vips[&v(A).key()].flags & VIP_F_DRAIN_FALLBACK != 0;
+
+    // A drain remembers the weight it started from, whatever path set 0.
+    st.set_weight(&v(A), ip("10.0.0.1"), 70).unwrap();
+    st.set_weight(&v(A), ip("10.0.0.1"), 0).unwrap();
+    assert_eq!(
+        st.model().vips[&v(A)].backends[&ip("10.0.0.1")].drain_weight,
+        70
+    );
+    // Weight 0 again: still the same drain.
+    st.set_weight(&v(A), ip("10.0.0.1"), 0).unwrap();
+    assert_eq!(
+        st.model().vips[&v(A)].backends[&ip("10.0.0.1")].drain_weight,
+        70
+    );
+    st.replace_backends(
+        &v(A),
+        &[bw("10.0.0.1", 0), b("10.0.0.2"), bw("10.0.0.3", 0)],
+    )
+    .unwrap();
+    assert_consistent(&st);
+    assert_eq!(flags(&st, "10.0.0.3"), BACKEND_F_VALID | BACKEND_F_DRAINING);
+    assert_eq!(
+        st.model().vips[&v(A)].backends[&ip("10.0.0.1")].drain_weight,
+        70
+    );
+    assert!(vip_flag(&st));
+
+    // Deleting one draining backend ends its drain only.
+    let freed = slot(&st, "10.0.0.3");
+    st.remove_backend(&v(A), ip("10.0.0.3")).unwrap();
+    assert_eq!(st.dataplane().maps().backends[freed as usize].flags, 0);
+    assert!(vip_flag(&st));
+    assert_consistent(&st);
+    // Weighting the last one again ends the VIP's fallback.
+    st.set_weight(&v(A), ip("10.0.0.1"), 10).unwrap();
+    assert_eq!(flags(&st, "10.0.0.1"), BACKEND_F_VALID);
+    assert!(!vip_flag(&st));
+    assert_consistent(&st);
+
+    // A backend that joins with weight 0 never had flows: not draining.
+    st.add_backend(&v(A), bw("10.0.0.4", 0)).unwrap();
+    assert_eq!(flags(&st, "10.0.0.4"), BACKEND_F_VALID);
+    assert!(!vip_flag(&st));
+    assert_consistent(&st);
+}
+
+#[test]
+fn the_pre_drain_table_does_not_depend_on_the_order_of_changes() {
+    // Two nodes given the same changes in another order hold the same
+    // live and standby halves, slots aside (compared by address).
+    let mut one = empty();
+    one.create_vip(v(A), VipFlags::default(), &[b("10.0.0.1"), b("10.0.0.2")])
+        .unwrap();
+    one.add_backend(&v(A), b("10.0.0.3")).unwrap();
+    one.set_weight(&v(A), ip("10.0.0.2"), 0).unwrap();
+    let mut two = empty();
+    two.create_vip(v("198.18.0.9:1/udp"), VipFlags::default(), &[b("10.0.9.9")])
+        .unwrap();
+    two.create_vip(v(A), VipFlags::default(), &[b("10.0.0.3"), b("10.0.0.2")])
+        .unwrap();
+    two.set_weight(&v(A), ip("10.0.0.2"), 0).unwrap();
+    two.add_backend(&v(A), b("10.0.0.1")).unwrap();
+    let halves = |st: &St| {
+        let meta = st.dataplane().maps().vips[&v(A).key()];
+        let by_addr: HashMap<u32, IpAddr> = st.model().vips[&v(A)]
+            .backends
+            .iter()
+            .map(|(a, m)| (m.slot, *a))
+            .collect();
+        [meta.ring_half, meta.ring_half ^ 1].map(|h| {
+            st.dataplane()
+                .ring_half(meta.index, h)
+                .iter()
+                .map(|s| by_addr.get(s).copied())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(halves(&one), halves(&two));
+    assert_consistent(&one);
+    assert_consistent(&two);
 }
 
 #[test]
@@ -698,6 +841,41 @@ fn flags_change_with_the_ring_in_one_vip_entry_write() {
     assert_eq!(st.model(), &model);
 }
 
+#[test]
+fn a_failure_while_a_drain_ends_leaves_state_and_maps_unchanged() {
+    let setup = || {
+        let mut st = base();
+        st.add_backend(&v(A), b("10.0.0.3")).unwrap();
+        st.set_weight(&v(A), ip("10.0.0.1"), 0).unwrap();
+        st
+    };
+    let ends: [(&str, Op); 3] = [
+        ("undrain", |s| {
+            s.set_weight(&v(A), ip("10.0.0.1"), 5).map(drop)
+        }),
+        ("delete", |s| s.remove_backend(&v(A), ip("10.0.0.1"))),
+        ("second drain", |s| {
+            s.set_weight(&v(A), ip("10.0.0.2"), 0).map(drop)
+        }),
+    ];
+    for (name, op) in ends {
+        let mut dry = setup();
+        let w0 = dry.dataplane().writes();
+        op(&mut dry).unwrap();
+        assert_consistent(&dry);
+        let total = dry.dataplane().writes() - w0;
+        for k in 0..total {
+            let mut st = setup();
+            let (model, maps) = (st.model().clone(), st.dataplane().maps().clone());
+            st.dataplane_mut().fail_after(k, 1);
+            op(&mut st).expect_err("injected failure");
+            assert_eq!(st.model(), &model, "{name} @{k}: state changed");
+            assert_maps_restored(&maps, st.dataplane().maps());
+            assert_consistent(&st);
+        }
+    }
+}
+
 type Op = fn(&mut St) -> Result<(), StateError>;
 
 fn mutations() -> Vec<(&'static str, Op)> {
@@ -723,6 +901,10 @@ fn mutations() -> Vec<(&'static str, Op)> {
         ("remove", |s| s.remove_backend(&v(A), ip("10.0.0.1"))),
         ("drain", |s| {
             s.set_weight(&v(A), ip("10.0.0.1"), 0).map(drop)
+        }),
+        ("drain by replace", |s| {
+            s.replace_backends(&v(A), &[bw("10.0.0.1", 0), b("10.0.0.2"), b("10.0.0.9")])
+                .map(drop)
         }),
         ("replace", |s| {
             s.replace_backends(&v(A), &[b("10.0.0.2"), b("10.0.0.7"), b("10.0.0.8")])
@@ -790,8 +972,15 @@ fn persistence_round_trip() {
     st.create_vip(v(B6), VipFlags::default(), &[b("fd00:1::1")])
         .unwrap();
     st.add_backend(&v(A), bw("10.0.0.3", 65535)).unwrap();
+    // A drain in progress is state too: a restarted daemon keeps the
+    // pre-drain table and the mark.
+    st.set_weight(&v(A), ip("10.0.0.3"), 0).unwrap();
     let loaded = store.load().unwrap().unwrap();
     assert_eq!(&loaded, st.model());
+    assert_eq!(
+        loaded.vips[&v(A)].backends[&ip("10.0.0.3")].drain_weight,
+        65535
+    );
     let text = std::fs::read_to_string(store.path()).unwrap();
     assert!(text.contains("\"vip\": \"198.18.0.1:80/tcp\""), "{text}");
     assert!(
@@ -811,6 +1000,20 @@ fn persistence_round_trip() {
     assert!(report.enumerated);
     assert_eq!(st2.dataplane().writes(), writes);
     assert!(st2.dataplane().maps() == &maps);
+    // A drain mark lost from the maps is put back (same generation).
+    let mut broken = maps.clone();
+    let drained = st2.model().vips[&v(A)].backends[&ip("10.0.0.3")].slot as usize;
+    broken.backends[drained].flags = BACKEND_F_VALID;
+    let mut dp = fake_with(sizes());
+    *dp.maps_mut() = broken;
+    let mut st3 = LbState::new(dp, store.load().unwrap().unwrap(), None).unwrap();
+    let report = st3.adopt().unwrap();
+    assert_eq!(report.backends_written, 1, "{report:?}");
+    assert_eq!(
+        st3.dataplane().maps().backends[drained],
+        maps.backends[drained]
+    );
+    assert_consistent(&st3);
     // Deleting everything persists an empty state.
     st2.delete_vip(&v(A)).unwrap();
     st2.delete_vip(&v(B6)).unwrap();
@@ -1089,4 +1292,81 @@ fn a_rejected_gateway_changes_nothing() {
     assert!(matches!(e, StateError::Internal(_)), "{e:?}");
     assert_eq!(st.model(), &model);
     assert_eq!(st.dataplane().maps(), &before.1);
+}
+
+#[test]
+fn fingerprints_agree_across_orders_and_weight_scales_only() {
+    // Node one and node two get the same backends in another order, with
+    // other slot numbers (two has a VIP more, created first), and weights of
+    // the same ratios: the Maglev table depends on the addresses and the
+    // weights' ratios only, so every flow meets the same backend.
+    let mut one = empty();
+    one.create_vip(
+        v(A),
+        VipFlags::default(),
+        &[bw("10.0.0.1", 100), bw("10.0.0.2", 100)],
+    )
+    .unwrap();
+    one.add_backend(&v(A), bw("10.0.0.3", 50)).unwrap();
+    let mut two = empty();
+    two.create_vip(v(B6), no_sport(), &[b("fd00:1::1")])
+        .unwrap();
+    two.create_vip(v(A), VipFlags::default(), &[bw("10.0.0.3", 1)])
+        .unwrap();
+    two.add_backend(&v(A), bw("10.0.0.2", 2)).unwrap();
+    two.add_backend(&v(A), bw("10.0.0.1", 2)).unwrap();
+    let fp = |st: &St| st.ring_fingerprint(&v(A)).unwrap();
+    assert_ne!(
+        one.model().vips[&v(A)].backends[&ip("10.0.0.1")].slot,
+        two.model().vips[&v(A)].backends[&ip("10.0.0.1")].slot
+    );
+    assert_eq!(fp(&one), fp(&two));
+
+    // Drained on both: still equal (the pre-drain tables too), and not
+    // what it was.
+    let before = fp(&one);
+    one.set_weight(&v(A), ip("10.0.0.2"), 0).unwrap();
+    two.set_weight(&v(A), ip("10.0.0.2"), 0).unwrap();
+    assert_eq!(fp(&one), fp(&two));
+    assert_ne!(fp(&one), before);
+    // Removed instead of drained on one node: the live tables are equal,
+    // the fingerprints are not (only the drained node falls back).
+    let mut three = empty();
+    three
+        .create_vip(
+            v(A),
+            VipFlags::default(),
+            &[bw("10.0.0.1", 2), bw("10.0.0.3", 1)],
+        )
+        .unwrap();
+    assert_ne!(fp(&three), fp(&one));
+    // Another weight ratio, other flags, another seed: different.
+    two.set_weight(&v(A), ip("10.0.0.3"), 2).unwrap();
+    assert_ne!(fp(&one), fp(&two));
+    let mut four = empty();
+    four.create_vip(
+        v(A),
+        no_sport(),
+        &[bw("10.0.0.1", 2), bw("10.0.0.2", 0), bw("10.0.0.3", 1)],
+    )
+    .unwrap();
+    let mut five = LbState::new(fake_with(sizes()), Model::default(), None).unwrap();
+    five.set_node_config(LbConfig {
+        hash_seed: SEED + 1,
+        ..Default::default()
+    })
+    .unwrap();
+    five.create_vip(
+        v(A),
+        VipFlags::default(),
+        &[bw("10.0.0.1", 2), bw("10.0.0.3", 1)],
+    )
+    .unwrap();
+    assert_ne!(fp(&three), fp(&four));
+    assert_ne!(fp(&three), fp(&five));
+    // Unknown VIP: NOT_FOUND.
+    assert!(matches!(
+        one.ring_fingerprint(&v("198.18.0.77:1/tcp")),
+        Err(StateError::NotFound(_))
+    ));
 }

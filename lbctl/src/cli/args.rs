@@ -23,8 +23,9 @@ const CONNECTION: &str = "Connection options";
 #[command(name = "lbctl", version, propagate_version = true)]
 pub struct Args {
     /// API address: unix:///PATH (the daemon's socket) or tcp://HOST:PORT
-    /// (TLS; IPv6 as `tcp://[ADDR]:PORT`). `lbctl apply` takes it more than
-    /// once: one node each, with the same TLS options.
+    /// (TLS; IPv6 as `tcp://[ADDR]:PORT`). Given more than once, one node
+    /// each (same TLS options): the command runs on every node and each is
+    /// reported (all commands but `stats --watch`).
     #[arg(
         long,
         global = true,
@@ -76,8 +77,8 @@ pub struct Args {
 }
 
 impl Args {
-    /// The API address of a single-node command (the first `--api`; `check`
-    /// refuses more than one for those).
+    /// The API address of a single-node command (the first `--api`; with
+    /// several, `cli::nodes` runs the command once per node).
     pub fn api(&self) -> &str {
         self.api.first().map_or(DEFAULT_API, String::as_str)
     }

@@ -9,6 +9,7 @@
 //!  "conn_table":{"lookup":"hit"|"miss"|"stale"|"skipped-syn"|"skipped-no-conntrack","key_source_port":N,
 //!                "entry":null|{"slot":N,"generation":N,"slot_valid":B,"slot_generation":N,"slot_address":"…"|null}},
 //!  "ring":null|{"flow_hash":N,"hashed_source_port":N,"ring_size":N,"position":N,"slot":N,"backend":"…"|null,"generation":N},
+//!  "drain_fallback":null|{"slot":N,"backend":"…","generation":N},
 //!  "verdict":"forward"|"drop-no-backend","backend":"…"|null,"slot":N|null,
 //!  "encapsulation":null|{"outer_source":"…","outer_destination":"…","outer":"ipv4"|"ipv6","inner_protocol":4|41,
 //!                        "overhead":N,"max_packet_length":N}}
@@ -82,6 +83,7 @@ struct Json<'a> {
     matched: Matched,
     conn_table: ConnJson<'a>,
     ring: Option<RingJson<'a>>,
+    drain_fallback: Option<DrainJson<'a>>,
     verdict: &'static str,
     backend: Option<&'a str>,
     slot: Option<u32>,
@@ -121,6 +123,13 @@ struct RingJson<'a> {
     position: u32,
     slot: u32,
     backend: Option<&'a str>,
+    generation: u32,
+}
+
+#[derive(Serialize)]
+struct DrainJson<'a> {
+    slot: u32,
+    backend: &'a str,
     generation: u32,
 }
 
@@ -176,6 +185,11 @@ pub fn json(q: &Query<'_>, e: &RouteExplanation) -> String {
             slot: r.slot,
             backend: opt(&r.address),
             generation: r.generation,
+        }),
+        drain_fallback: e.drain_fallback.as_ref().map(|d| DrainJson {
+            slot: d.slot,
+            backend: &d.address,
+            generation: d.generation,
         }),
         verdict: verdict_name(e.verdict),
         backend: forward.then_some(e.backend_address.as_str()),
@@ -263,6 +277,14 @@ pub fn text(q: &Query<'_>, e: &RouteExplanation) -> String {
                 "3. ring     not consulted: the connection table answered"
             );
         }
+    }
+    if let Some(d) = &e.drain_fallback {
+        let _ = writeln!(
+            s,
+            "3b. drain   pre-drain table names slot {} ({}, generation {}), still draining: \
+             the flow goes back to it",
+            d.slot, d.address, d.generation
+        );
     }
     match &e.encapsulation {
         Some(x) => {

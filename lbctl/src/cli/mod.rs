@@ -17,7 +17,11 @@
 //!   announce list [--json]                 (BGP: what this node announces, why)
 //!   node drain | node undrain              (withdraw / announce again)
 //!   export [--format toml|json]
-//!   apply FILE [--dry-run] [--prune]       (--api may be repeated)
+//!   apply FILE [--dry-run] [--prune]
+//!
+//! `--api` may be repeated: every command but `stats --watch` then runs on
+//! each node in turn and reports per node ([`nodes`]); `status` also says
+//! whether the nodes' ring fingerprints agree.
 //!   completions bash|zsh|fish|elvish|powershell   (no daemon needed)
 //!   man DIR                                       (no daemon needed)
 //! ```
@@ -41,6 +45,9 @@
 //! | 2 ([`EXIT_USAGE`]) | bad command line: unknown command or option, malformed VIP/address/port/weight/MAC, bad `--api`, TLS options that do not fit the API address |
 //! | 3 ([`EXIT_CONNECT`]) | the daemon could not be reached (no socket, refused, permission, TLS handshake, timeout), the connection failed during the call (e.g. a mutual-TLS daemon closing it for want of a client certificate), or the daemon answered UNAVAILABLE (starting or stopping: retry) |
 //!
+//! With several `--api`, the status is that of the first node that failed,
+//! 0 if none did, 1 if `status` finds that their rings differ.
+//!
 //! `lbctl apply` has its own statuses, for pipelines (see [`apply`]): 0 the
 //! nodes match the file (already, or once applied), 2 (`--dry-run`) some
 //! node differs from the file, 1 any error: a bad file (nothing applied), a
@@ -53,6 +60,7 @@ mod commands;
 pub mod explain;
 mod export;
 mod generate;
+mod nodes;
 pub mod output;
 
 use std::{
@@ -224,12 +232,20 @@ fn run_parsed(args: &Args, out: &mut (dyn Write + Send), err: &mut (dyn Write + 
 /// connecting because the daemon would refuse the call anyway, and a usage
 /// error can say which option to fix.
 fn check(args: &Args) -> Result<(), clap::Error> {
-    if args.api.len() > 1 && !matches!(args.command, Command::Apply(_)) {
-        let mut cmd = Args::command();
-        return Err(cmd.error(
-            ErrorKind::ArgumentConflict,
-            "--api is given more than once: only `lbctl apply` works on several nodes",
-        ));
+    if args.api.len() > 1 {
+        let alone = match &args.command {
+            Command::Stats(s) if s.watch.is_some() => Some("stats --watch"),
+            Command::Completions { .. } => Some("completions"),
+            Command::Man { .. } => Some("man"),
+            _ => None,
+        };
+        if let Some(what) = alone {
+            let mut cmd = Args::command();
+            return Err(cmd.error(
+                ErrorKind::ArgumentConflict,
+                format!("--api is given more than once: `lbctl {what}` works on one node only"),
+            ));
+        }
     }
     if let Command::Route(r) = &args.command {
         if r.vip.address.is_ipv4() != r.client.is_ipv4() {
@@ -279,6 +295,9 @@ fn route_usage(kind: ErrorKind, msg: String) -> clap::Error {
 async fn execute(args: &Args, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> u8 {
     if let Command::Apply(a) = &args.command {
         return apply::run(args, a, out, err).await;
+    }
+    if args.api.len() > 1 {
+        return nodes::run(args, out, err).await;
     }
     match commands::run(args, out).await {
         Ok(()) => 0,

@@ -10,13 +10,13 @@
 //!
 //! | command | JSON |
 //! |---|---|
-//! | `vip list --json` | `[VIP…]`, VIP = `{"vip":"198.18.0.10:80/tcp","flags":["no-sport","no-conntrack"],"backends":[BACKEND…]}` |
+//! | `vip list --json` | `[VIP…]`, VIP = `{"vip":"198.18.0.10:80/tcp","flags":["no-sport","no-conntrack"],"backends":[BACKEND…],"ring_fingerprint":"48efccb16f06f69d"}` (equal on two nodes: they send every flow of the VIP to the same backend) |
 //! | `backend list VIP --json` | `[BACKEND…]`, BACKEND = `{"address":"198.19.0.11","weight":100,"slot":3,"state":"active"}` (`state`: `"active"` or `"draining"`) |
 //! | `stats --json` | `{"counters":{NAME:N…},"vips":[VIPSTATS…],"unix_time_ms":N}` |
 //! | `stats --watch S --json` | as `stats --json` plus `"counter_rates":{NAME:F…}` and `"interval_seconds":F`, and rates in every VIPSTATS and BSTATS |
 //! | VIPSTATS | `{"vip":"…","packets":N,"bytes":N,"backends":[BSTATS…]}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`, before `"backends"`) |
 //! | BSTATS | `{"address":"…","slot":N,"packets":N,"bytes":N}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`) |
-//! | `status --json` | `{"interface":"eth0","ifindex":N,"attach_mode":"native"\|"generic"\|"none","program_id":N,"verified_insns":N,"pin_path":"/sys/fs/bpf/lb","adopted":B,"vips":{"used":N,"capacity":N},"backend_slots":{"used":N,"capacity":N},"conn_table_capacity":N,"ring_size":N,"hash_seed":N,"encapsulation":"ipip"\|"gue:PORT","version":"0.1.0","uptime_seconds":N}` |
+//! | `status --json` | `{"interface":"eth0","ifindex":N,"attach_mode":"native"\|"generic"\|"none","program_id":N,"verified_insns":N,"pin_path":"/sys/fs/bpf/lb","adopted":B,"vips":{"used":N,"capacity":N},"backend_slots":{"used":N,"capacity":N},"conn_table_capacity":N,"ring_size":N,"hash_seed":N,"encapsulation":"ipip"\|"gue:PORT","version":"0.1.0","uptime_seconds":N,"rings":[{"vip":"…","fingerprint":"…"}…]}` |
 //! | `route VIP CLIENT --json` | `{"vip":"…","client":"203.0.113.7:40000","destination_port":N,"backend":"198.19.0.11","slot":N,"ring_position":N,"flow_hash":N}` |
 //! | `route VIP CLIENT --explain --json` | see [`super::explain`] |
 //! | `gateway get --json` | `{"mac":"02:00:00:00:00:01"}` |
@@ -114,6 +114,7 @@ struct VipJson<'a> {
     vip: String,
     flags: Vec<String>,
     backends: Vec<BackendJson<'a>>,
+    ring_fingerprint: &'a str,
 }
 
 #[derive(Serialize)]
@@ -174,6 +175,13 @@ struct StatusJson<'a> {
     encapsulation: &'a str,
     version: &'a str,
     uptime_seconds: u64,
+    rings: Vec<RingJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct RingJson<'a> {
+    vip: String,
+    fingerprint: &'a str,
 }
 
 #[derive(Serialize)]
@@ -202,6 +210,7 @@ pub fn vip_list_json(vips: &[VipInfo]) -> String {
             vip: vip_text(v.vip.as_ref()),
             flags: flag_names(&v.flags),
             backends: v.backends.iter().map(BackendJson::from).collect(),
+            ring_fingerprint: &v.ring_fingerprint,
         })
         .collect();
     to_json(&out)
@@ -277,6 +286,14 @@ pub fn status_json(s: &GetStatusResponse) -> String {
         encapsulation: &s.encapsulation,
         version: &s.version,
         uptime_seconds: s.uptime_seconds,
+        rings: s
+            .rings
+            .iter()
+            .map(|r| RingJson {
+                vip: vip_text(r.vip.as_ref()),
+                fingerprint: &r.fingerprint,
+            })
+            .collect(),
     })
 }
 
@@ -575,6 +592,14 @@ pub fn status_table(s: &GetStatusResponse) -> String {
     for (k, v) in rows {
         t.row([k.to_owned(), v]);
     }
+    // One line per VIP: compare across nodes (`lbctl --api A --api B status`
+    // does it for you).
+    for r in &s.rings {
+        t.row([
+            "ring".to_owned(),
+            format!("{}  {}", vip_text(r.vip.as_ref()), r.fingerprint),
+        ]);
+    }
     t.render()
 }
 
@@ -667,12 +692,14 @@ pub(crate) mod tests {
                 flags: vec![],
                 backends: vec![backend("198.19.0.11", 100, 0), backend("198.19.0.12", 0, 1)],
                 index: 0,
+                ring_fingerprint: "48efccb16f06f69d".into(),
             },
             VipInfo {
                 vip: vip("2001:db8::10", 0, Protocol::Udp),
                 flags: vec![VipFlag::NoSport.into(), VipFlag::NoConntrack.into()],
                 backends: vec![backend("2001:db8::11", 65535, 2)],
                 index: 1,
+                ring_fingerprint: String::new(),
             },
         ]
     }
@@ -684,9 +711,11 @@ pub(crate) mod tests {
             concat!(
                 r#"[{"vip":"198.18.0.10:80/tcp","flags":[],"backends":["#,
                 r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active"},"#,
-                r#"{"address":"198.19.0.12","weight":0,"slot":1,"state":"draining"}]},"#,
+                r#"{"address":"198.19.0.12","weight":0,"slot":1,"state":"draining"}],"#,
+                r#""ring_fingerprint":"48efccb16f06f69d"},"#,
                 r#"{"vip":"[2001:db8::10]:0/udp","flags":["no-sport","no-conntrack"],"backends":["#,
-                r#"{"address":"2001:db8::11","weight":65535,"slot":2,"state":"active"}]}]"#
+                r#"{"address":"2001:db8::11","weight":65535,"slot":2,"state":"active"}],"#,
+                r#""ring_fingerprint":""}]"#
             )
         );
         assert_eq!(vip_list_json(&[]), "[]");
@@ -788,7 +817,7 @@ pub(crate) mod tests {
     }
 
     const ZERO_COUNTERS: &str = concat!(
-        r#""conn_hit":0,"conn_insert_failed":0,"conn_miss":0,"conn_stale":0,"#,
+        r#""conn_drain_fallback":0,"conn_hit":0,"conn_insert_failed":0,"conn_miss":0,"conn_stale":0,"#,
         r#""drop_bad_checksum":0,"drop_echo_bad_source":0,"#,
         r#""drop_encap_failed":0,"drop_fragment":0,"#,
         r#""drop_icmp_quote_malformed":0,"drop_icmp_quote_truncated":0,"drop_ip_options":0,"#,
@@ -860,6 +889,7 @@ pub(crate) mod tests {
                 "drop_echo_bad_source           0\n",
                 "drop_bad_checksum              0\n",
                 "new_flow_unpinned              0\n",
+                "conn_drain_fallback            0\n",
                 "new_counter                    5\n"
             )),
             "{table}"
@@ -905,6 +935,10 @@ pub(crate) mod tests {
             adopted: true,
             pin_path: "/sys/fs/bpf/lb".into(),
             encapsulation: "gue:6080".into(),
+            rings: vec![lb_proto::v1::VipRing {
+                vip: vip("198.18.0.10", 80, Protocol::Tcp),
+                fingerprint: "48efccb16f06f69d".into(),
+            }],
         }
     }
 
@@ -917,7 +951,8 @@ pub(crate) mod tests {
                 r#""verified_insns":12345,"pin_path":"/sys/fs/bpf/lb","adopted":true,"#,
                 r#""vips":{"used":2,"capacity":512},"backend_slots":{"used":3,"capacity":4096},"#,
                 r#""conn_table_capacity":65536,"ring_size":65537,"hash_seed":7,"#,
-                r#""encapsulation":"gue:6080","version":"0.1.0","uptime_seconds":93784}"#
+                r#""encapsulation":"gue:6080","version":"0.1.0","uptime_seconds":93784,"#,
+                r#""rings":[{"vip":"198.18.0.10:80/tcp","fingerprint":"48efccb16f06f69d"}]}"#
             )
         );
         assert_eq!(
@@ -937,6 +972,7 @@ pub(crate) mod tests {
                 "encapsulation   gue:6080\n",
                 "version         0.1.0\n",
                 "uptime          1d 2h 3m 4s\n",
+                "ring            198.18.0.10:80/tcp  48efccb16f06f69d\n",
             )
         );
         let empty = GetStatusResponse::default();

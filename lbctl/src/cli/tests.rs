@@ -217,6 +217,7 @@ impl LoadBalancer for Fake {
                 flags: r.flags,
                 backends: vec![],
                 index: 0,
+                ring_fingerprint: String::new(),
             }),
         }))
     }
@@ -234,12 +235,14 @@ impl LoadBalancer for Fake {
                     flags: vec![],
                     backends: vec![backend("198.19.0.11", 100, 0)],
                     index: 0,
+                    ring_fingerprint: String::new(),
                 },
                 VipInfo {
                     vip: vip("2001:db8::10", 53, Protocol::Udp),
                     flags: vec![VipFlag::NoConntrack.into()],
                     backends: vec![backend("2001:db8::11", 0, 1)],
                     index: 1,
+                    ring_fingerprint: String::new(),
                 },
             ],
         }))
@@ -414,9 +417,9 @@ fn end_to_end_over_a_unix_socket() {
         out,
         concat!(
             r#"[{"vip":"198.18.0.10:80/tcp","flags":[],"backends":["#,
-            r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active"}]},"#,
+            r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active"}],"ring_fingerprint":""},"#,
             r#"{"vip":"[2001:db8::10]:53/udp","flags":["no-conntrack"],"backends":["#,
-            r#"{"address":"2001:db8::11","weight":0,"slot":1,"state":"draining"}]}]"#,
+            r#"{"address":"2001:db8::11","weight":0,"slot":1,"state":"draining"}],"ring_fingerprint":""}]"#,
             "\n"
         )
     );
@@ -670,8 +673,8 @@ fn every_api_counts_wherever_it_is_given() {
     ] {
         assert_eq!(parse_args(argv(v)).unwrap().api(), "unix:///a.sock");
     }
-    // Twice for anything but apply is a usage error, however it is spread.
-    let e = parse_args(argv(&[
+    // Twice for any other command: every node too, however it is spread.
+    let a = parse_args(argv(&[
         "--api",
         "unix:///a.sock",
         "vip",
@@ -679,6 +682,120 @@ fn every_api_counts_wherever_it_is_given() {
         "--api",
         "unix:///b.sock",
     ]))
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 2);
+    .unwrap();
+    assert_eq!(a.api, ["unix:///a.sock", "unix:///b.sock"]);
+    // Except what streams or needs no node: a usage error.
+    for v in [
+        &[
+            "--api",
+            "unix:///a",
+            "--api",
+            "unix:///b",
+            "stats",
+            "--watch",
+            "1",
+        ][..],
+        &[
+            "--api",
+            "unix:///a",
+            "--api",
+            "unix:///b",
+            "completions",
+            "bash",
+        ],
+        &["--api", "unix:///a", "man", "/tmp/x", "--api", "unix:///b"],
+    ] {
+        let e = parse_args(argv(v)).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{v:?}");
+    }
+}
+
+#[test]
+fn several_nodes_are_each_reported() {
+    let (d1, d2) = (Daemon::start(), Daemon::start());
+    let dir = tempfile::tempdir().unwrap();
+    let gone = format!("unix://{}", dir.path().join("none.sock").display());
+
+    // A change made on every node: each reported, each daemon called.
+    let (code, out, err) = lbctl(&[
+        "--api",
+        &d1.api,
+        "--api",
+        &d2.api,
+        "backend",
+        "weight",
+        "198.18.0.10:80/tcp",
+        "198.19.0.12",
+        "0",
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        format!(
+            "node {}: ok\nnode {}: ok\nnodes: 2: 2 ok, 0 failed\n",
+            d1.api, d2.api
+        )
+    );
+    for d in [&d1, &d2] {
+        assert_eq!(d.calls(), ["weight 198.18.0.10:80/tcp 198.19.0.12 0"]);
+    }
+
+    // A node that refuses and one that cannot be reached do not stop the
+    // others; the status is the first failure's, stderr says how many.
+    let (code, out, err) = lbctl(&[
+        "--api",
+        &d1.api,
+        "--api",
+        &gone,
+        "--api",
+        &d2.api,
+        "vip",
+        "del",
+        "198.18.0.99:80/tcp",
+    ]);
+    assert_eq!(code, EXIT_REJECTED);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "node {}: failed: NOT_FOUND: vip 198.18.0.99:80/tcp does not exist",
+            d1.api
+        )
+    );
+    assert!(lines[1].starts_with(&format!("node {gone}: failed: is lb-daemon running?")));
+    assert_eq!(lines[3], "nodes: 3: 0 ok, 3 failed");
+    assert_eq!(
+        err,
+        format!("lbctl: 3 of 3 nodes failed (first: {})\n", d1.api)
+    );
+    let (code, _, _) = lbctl(&[
+        "--api",
+        &gone,
+        "--api",
+        &d2.api,
+        "backend",
+        "weight",
+        "198.18.0.10:80/tcp",
+        "198.19.0.12",
+        "0",
+    ]);
+    assert_eq!(
+        code, EXIT_CONNECT,
+        "the first failure was a connection failure"
+    );
+    assert_eq!(
+        d2.calls(),
+        ["weight 198.18.0.10:80/tcp 198.19.0.12 0"],
+        "the reachable node was still called"
+    );
+
+    // Read commands: each node's own output, or one JSON report.
+    let (code, out, _) = lbctl(&["--api", &d1.api, "--api", &d2.api, "vip", "list", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(v["nodes"][1]["api"], d2.api.as_str());
+    assert_eq!(v["nodes"][1]["ok"], true);
+    assert_eq!(v["nodes"][1]["output"][0]["vip"], "198.18.0.10:80/tcp");
+    assert!(v.get("rings_agree").is_none());
 }

@@ -27,10 +27,29 @@
 //! alone and counted as `NewFlowUnpinned`. The ring sends it to the same
 //! backend as the insert would have, so nothing changes for it unless the
 //! ring changes before one of its later packets gets a budgeted insert.
+//!
+//! Why a miss may go to a drained backend: draining (weight 0) takes a
+//! backend out of the ring but keeps its slot, so its pinned flows carry
+//! on. A flow of it that misses the table anyway (it arrives at another LB
+//! node after ECMP moved it, the table was lost in a restart, or the LRU
+//! evicted it while idle) would be re-hashed on the current ring, which no
+//! longer names that backend: the new one answers with a RST. So while a
+//! VIP has a draining backend (`VIP_F_DRAIN_FALLBACK`), the daemon keeps
+//! the VIP's *pre-drain* table in the standby half of the ring (the half
+//! no packet forwards by), and a TCP packet that is not a SYN and misses
+//! the table looks at its position there: if that names a backend that is
+//! still draining (`BACKEND_F_DRAINING`), the flow goes there and its entry
+//! is re-created. A SYN always takes the current ring, so new connections
+//! still avoid the drained backend. Not for UDP: with no SYN to tell a new
+//! flow from an established one, every new UDP flow at those positions
+//! would be sent to the drained backend. What it cannot know: a flow that
+//! *started* after the drain at such a position and then lost its entry is
+//! sent to the drained backend too (docs/packet-path.md, "Drains").
 
 use lb_common::{
-    BACKEND_F_VALID, ConnEntry, FAMILY_V4, FlowKey, FlowKey4, LbConfig, SLOT_NONE, Stat,
-    VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT, VipKey, VipMeta, flow_hash, ring_index, ring_pos,
+    BACKEND_F_DRAINING, BACKEND_F_VALID, ConnEntry, FAMILY_V4, FlowKey, FlowKey4, LbConfig,
+    PROTO_TCP, SLOT_NONE, Stat, VIP_F_DRAIN_FALLBACK, VIP_F_NO_CONNTRACK, VIP_F_NO_SPORT, VipKey,
+    VipMeta, flow_hash, ring_index, ring_pos,
 };
 
 use crate::{
@@ -253,6 +272,17 @@ pub fn choose<B: Variant>(pkt: &Packet, cfg: &LbConfig, t: &Tally<B>) -> Choice 
         pkt.proto,
     );
     let pos = ring_pos(h, m, ring_reciprocal_of_size());
+    // The pre-drain fallback (see the module docs): only for TCP, whose SYN
+    // tells a new flow from an established one, and only where entries are
+    // kept (a no-conntrack VIP would send every packet of a new flow there).
+    let drain_fallback =
+        use_conn && pkt.proto == PROTO_TCP && vip.flags & VIP_F_DRAIN_FALLBACK != 0;
+    if drain_fallback && !pkt.syn {
+        if let Some((chosen, generation)) = draining_at(&vip, pos, m) {
+            t.inc(Stat::ConnDrainFallback);
+            return pin::<B>(&key, cfg, t, chosen, generation);
+        }
+    }
     let idx = ring_index(vip.index, vip.ring_half, pos, m);
     // Two ring positions per array element: see `lb_common::MAP_RING`.
     let Some(pair) = LB_RING.get_ptr(idx >> 1) else {
@@ -280,28 +310,90 @@ pub fn choose<B: Variant>(pkt: &Packet, cfg: &LbConfig, t: &Tally<B>) -> Choice 
     if stop::<B>(Stage::Ring, b.addr[0] as u64) {
         return Choice::Stopped;
     }
-    if use_conn && B::PIN {
-        // The budget is asked only here, for a flow that would be inserted:
-        // established flows (hits) and no-conntrack VIPs never pay for the
-        // clock read. `new_flow_rate` is read from the settings here, not
-        // earlier, so the hit path does not carry it in a register.
-        if !rate::take(&LB_NEW_FLOW_RATE, cfg.new_flow_rate) {
-            t.inc(Stat::NewFlowUnpinned);
-            return Choice::Backend(chosen);
-        }
-        let entry = ConnEntry {
-            slot,
-            generation: b.generation,
-        };
-        let ok = key.insert(&entry);
-        if stop::<B>(Stage::Insert, ok as u64) {
-            return Choice::Stopped;
-        }
-        t.inc(if ok {
-            Stat::NewFlow
-        } else {
-            Stat::ConnInsertFailed
-        });
+    if !use_conn {
+        return Choice::Backend(chosen);
     }
+    // The new-flow budget holds at the drained positions too, although an
+    // unpinned new flow there falls back to the drained backend on its
+    // next packet (and is reset): letting SYNs there skip the budget would
+    // let the drained backend's share of a SYN flood evict established
+    // flows again (measured: 67,448 entries inserted by a flood the budget
+    // holds to a few hundred).
+    pin::<B>(&key, cfg, t, chosen, b.generation)
+}
+
+/// The backend that the VIP's pre-drain table names at ring position `pos`,
+/// with its generation, if that backend is still draining. The table is the
+/// standby half of the double-buffered ring (`ring_half ^ 1`): while a VIP
+/// has a draining backend the daemon keeps it there instead of a copy of
+/// the live half. During a publication the daemon rewrites the standby half
+/// position by position; each position then holds the old or the new
+/// pre-drain table or the new live table, and the latter never names a
+/// draining backend (weight 0 takes no position), so this never picks a
+/// backend that is not draining.
+#[inline(always)]
+fn draining_at(vip: &VipMeta, pos: u32, m: u32) -> Option<(Chosen, u32)> {
+    let idx = ring_index(vip.index, vip.ring_half ^ 1, pos, m);
+    let pair = LB_RING.get_ptr(idx >> 1)?;
+    // SAFETY: an array-map value; the lane index is 0 or 1.
+    let slot = unsafe { (*pair)[(idx & 1) as usize] };
+    if slot == SLOT_NONE {
+        return None;
+    }
+    // SAFETY: an array-map value; `get_ptr` checked the index.
+    let b = unsafe { &*LB_BACKENDS.get_ptr(slot)? };
+    // Valid *and* draining: a deleted backend's slot is invalid, an active
+    // one is not draining. The VIP check is defence in depth: a slot names
+    // its VIP, and a slot freed and reused for another VIP is no longer
+    // draining.
+    const LIVE_DRAIN: u8 = BACKEND_F_VALID | BACKEND_F_DRAINING;
+    if b.flags & LIVE_DRAIN != LIVE_DRAIN || b.vip != vip.index {
+        return None;
+    }
+    Some((
+        Chosen {
+            slot,
+            vip: vip.index,
+            addr: b.addr,
+            family: b.family,
+        },
+        b.generation,
+    ))
+}
+
+/// Pins a flow chosen by the ring (or the drain fallback) in the connection
+/// table, within this CPU's budget of new entries, and forwards it.
+#[inline(always)]
+fn pin<B: Variant>(
+    key: &ConnKey,
+    cfg: &LbConfig,
+    t: &Tally<B>,
+    chosen: Chosen,
+    generation: u32,
+) -> Choice {
+    if !B::PIN {
+        return Choice::Backend(chosen);
+    }
+    // The budget is asked only here, for a flow that would be inserted:
+    // established flows (hits) and no-conntrack VIPs never pay for the
+    // clock read. `new_flow_rate` is read from the settings here, not
+    // earlier, so the hit path does not carry it in a register.
+    if !rate::take(&LB_NEW_FLOW_RATE, cfg.new_flow_rate) {
+        t.inc(Stat::NewFlowUnpinned);
+        return Choice::Backend(chosen);
+    }
+    let entry = ConnEntry {
+        slot: chosen.slot,
+        generation,
+    };
+    let ok = key.insert(&entry);
+    if stop::<B>(Stage::Insert, ok as u64) {
+        return Choice::Stopped;
+    }
+    t.inc(if ok {
+        Stat::NewFlow
+    } else {
+        Stat::ConnInsertFailed
+    });
     Choice::Backend(chosen)
 }
