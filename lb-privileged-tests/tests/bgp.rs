@@ -270,10 +270,14 @@ fn two_nodes_behind_ecmp() {
     wait_shown(&l, false);
     eprintln!("[bgp] all-drained VIP withdrawn and announced again (router's birdc)");
 
-    // ---- 7. Node loss: 100 long streams; node 2 dies (daemon and speaker
-    // SIGKILLed, data plane gone, addresses removed, carrier up: nothing
-    // withdrawn, nothing answered). Only BFD tells the router; node 1's
-    // ring sends node 2's flows to the same backends.
+    // ---- 7. Drain, then node loss: 100 long streams; one backend is
+    // drained on both nodes (its streams stay pinned to it); then node 2
+    // dies (daemon and speaker SIGKILLed, data plane gone, addresses
+    // removed, carrier up: nothing withdrawn, nothing answered). Only BFD
+    // tells the router; node 1's ring sends node 2's flows to the same
+    // backends, and those of the drained backend, which node 1's ring no
+    // longer names and its table never saw, go back to it through the
+    // pre-drain fallback (`conn_drain_fallback` on node 1): 0 resets.
     let per_node = |l: &Lab| (vip_packets(l, 1, 9000), vip_packets(l, 2, 9000));
     let mut s = l.streams_bg(VIP, 9000, 100, 8.0);
     s.wait_ready();
@@ -284,6 +288,13 @@ fn two_nodes_behind_ecmp() {
         x1 > x0 && y1 > y0,
         "both nodes carry the streams before the loss: {x0}->{x1}, {y0}->{y1}"
     );
+    let drained = B4[1];
+    let spec = format!("{VIP}:9000/tcp");
+    for node in [1, 2] {
+        l.lbctl_ok(node, &["backend", "weight", &spec, drained, "0"]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let fallback0 = lab::counter(&l.node_stats(1), "conn_drain_fallback");
     let log_mark = l.router_bird_log().len();
     let t_kill = Instant::now();
     l.kill_node(2);
@@ -320,6 +331,29 @@ fn two_nodes_behind_ecmp() {
     assert_eq!(r["resets"].as_u64(), Some(0), "{r}");
     assert!(ok >= 99, "at least 99 of 100 streams survive: {r}");
     assert!(gap < MAX_GAP_MS, "longest gap {gap} ms >= {MAX_GAP_MS} ms");
+    // Some of node 2's streams were the drained backend's: they reached
+    // node 1 with no entry and were sent back to it, not reset.
+    let drained_name = format!(
+        "backend-{}",
+        drained.rsplit('.').next().unwrap().parse::<u32>().unwrap() - 10
+    );
+    let on_drained = r["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["backend"].as_str() == Some(drained_name.as_str()))
+        .count();
+    let fallback = lab::counter(&l.node_stats(1), "conn_drain_fallback") - fallback0;
+    eprintln!(
+        "[bgp] DRAIN THEN NODE LOSS: {on_drained} streams on the drained backend {drained}, \
+         node 1 took node 2's share of them through the pre-drain fallback ({fallback} packets), \
+         0 resets"
+    );
+    assert!(on_drained > 0, "no stream on the drained backend: {r}");
+    assert!(
+        fallback > 0,
+        "node 1 never fell back for the drained backend's streams of node 2"
+    );
 
     // ---- 8. `lb-daemon teardown` withdraws before it detaches: with the
     // daemon gone (SIGKILL keeps the routes), teardown empties the file,
