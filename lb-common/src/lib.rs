@@ -16,6 +16,7 @@
 pub mod addr;
 pub mod bench;
 pub mod hash;
+pub mod layout;
 pub mod maps;
 pub mod stats;
 

@@ -383,5 +383,6 @@ mod pod {
     unsafe impl aya::Pod for PktBytes {}
     unsafe impl aya::Pod for crate::Counters {}
     unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for crate::layout::MapLayout {}
     unsafe impl aya::Pod for crate::bench::Template {}
 }

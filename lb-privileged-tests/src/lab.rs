@@ -91,6 +91,8 @@ pub struct LabOpts {
     pub conn_table_size: u32,
     /// More node tables for the daemon's configuration (e.g. `[metrics]`).
     pub extra: String,
+    /// Environment of the daemon (e.g. `LB_TEST_XDP_OBJECT`).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Default for LabOpts {
@@ -102,6 +104,7 @@ impl Default for LabOpts {
             dataplane_extra: String::new(),
             conn_table_size: 4096,
             extra: String::new(),
+            daemon_env: Vec::new(),
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct Lab {
     pub pin: PathBuf,
     /// When this test got its turn (after waiting for the previous lab).
     pub started: Instant,
+    /// Environment each `start_daemon` gives the daemon.
+    pub daemon_env: Vec<(String, String)>,
     daemon: Option<Child>,
     rt: tokio::runtime::Runtime,
     // Last: released only after Drop::drop has taken the lab down.
@@ -158,6 +163,7 @@ impl Lab {
             pin,
             started,
             tmp,
+            daemon_env: opts.daemon_env,
             daemon: None,
             rt: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -250,6 +256,7 @@ impl Lab {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("NO_COLOR", "1")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -269,6 +276,16 @@ impl Lab {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, and waits for a clean exit (what `systemctl restart` does
+    /// before it starts the new binary).
+    pub fn stop_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().expect("wait for lb-daemon");
+            assert!(st.success(), "clean exit on SIGTERM: {st}\n{}", self.log());
         }
     }
 

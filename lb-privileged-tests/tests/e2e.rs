@@ -1150,3 +1150,80 @@ fn syn_flood_without_the_limit_evicts_idle_streams_and_drained_ones_reset() {
         run.streams
     );
 }
+
+// ---------------------------------------------------------------- 10
+
+/// An upgrade in place: the daemon runs another build's program (the
+/// `upgrade-test` object, see lb-privileged-tests/build.rs) while 50 streams
+/// flow through the VIP; it is stopped and the daemon of this build starts,
+/// finds the maps of its own layout, and swaps its program in on the pinned
+/// link. No stream is reset, none stalls for a second, the link keeps its
+/// id, and `lbctl status` says which program runs and what it replaced.
+#[test]
+fn upgrading_the_program_in_place_resets_no_stream() {
+    require_root();
+    let object = lb_privileged_tests::upgrade_test_object_file();
+    let mut lab = Lab::up(LabOpts {
+        vips: vip_toml(STREAM_VIP, &B4),
+        daemon_env: vec![(
+            "LB_TEST_XDP_OBJECT".into(),
+            object.path().display().to_string(),
+        )],
+        ..LabOpts::default()
+    });
+    let old = lab.status();
+    assert!(
+        old.program_current,
+        "the running program is the daemon's: {old:?}"
+    );
+    let link = lb_daemon::dataplane::link_id(&lab.pin).expect("a pinned link");
+
+    const SECONDS: f64 = 6.0;
+    let mut bg = lab.streams_bg(VIP4, 9000, 50, SECONDS);
+    bg.wait_ready();
+    // `systemctl restart` after a package upgrade: SIGTERM, the new binary.
+    lab.stop_daemon();
+    lab.daemon_env.clear();
+    let swap_at = bg.elapsed();
+    lab.start_daemon();
+    let new = lab.status();
+    assert!(
+        bg.elapsed() < SECONDS - 1.0,
+        "the upgrade left the streams at least a second to run ({:.1} s of {SECONDS})",
+        bg.elapsed()
+    );
+    assert_ne!(new.program_id, old.program_id, "another program runs");
+    assert_ne!(new.program_tag, old.program_tag);
+    assert!(new.program_current, "it is this build's: {new:?}");
+    assert_eq!(new.program_tag, new.embedded_program_tag);
+    assert_eq!(new.upgraded_from_tag, old.program_tag, "what it replaced");
+    assert!(new.adopted, "maps adopted");
+    assert_eq!(
+        lb_daemon::dataplane::link_id(&lab.pin),
+        Some(link),
+        "the same link, updated in place"
+    );
+    assert!(
+        lab.log().contains("XDP program replaced in place"),
+        "{}",
+        lab.log()
+    );
+
+    let s = bg.join();
+    let all = streams(&s);
+    assert_eq!(all.len(), 50, "50 streams: {s}");
+    for st in &all {
+        assert_stream_ran("stream across the upgrade", st);
+        assert_lines_after("stream across the upgrade", st, swap_at, SECONDS);
+    }
+    eprintln!(
+        "e2e upgrade: program {} -> {} (tags {} -> {}), link {link} kept; 50 streams, \
+         0 resets, max gap {} ms; {:.1} s",
+        old.program_id,
+        new.program_id,
+        old.program_tag,
+        new.program_tag,
+        s["max_gap_ms"],
+        lab.started.elapsed().as_secs_f64()
+    );
+}

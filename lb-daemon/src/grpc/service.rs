@@ -41,6 +41,17 @@ pub struct StatusInfo {
     pub pin_path: String,
     /// Connection-table capacity.
     pub conn_table_capacity: u64,
+    /// Tag of the program this binary carries.
+    pub embedded_tag: u64,
+    /// Tag of the program attached at start (when the live read below is
+    /// not possible).
+    pub program_tag: u64,
+    /// The program this daemon replaced at start, if it upgraded one.
+    pub upgraded_from: Option<crate::dataplane::ProgId>,
+    /// Where to read the running program from the kernel at each status
+    /// call (the pin directory); `None` (tests over a fake): the values
+    /// above.
+    pub live_pin_dir: Option<std::path::PathBuf>,
 }
 
 /// The service. Cheap to clone (shared state).
@@ -303,6 +314,23 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         let slots: usize = vips.iter().map(|v| v.backends.len()).sum();
         let cfg = st.dataplane().config().map_err(dp_err)?;
         let i = &self.info;
+        // The kernel's word, not what we attached at start: someone may have
+        // replaced the program since.
+        let running = i
+            .live_pin_dir
+            .as_deref()
+            .and_then(crate::dataplane::running_program)
+            .unwrap_or(crate::dataplane::ProgId {
+                id: i.program_id,
+                tag: i.program_tag,
+            });
+        let hex = |t: u64| {
+            if t == 0 {
+                String::new()
+            } else {
+                format!("{t:016x}")
+            }
+        };
         Ok(Response::new(pb::GetStatusResponse {
             interface: i.interface.clone(),
             ifindex: i.ifindex,
@@ -311,7 +339,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
                 Some(Attached::Generic) => pb::AttachMode::Generic,
                 None => pb::AttachMode::Unspecified,
             } as i32,
-            program_id: i.program_id,
+            program_id: running.id,
             verified_insns: i.verified_insns,
             vips: Some(pb::MapUsage {
                 used: vips.len() as u64,
@@ -330,6 +358,10 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             adopted: i.adopted,
             pin_path: i.pin_path.clone(),
             encapsulation: crate::dataplane::Encapsulation::from_map(cfg.gue_port).to_string(),
+            program_tag: hex(running.tag),
+            embedded_program_tag: hex(i.embedded_tag),
+            program_current: running.tag != 0 && running.tag == i.embedded_tag,
+            upgraded_from_tag: i.upgraded_from.map(|p| hex(p.tag)).unwrap_or_default(),
         }))
     }
 

@@ -491,3 +491,15 @@ fn check_backend_list(spec: &VipSpec, backends: &[BackendSpec]) -> Result<(), St
     }
     Ok(())
 }
+
+impl LbState<crate::dataplane::Balancer> {
+    /// Completes an in-place upgrade of the XDP program prepared when the
+    /// data plane was opened ([`crate::dataplane::Balancer::finish_upgrade`]):
+    /// call it once [`Self::adopt`] made the maps hold the state.
+    pub fn finish_upgrade(
+        &mut self,
+        pin_dir: &std::path::Path,
+    ) -> Result<Option<crate::dataplane::Upgrade>, crate::dataplane::DataplaneError> {
+        self.dp.finish_upgrade(pin_dir)
+    }
+}

@@ -29,7 +29,20 @@ use crate::{
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    #[cfg(feature = "upgrade-test")]
+    upgrade_test_mark();
     balance::<Full>(&ctx)
+}
+
+/// Only in the `upgrade-test` build: a volatile load of a global, which the
+/// verifier sees as one more instruction pair (the kernel's tag of the
+/// program changes) and which changes nothing a packet sees.
+#[cfg(feature = "upgrade-test")]
+#[inline(always)]
+fn upgrade_test_mark() {
+    static UPGRADE_TEST_MARK: u32 = 1;
+    // SAFETY: a read of our own static; volatile so it is not folded away.
+    unsafe { core::ptr::read_volatile(&UPGRADE_TEST_MARK) };
 }
 
 #[inline(always)]
