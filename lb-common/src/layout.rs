@@ -51,7 +51,7 @@ pub mod kind {
 
 /// One entry of the layout record: a map and the shape of what it holds.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapLayout {
     /// Map name, NUL-padded (the header entry: [`LAYOUT_HEADER_NAME`]).
     pub name: [u8; 24],
@@ -67,19 +67,6 @@ pub struct MapLayout {
     pub fingerprint: u64,
 }
 const _: () = assert!(size_of::<MapLayout>() == 48);
-
-impl Default for MapLayout {
-    fn default() -> Self {
-        Self {
-            name: [0; 24],
-            kind: 0,
-            key_size: 0,
-            value_size: 0,
-            flags: 0,
-            fingerprint: 0,
-        }
-    }
-}
 
 impl MapLayout {
     /// The map name as a string (up to the first NUL).
