@@ -21,8 +21,8 @@
 use core::mem::{offset_of, size_of};
 
 use crate::{
-    AddrKey, Backend, ConnEntry, Counters, FlowKey, FlowKey4, LbConfig, PktBytes, RateState,
-    STAT_COUNT, VipKey, VipMeta,
+    AddrKey, Backend, CaptureFilter, CaptureHeader, ConnEntry, Counters, FlowKey, FlowKey4,
+    LbConfig, PktBytes, RateState, STAT_COUNT, VipKey, VipMeta,
 };
 
 /// Format of the record itself (entry 0's `kind`).
@@ -47,6 +47,8 @@ pub mod kind {
     pub const PERCPU_ARRAY: u32 = 6;
     /// `BPF_MAP_TYPE_LRU_HASH`.
     pub const LRU_HASH: u32 = 9;
+    /// `BPF_MAP_TYPE_RINGBUF`.
+    pub const RINGBUF: u32 = 27;
 }
 
 /// One entry of the layout record: a map and the shape of what it holds.
@@ -280,11 +282,41 @@ const COUNTERS: Fnv = Fnv::new()
     .num(size_of::<Counters>() as u64)
     .num(STAT_COUNT as u64);
 const PKT_BYTES: Fnv = shape!(U32, PktBytes { packets, bytes });
+const CAPTURE_FILTER: Fnv = shape!(
+    U32,
+    CaptureFilter {
+        flags,
+        snaplen,
+        vip_addr,
+        backend,
+        vip_port,
+        vip_proto,
+        vip_family,
+        backend_family,
+        _pad1,
+        _pad2
+    }
+);
+const CAPTURE_RECORD: Fnv = shape!(
+    Fnv::new().num(crate::CAPTURE_SNAP_MAX as u64),
+    CaptureHeader {
+        ts_ns,
+        orig_len,
+        cap_len,
+        action,
+        cpu,
+        direction,
+        sent_family,
+        _pad,
+        _pad2,
+        sent_to
+    }
+);
 const RATE_STATE: Fnv = shape!(U32, RateState { last_ns, credit_ns });
 
 /// The layout of every map of the balancer object, as this build defines
 /// it (the order of `lb-daemon`'s `MAP_NAMES`).
-pub const MAP_LAYOUTS: [MapLayout; 13] = {
+pub const MAP_LAYOUTS: [MapLayout; 16] = {
     use crate::maps::*;
     use kind::*;
     [
@@ -370,6 +402,23 @@ pub const MAP_LAYOUTS: [MapLayout; 13] = {
             size_of::<RateState>(),
             0,
             RATE_STATE,
+        ),
+        entry(
+            crate::MAP_CAPTURE,
+            ARRAY,
+            4,
+            size_of::<CaptureFilter>(),
+            0,
+            CAPTURE_FILTER,
+        ),
+        entry(crate::MAP_CAPTURE_RING, RINGBUF, 0, 0, 0, CAPTURE_RECORD),
+        entry(
+            crate::MAP_CAPTURE_PENDING,
+            PERCPU_ARRAY,
+            4,
+            8,
+            0,
+            U64.str("pending ts"),
         ),
     ]
 };

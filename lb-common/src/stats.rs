@@ -65,10 +65,14 @@ pub enum Stat {
     /// (`LbConfig::new_flow_rate`) was spent: a SYN flood cannot churn the
     /// table and evict established flows. Such a flow is not pinned.
     NewFlowUnpinned = 23,
+    /// Capture records not written because the capture ring was full (the
+    /// packet itself is handled as always: a capture never stalls or drops
+    /// traffic).
+    CaptureLost = 24,
 }
 
 /// Number of [`Stat`] counters.
-pub const STAT_COUNT: u32 = 24;
+pub const STAT_COUNT: u32 = 25;
 
 /// The value of [`crate::MAP_STATS`] (a per-CPU array of one element): every
 /// global counter of one CPU, indexed by [`Stat`]. One record rather than one
@@ -106,6 +110,7 @@ impl Stat {
         Stat::DropEchoBadSource,
         Stat::DropBadChecksum,
         Stat::NewFlowUnpinned,
+        Stat::CaptureLost,
     ];
 
     /// Stable snake_case name, used in the API and JSON output.
@@ -135,6 +140,7 @@ impl Stat {
             Stat::DropEchoBadSource => "drop_echo_bad_source",
             Stat::DropBadChecksum => "drop_bad_checksum",
             Stat::NewFlowUnpinned => "new_flow_unpinned",
+            Stat::CaptureLost => "capture_lost",
         }
     }
 }
@@ -183,7 +189,8 @@ impl Stat {
             | Stat::NewFlow
             | Stat::RingLookup
             | Stat::ConnInsertFailed
-            | Stat::NewFlowUnpinned => None,
+            | Stat::NewFlowUnpinned
+            | Stat::CaptureLost => None,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -8,12 +8,12 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::Xdp,
 };
 use lb_common::{
-    AddrKey, Backend, ConnEntry, Counters, FlowKey, FlowKey4, LB_CFG_F_FORWARD_ICMP_ERRORS,
-    LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
+    AddrKey, Backend, CaptureFilter, ConnEntry, Counters, FlowKey, FlowKey4,
+    LB_CFG_F_FORWARD_ICMP_ERRORS, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
 };
 
 use super::{
@@ -266,7 +266,7 @@ enum Prog {
 }
 
 /// Every map of the balancer object (all are pinned together).
-pub const MAP_NAMES: [&str; 13] = [
+pub const MAP_NAMES: [&str; 16] = [
     lb_common::MAP_VIPS,
     lb_common::MAP_VIP_ADDRS,
     lb_common::MAP_VIP_FILTER,
@@ -280,6 +280,9 @@ pub const MAP_NAMES: [&str; 13] = [
     lb_common::MAP_BACKEND_STATS,
     lb_common::MAP_ICMP_RATE,
     lb_common::MAP_NEW_FLOW_RATE,
+    lb_common::MAP_CAPTURE,
+    lb_common::MAP_CAPTURE_RING,
+    lb_common::MAP_CAPTURE_PENDING,
 ];
 
 /// How [`Balancer::open_pinned`] got its program and maps.
@@ -367,6 +370,12 @@ pub struct Balancer {
     _icmp_rate: aya::maps::Map,
     /// The same, for the new-flow budget.
     _new_flow_rate: aya::maps::Map,
+    /// The capture switch and filter.
+    capture: Array<MapData, CaptureFilter>,
+    /// Only the program uses it (see `_icmp_rate`).
+    _capture_pending: aya::maps::Map,
+    /// The capture ring, while no capture holds it.
+    capture_ring: Option<RingBuf<MapData>>,
     /// The program this daemon loads (its tag is what `lbctl status`
     /// compares the running program's with).
     embedded: ProgId,
@@ -642,6 +651,11 @@ impl Balancer {
             ring,
             _icmp_rate: take(MAP_ICMP_RATE)?,
             _new_flow_rate: take(MAP_NEW_FLOW_RATE)?,
+            capture: Array::try_from(take(MAP_CAPTURE)?).map_err(map_err(MAP_CAPTURE))?,
+            _capture_pending: take(MAP_CAPTURE_PENDING)?,
+            capture_ring: Some(
+                RingBuf::try_from(take(MAP_CAPTURE_RING)?).map_err(map_err(MAP_CAPTURE_RING))?,
+            ),
             prog,
             sizes,
             embedded: ProgId::default(),
@@ -673,6 +687,40 @@ impl Balancer {
                 .expect("lb_xdp was loaded as an XDP program"),
             Prog::Pinned(p) => p.as_ref(),
         }
+    }
+
+    /// Starts a capture: hands out the capture ring and writes `filter`
+    /// (with [`lb_common::CAPTURE_F_ACTIVE`]), after which `lb_xdp` copies
+    /// matching frames into the ring. [`DataplaneError::CaptureBusy`] while
+    /// another capture holds the ring.
+    pub fn start_capture(
+        &mut self,
+        filter: &CaptureFilter,
+    ) -> Result<RingBuf<MapData>, DataplaneError> {
+        let mut ring = self
+            .capture_ring
+            .take()
+            .ok_or(DataplaneError::CaptureBusy)?;
+        // Whatever an earlier capture left unread is not this capture's.
+        while ring.next().is_some() {}
+        let f = CaptureFilter {
+            flags: filter.flags | lb_common::CAPTURE_F_ACTIVE,
+            ..*filter
+        };
+        if let Err(e) = self.capture.set(0, f, 0) {
+            self.capture_ring = Some(ring);
+            return Err(map_err(lb_common::MAP_CAPTURE)(e));
+        }
+        Ok(ring)
+    }
+
+    /// Ends the capture that holds `ring`: the program stops copying (one
+    /// map write), and the ring is kept for the next capture.
+    pub fn stop_capture(&mut self, ring: RingBuf<MapData>) -> Result<(), DataplaneError> {
+        self.capture_ring = Some(ring);
+        self.capture
+            .set(0, CaptureFilter::default(), 0)
+            .map_err(map_err(lb_common::MAP_CAPTURE))
     }
 
     /// The sizes the maps were created with.

@@ -59,6 +59,9 @@ pub enum DataplaneError {
     /// names the maps and what recreating them would lose.
     #[error("{0}")]
     LayoutChanged(String),
+    /// A capture runs already (one at a time: they share the ring).
+    #[error("a packet capture is already running")]
+    CaptureBusy,
     /// Sizes that the maps cannot be created with.
     #[error("invalid sizes: {0}")]
     Sizes(String),

@@ -42,6 +42,7 @@ pub fn loss_of(name: &str) -> &'static str {
         MAP_VIP_STATS => "the per-VIP packet and byte counters",
         MAP_BACKEND_STATS => "the per-backend packet and byte counters",
         MAP_ICMP_RATE | MAP_NEW_FLOW_RATE => "nothing (a rate-limit bucket starts full again)",
+        MAP_CAPTURE | MAP_CAPTURE_RING | MAP_CAPTURE_PENDING => "nothing (a running capture stops)",
         _ => "nothing (rewritten from the daemon's state)",
     }
 }

@@ -3,10 +3,11 @@
 //! back out with XDP_TX; ICMP the balancer owes the client is in `icmp`,
 //! ICMP errors that belong to a backend in `icmp_error`, counters in
 //! `stats`, maps in `maps`, per-CPU rate limits in `rate`, the bench's
-//! cut-down builds of this path in `variant`.
+//! cut-down builds of this path in `variant`, packet capture in `capture`.
 #![no_std]
 #![no_main]
 
+mod capture;
 mod encap;
 mod flow;
 mod icmp;
@@ -31,7 +32,19 @@ use crate::{
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     #[cfg(feature = "upgrade-test")]
     upgrade_test_mark();
-    balance::<Full>(&ctx)
+    // The one question every packet asks of the capture: one array read.
+    // One call site of the (inlined) packet path: two would double the
+    // program the verifier walks.
+    // Nothing is kept across the packet path (it would cost stack the
+    // verifier does not have): `after` asks the flag again.
+    if let Some(f) = capture::active() {
+        capture::before(&ctx, f);
+    }
+    let action = balance::<Full>(&ctx);
+    if capture::active().is_some() {
+        capture::after(&ctx, action);
+    }
+    action
 }
 
 /// Only in the `upgrade-test` build: a volatile load of a global, which the
