@@ -1,14 +1,13 @@
 //! Packet capture, the reader's side: turns the records `lb_xdp` writes to
 //! the capture ring into frames with their verdict, applies the parts of
-//! the filter that need the verdict (drops only, backend), and writes pcapng.
+//! the filter that need the verdict (drops only, backend). lbctl writes the
+//! frames as pcapng.
 //!
 //! The kernel writes two records per frame (`lb_common::capture`): the frame
 //! as received, before the packet path runs, and then the verdict (alone,
 //! or with the frame as sent). One CPU handles one frame at a time, so the
 //! records of a frame are consecutive among that CPU's records; they carry
 //! the same `cpu` and `ts_ns`, which is how [`Pairer`] joins them.
-
-pub mod pcapng;
 
 use std::{
     collections::HashMap,

@@ -59,6 +59,9 @@ pub enum DataplaneError {
     /// names the maps and what recreating them would lose.
     #[error("{0}")]
     LayoutChanged(String),
+    /// This data plane has no capture ring (the in-memory fake).
+    #[error("this data plane cannot capture packets")]
+    CaptureUnsupported,
     /// A capture runs already (one at a time: they share the ring).
     #[error("a packet capture is already running")]
     CaptureBusy,

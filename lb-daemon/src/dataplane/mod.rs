@@ -30,6 +30,9 @@ pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
 pub use port::Dataplane;
 pub use ring::RingMap;
 
+/// The capture ring a running capture reads (see `Balancer::start_capture`).
+pub type CaptureRing = aya::maps::RingBuf<aya::maps::MapData>;
+
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there yet (as bpftool
 /// does): pins need it, and fresh machines do not always have it.
 pub fn ensure_bpffs() -> Result<(), DataplaneError> {

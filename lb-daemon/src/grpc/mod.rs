@@ -5,6 +5,7 @@
 //! the state under one lock, `stats` builds counter snapshots, `serve` puts
 //! it all on a Unix socket or a TLS listener with health and reflection.
 
+mod capture;
 mod explain;
 mod serve;
 mod service;

@@ -233,6 +233,24 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         Ok(Response::new(pb::GetStatsResponse { stats: Some(snap) }))
     }
 
+    type CaptureStream =
+        Pin<Box<dyn Stream<Item = Result<pb::CaptureResponse, Status>> + Send + 'static>>;
+
+    async fn capture(&self, req: Request<pb::CaptureRequest>) -> Reply<Self::CaptureStream> {
+        let r = req.into_inner();
+        let (ring, checked) = {
+            let mut st = self.state.lock().await;
+            let checked = super::capture::check(&r, &st)?;
+            (super::capture::start(&mut st, &checked)?, checked)
+        };
+        tracing::info!(vip = ?r.vip, backend = %r.backend, count = r.count, "capture started");
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(super::capture::run(self.state.clone(), ring, checked, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     type WatchStatsStream =
         Pin<Box<dyn Stream<Item = Result<pb::WatchStatsResponse, Status>> + Send + 'static>>;
 

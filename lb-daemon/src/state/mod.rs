@@ -105,6 +105,23 @@ impl<D: Dataplane> LbState<D> {
         &self.model
     }
 
+    /// Starts a packet capture with `filter` (not part of the desired
+    /// state: nothing is persisted, and a restart ends it).
+    pub fn start_capture(
+        &mut self,
+        filter: &lb_common::CaptureFilter,
+    ) -> Result<crate::dataplane::CaptureRing, crate::dataplane::DataplaneError> {
+        self.dp.start_capture(filter)
+    }
+
+    /// Ends the capture holding `ring`.
+    pub fn stop_capture(
+        &mut self,
+        ring: crate::dataplane::CaptureRing,
+    ) -> Result<(), crate::dataplane::DataplaneError> {
+        self.dp.stop_capture(ring)
+    }
+
     /// The data plane (counters, settings).
     pub fn dataplane(&self) -> &D {
         &self.dp
