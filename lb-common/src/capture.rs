@@ -122,4 +122,4 @@ pub struct CaptureRecord {
     /// The frame's bytes (the first `hdr.cap_len` are valid).
     pub data: [u8; CAPTURE_SNAP_MAX as usize],
 }
-const _: () = assert!(core::mem::size_of::<CaptureRecord>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<CaptureRecord>().is_multiple_of(8));

@@ -1299,8 +1299,7 @@ fn lbctl_capture_writes_frames_tcpdump_reads_with_verdict_and_outer_header() {
     // A second capture while one runs: refused, the first unaffected.
     let busy = lab
         .block_on(lab.client().capture(pb::CaptureRequest::default()))
-        .err()
-        .expect("busy");
+        .expect_err("busy");
     assert_eq!(busy.code(), tonic::Code::ResourceExhausted, "{busy:?}");
     let r = lab.traffic(&["http", "--vip", VIP4, "--count", "40", "--parallel", "4"]);
     assert_all_ok("HTTP while capturing", &r, 40, 2);

@@ -13,7 +13,7 @@ const OPT_COMMENT: u16 = 1;
 const IF_TSRESOL: u16 = 9;
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }

@@ -821,6 +821,7 @@ pub(crate) mod tests {
     }
 
     const ZERO_COUNTERS: &str = concat!(
+        r#""capture_lost":0,"#,
         r#""conn_hit":0,"conn_insert_failed":0,"conn_miss":0,"conn_stale":0,"#,
         r#""drop_bad_checksum":0,"drop_echo_bad_source":0,"#,
         r#""drop_encap_failed":0,"drop_fragment":0,"#,
@@ -893,6 +894,7 @@ pub(crate) mod tests {
                 "drop_echo_bad_source           0\n",
                 "drop_bad_checksum              0\n",
                 "new_flow_unpinned              0\n",
+                "capture_lost                   0\n",
                 "new_counter                    5\n"
             )),
             "{table}"
