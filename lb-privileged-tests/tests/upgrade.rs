@@ -327,3 +327,60 @@ fn pins_without_a_layout_record_are_an_unknown_layout() {
         assert_eq!(origin, Origin::Adopted, "and the next start adopts");
     });
 }
+
+/// The daemon itself: pins of another layout make `lb-daemon run` exit with
+/// the message and touch nothing; `[dataplane] on_layout_change =
+/// "recreate"` lets it start, recreating only the changed map.
+#[test]
+fn the_daemon_refuses_a_changed_layout_unless_configured_to_recreate() {
+    require_root();
+    let mut env = lb_privileged_tests::daemon::DaemonEnv::new("uplay", None, "");
+    env.start();
+    env.stop();
+    forge_record(&env.pin, MAP_STATS);
+    let ids = pin_ids(&env.pin);
+    let prog = running_program(&env.pin).expect("a program");
+
+    env.spawn_with(&[], &[]);
+    let t0 = std::time::Instant::now();
+    let st = loop {
+        if let Some(st) = env.exited() {
+            break st;
+        }
+        assert!(t0.elapsed().as_secs() < 20, "still running:\n{}", env.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!st.success());
+    env.kill9(); // reaps it
+    let log = env.log();
+    assert!(log.contains("LB_STATS"), "{log}");
+    assert!(log.contains("on_layout_change"), "{log}");
+    assert_eq!(pin_ids(&env.pin), ids, "nothing touched");
+    assert_eq!(running_program(&env.pin), Some(prog));
+
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replacen(
+            "[dataplane]\n",
+            "[dataplane]\non_layout_change = \"recreate\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    env.start();
+    let after = pin_ids(&env.pin);
+    for ((name, a), (_, b)) in ids.iter().zip(&after) {
+        if name == MAP_STATS || name == LAYOUT_PIN {
+            assert_ne!(a, b, "{name} recreated");
+        } else {
+            assert_eq!(a, b, "{name} kept");
+        }
+    }
+    assert!(
+        env.log().contains("XDP program replaced in place"),
+        "{}",
+        env.log()
+    );
+    env.stop();
+}
