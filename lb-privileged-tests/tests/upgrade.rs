@@ -287,6 +287,21 @@ fn a_changed_layout_is_refused_untouched_and_recreated_only_on_request() {
         );
         lb.finish_upgrade(dir).unwrap();
         assert!(conn4(dir).get(&flow(), 0).is_ok(), "flows kept");
+        drop(lb);
+
+        // An older build's pins lack a map this build added: it is
+        // created, the others adopted, nothing refused.
+        let pending = dir.join("maps").join(lb_common::MAP_CAPTURE_PENDING);
+        std::fs::remove_file(&pending).unwrap();
+        let (mut lb, origin) = Balancer::open_pinned(test_sizes(), dir).unwrap();
+        assert_eq!(origin, Origin::Upgraded);
+        assert_eq!(
+            lb.pending_upgrade().unwrap().recreated,
+            vec![lb_common::MAP_CAPTURE_PENDING]
+        );
+        lb.finish_upgrade(dir).unwrap();
+        assert!(pending.exists(), "the new map is pinned");
+        assert!(conn4(dir).get(&flow(), 0).is_ok(), "flows kept");
     });
 }
 

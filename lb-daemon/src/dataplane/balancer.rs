@@ -459,8 +459,11 @@ impl Balancer {
         let maps_dir = dir.join("maps");
         std::fs::create_dir_all(&maps_dir).map_err(pin_err)?;
         let prog_pin = dir.join("prog");
-        let all_pinned = prog_pin.exists() && MAP_NAMES.iter().all(|n| maps_dir.join(n).exists());
-        if !all_pinned {
+        // A pinned program means a data plane to adopt or upgrade, even if
+        // some maps are not pinned: a build that added maps finds the older
+        // build's set (the layout comparison names the new ones).
+        let pinned = prog_pin.exists() && maps_dir.join(lb_common::MAP_CONN4).exists();
+        if !pinned {
             let mut lb = Self::load_with(sizes, Some(dir), opts.object, &[])?;
             lb.program()
                 .pin(&prog_pin)

@@ -59,6 +59,8 @@ pub struct MapChange {
     pub name: &'static str,
     /// What differs, for the operator.
     pub why: String,
+    /// Not pinned at all: new in this build, nothing to lose.
+    pub missing: bool,
 }
 
 /// The comparison of the pinned maps with this build.
@@ -79,7 +81,7 @@ impl LayoutDiff {
 
     /// Whether every changed map can be recreated without loss.
     pub fn lossless(&self) -> bool {
-        !self.unknown && self.changed.iter().all(|c| lossless(c.name))
+        !self.unknown && self.changed.iter().all(|c| c.missing || lossless(c.name))
     }
 
     /// The operator's message: which maps differ and what recreating them
@@ -98,11 +100,14 @@ impl LayoutDiff {
             )
         };
         for c in &self.changed {
-            s.push_str(&format!(
-                "\n  {}: {}; recreating it loses {}",
-                c.name,
-                c.why,
+            let loses = if c.missing {
+                "nothing"
+            } else {
                 loss_of(c.name)
+            };
+            s.push_str(&format!(
+                "\n  {}: {}; recreating it loses {loses}",
+                c.name, c.why
             ));
         }
         s.push_str(
@@ -182,6 +187,15 @@ pub fn compare(
         let name = super::balancer::MAP_NAMES[i];
         debug_assert_eq!(name, want.name_str());
         let path = maps_dir.join(name);
+        if !path.exists() {
+            // A map this build added: created, nothing to compare or lose.
+            diff.changed.push(MapChange {
+                name,
+                why: "not pinned (new in this build)".into(),
+                missing: true,
+            });
+            continue;
+        }
         let info = MapInfo::from_pin(&path).map_err(|e| pin_err(&path, e))?;
         let kernel = kernel_diff(want, &info);
         let why = match (kernel, recorded) {
@@ -197,7 +211,11 @@ pub fn compare(
             },
         };
         if let Some(why) = why {
-            diff.changed.push(MapChange { name, why });
+            diff.changed.push(MapChange {
+                name,
+                why,
+                missing: false,
+            });
         }
     }
     Ok(diff)
@@ -245,10 +263,12 @@ mod tests {
                 MapChange {
                     name: lb_common::MAP_STATS,
                     why: "value size 144 -> 192 bytes".into(),
+                    missing: false,
                 },
                 MapChange {
                     name: lb_common::MAP_CONFIG,
                     why: "value size 56 -> 64 bytes".into(),
+                    missing: false,
                 },
             ],
         };
@@ -264,6 +284,16 @@ mod tests {
             changed: vec![diff.changed[1].clone()],
         };
         assert!(config_only.lossless());
+        let new_map = LayoutDiff {
+            unknown: false,
+            changed: vec![MapChange {
+                name: lb_common::MAP_CONN4,
+                why: "not pinned (new in this build)".into(),
+                missing: true,
+            }],
+        };
+        assert!(new_map.lossless(), "a map that is not there loses nothing");
+        assert!(new_map.message(Path::new("/x")).contains("loses nothing"));
         assert!(
             !LayoutDiff {
                 unknown: true,
