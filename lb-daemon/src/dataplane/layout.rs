@@ -256,6 +256,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_record_describes_every_map_in_order() {
+        assert_eq!(MAP_LAYOUTS.len(), super::super::MAP_NAMES.len());
+        for (l, n) in MAP_LAYOUTS.iter().zip(super::super::MAP_NAMES) {
+            assert_eq!(l.name_str(), n);
+        }
+    }
+
+    #[test]
     fn the_message_names_maps_losses_and_the_way_out() {
         let diff = LayoutDiff {
             unknown: false,
