@@ -80,6 +80,13 @@ pub fn running_program(dir: &Path) -> Option<ProgId> {
     let (link_pin, _, _) = find_link(dir)?;
     let link = FdLink::from(PinnedLink::from_pin(&link_pin).ok()?);
     let id = link.info().ok()?.program_id();
+    // Usually the pinned `prog` is that program: its tag without needing
+    // CAP_SYS_ADMIN (which walking every program's id needs).
+    if let Ok(p) = aya::programs::ProgramInfo::from_pin(dir.join("prog"))
+        && p.id() == id
+    {
+        return Some(ProgId { id, tag: p.tag() });
+    }
     // No lookup by id in aya 0.14: walk the loaded programs (a status
     // query, not a packet path).
     aya::programs::loaded_programs()
