@@ -279,6 +279,12 @@ fn poller(pin: PathBuf, rx: mpsc::Receiver<Watch>, tx: mpsc::Sender<Seen>) {
             ));
             return;
         }
+        Ok((_, Origin::Upgraded)) => {
+            let _ = tx.send(Seen::Failed(
+                "the daemon runs another build's program".into(),
+            ));
+            return;
+        }
         Err(e) => {
             let _ = tx.send(Seen::Failed(format!("open pins: {e}")));
             return;

@@ -15,10 +15,13 @@
 
 pub mod addr;
 pub mod bench;
+pub mod capture;
 pub mod hash;
+pub mod layout;
 pub mod maps;
 pub mod stats;
 
+pub use capture::*;
 pub use hash::{encap_src_suffix, flow_hash, gue_src_port, ring_index, ring_pos, ring_reciprocal};
 pub use maps::*;
 pub use stats::*;

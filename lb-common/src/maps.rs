@@ -401,5 +401,8 @@ mod pod {
     unsafe impl aya::Pod for PktBytes {}
     unsafe impl aya::Pod for crate::Counters {}
     unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for crate::layout::MapLayout {}
+    unsafe impl aya::Pod for crate::capture::CaptureFilter {}
+    unsafe impl aya::Pod for crate::capture::CaptureHeader {}
     unsafe impl aya::Pod for crate::bench::Template {}
 }

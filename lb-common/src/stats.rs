@@ -71,10 +71,14 @@ pub enum Stat {
     /// at their position, instead of being re-hashed onto the current ring
     /// (which would reset them). Their entry is re-created.
     ConnDrainFallback = 24,
+    /// Capture records not written because the capture ring was full (the
+    /// packet itself is handled as always: a capture never stalls or drops
+    /// traffic).
+    CaptureLost = 25,
 }
 
 /// Number of [`Stat`] counters.
-pub const STAT_COUNT: u32 = 25;
+pub const STAT_COUNT: u32 = 26;
 
 /// The value of [`crate::MAP_STATS`] (a per-CPU array of one element): every
 /// global counter of one CPU, indexed by [`Stat`]. One record rather than one
@@ -113,6 +117,7 @@ impl Stat {
         Stat::DropBadChecksum,
         Stat::NewFlowUnpinned,
         Stat::ConnDrainFallback,
+        Stat::CaptureLost,
     ];
 
     /// Stable snake_case name, used in the API and JSON output.
@@ -143,6 +148,7 @@ impl Stat {
             Stat::DropBadChecksum => "drop_bad_checksum",
             Stat::NewFlowUnpinned => "new_flow_unpinned",
             Stat::ConnDrainFallback => "conn_drain_fallback",
+            Stat::CaptureLost => "capture_lost",
         }
     }
 }
@@ -192,7 +198,8 @@ impl Stat {
             | Stat::RingLookup
             | Stat::ConnInsertFailed
             | Stat::NewFlowUnpinned
-            | Stat::ConnDrainFallback => None,
+            | Stat::ConnDrainFallback
+            | Stat::CaptureLost => None,
         }
     }
 }

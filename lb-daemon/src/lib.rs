@@ -5,6 +5,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod announce;
+pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -96,6 +96,8 @@ pub struct LabOpts {
     /// `lab.sh --ecmp`: two LB nodes behind a BIRD router, each with its
     /// daemon (`[bgp]` towards the router) and BIRD speaker ([`ecmp`]).
     pub ecmp: bool,
+    /// Environment of the daemon (e.g. `LB_TEST_XDP_OBJECT`).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Default for LabOpts {
@@ -108,6 +110,7 @@ impl Default for LabOpts {
             conn_table_size: 4096,
             extra: String::new(),
             ecmp: false,
+            daemon_env: Vec::new(),
         }
     }
 }
@@ -128,6 +131,8 @@ pub struct Lab {
     pub pin: PathBuf,
     /// When this test got its turn (after waiting for the previous lab).
     pub started: Instant,
+    /// Environment each `start_daemon` gives the daemon.
+    pub daemon_env: Vec<(String, String)>,
     daemon: Option<Child>,
     /// `--ecmp`: the second node's files and daemon.
     node2: Option<ecmp::Node2>,
@@ -170,6 +175,7 @@ impl Lab {
             pin,
             started,
             tmp,
+            daemon_env: opts.daemon_env,
             daemon: None,
             node2: None,
             rt: tokio::runtime::Builder::new_multi_thread()
@@ -291,8 +297,23 @@ impl Lab {
     /// there, and the daemon replaces it).
     pub fn start_daemon(&mut self) {
         assert!(self.daemon.is_none(), "daemon already running");
-        let child = spawn_daemon(&self.ns("lb"), &self.config, &self.daemon_log());
+        let child = spawn_daemon(
+            &self.ns("lb"),
+            &self.config,
+            &self.daemon_log(),
+            &self.daemon_env,
+        );
         self.daemon = Some(child);
+    }
+
+    /// SIGTERM, and waits for a clean exit (what `systemctl restart` does
+    /// before it starts the new binary).
+    pub fn stop_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().expect("wait for lb-daemon");
+            assert!(st.success(), "clean exit on SIGTERM: {st}\n{}", self.log());
+        }
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
@@ -640,7 +661,7 @@ pub fn vip_stats<'a>(s: &'a pb::StatsSnapshot, address: &str, port: u32) -> &'a 
 /// `log`, and waits until it serves its API (a new "API listening" line:
 /// after a SIGKILL the old socket file is still there, and the daemon
 /// replaces it).
-fn spawn_daemon(ns: &str, config: &Path, log: &Path) -> Child {
+fn spawn_daemon(ns: &str, config: &Path, log: &Path, env: &[(String, String)]) -> Child {
     let read = || fs::read_to_string(log).unwrap_or_default();
     let before = read().matches("API listening").count();
     let file = fs::OpenOptions::new()
@@ -654,6 +675,7 @@ fn spawn_daemon(ns: &str, config: &Path, log: &Path) -> Child {
         .args(["run", "--config"])
         .arg(config)
         .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(file)

@@ -252,3 +252,16 @@ pub fn assert_frame(got: &[u8], want: &[u8]) {
         );
     }
 }
+
+/// The `lb-xdp` object of the `upgrade-test` build (see build.rs): same
+/// maps and behaviour as the embedded one, different instructions.
+pub static UPGRADE_TEST_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
+
+/// Writes [`UPGRADE_TEST_OBJECT`] to a file (for `LB_TEST_XDP_OBJECT`).
+pub fn upgrade_test_object_file() -> tempfile::NamedTempFile {
+    use std::io::Write as _;
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(UPGRADE_TEST_OBJECT).expect("write object");
+    f
+}

@@ -143,6 +143,7 @@ fn descriptor_set_has_the_service() {
         "ListBackends",
         "GetStats",
         "WatchStats",
+        "Capture",
         "GetGateway",
         "SetGateway",
         "GetStatus",
@@ -153,7 +154,8 @@ fn descriptor_set_has_the_service() {
         assert_eq!(*name, want);
         assert_eq!(*input, format!(".lb.v1.{want}Request"));
         assert_eq!(*output, format!(".lb.v1.{want}Response"));
-        assert_eq!(*streaming, want == "WatchStats", "{name} streaming");
+        let server_streaming = want == "WatchStats" || want == "Capture";
+        assert_eq!(*streaming, server_streaming, "{name} streaming");
         assert!(!svc.method.iter().any(|m| m.client_streaming()));
     }
 }

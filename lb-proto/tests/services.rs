@@ -72,6 +72,13 @@ impl LoadBalancer for Stub {
         unimplemented()
     }
 
+    type CaptureStream =
+        Pin<Box<dyn Stream<Item = Result<CaptureResponse, Status>> + Send + 'static>>;
+
+    async fn capture(&self, _: Request<CaptureRequest>) -> Reply<Self::CaptureStream> {
+        unimplemented()
+    }
+
     type WatchStatsStream =
         Pin<Box<dyn Stream<Item = Result<WatchStatsResponse, Status>> + Send + 'static>>;
 

@@ -8,5 +8,6 @@
 pub mod apply;
 pub mod cli;
 pub mod client;
+pub mod pcapng;
 
 pub use cli::{run, run_async, run_with};

@@ -33,7 +33,9 @@ pub use lb_api::vipfile::FileError as ConfigError;
 pub use lb_api::vipfile::{
     BackendConfig, Seg, Source, VipConfig, backend_key, k, parse_toml, vip_key,
 };
-pub use values::{EncapKind, InterfaceName, Ipv4Prefix, Ipv6Prefix, Listen, XdpMode};
+pub use values::{
+    EncapKind, InterfaceName, Ipv4Prefix, Ipv6Prefix, LayoutChangePolicy, Listen, XdpMode,
+};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -74,6 +76,10 @@ pub struct DataplaneConfig {
     /// daemon instance.
     #[serde(default = "default_pin_path")]
     pub pin_path: PathBuf,
+    /// Pinned maps of another layout (an upgrade that changed a map's key
+    /// or value): `refuse` (default) or `recreate` them empty.
+    #[serde(default)]
+    pub on_layout_change: LayoutChangePolicy,
     /// Largest outer IP packet the path towards backends carries.
     #[serde(default = "default_mtu")]
     pub mtu: u32,

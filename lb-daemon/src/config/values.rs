@@ -24,6 +24,20 @@ pub enum EncapKind {
     Gue,
 }
 
+/// What to do when the pinned maps were made by a build whose map layout
+/// differs from this one's (`[dataplane] on_layout_change`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutChangePolicy {
+    /// Refuse to start and change nothing; the error names the maps and
+    /// what recreating them would lose.
+    #[default]
+    Refuse,
+    /// Recreate the changed maps empty (losing what the error would name),
+    /// keep the others, and swap the new program in.
+    Recreate,
+}
+
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

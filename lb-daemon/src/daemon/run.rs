@@ -11,7 +11,7 @@ use super::settings;
 use crate::{
     announce::{Announcer, Attachment},
     config::{Config, Listen},
-    dataplane::{Balancer, Dataplane, Origin},
+    dataplane::{BALANCER_OBJECT, Balancer, Dataplane, OpenOptions, Origin},
     grpc::{self, LbService, Listener, StatusInfo},
     metrics::{self, Metrics},
     netif,
@@ -22,15 +22,47 @@ use crate::{
 /// of `state.json` kept a gateway set over the API.
 const LEGACY_GATEWAY_FILE: &str = "gateway";
 
+/// Test only: the path of an `lb-xdp` object to load instead of the one
+/// embedded in this binary. The upgrade tests need a daemon whose program
+/// differs from the running one; a second object file (lb-ebpf built with
+/// its `upgrade-test` feature, see lb-privileged-tests/build.rs) is that,
+/// without a second daemon build. Unset in production.
+pub const TEST_OBJECT_ENV: &str = "LB_TEST_XDP_OBJECT";
+
 /// Everything up to serving: returns the service, where to listen, and the
 /// metrics (the state reports its ring rebuilds to them).
 pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, Arc<Metrics>)> {
     let dp = &cfg.dataplane;
     let iface = dp.interface.as_str();
     let pin = &dp.pin_path;
-    let (mut lb, origin) = Balancer::open_pinned(settings::sizes(dp), pin)
+    let test_object = match std::env::var_os(TEST_OBJECT_ENV) {
+        Some(p) => Some(std::fs::read(&p).with_context(|| format!("{TEST_OBJECT_ENV}={p:?}"))?),
+        None => None,
+    };
+    let opts = OpenOptions {
+        on_layout_change: settings::on_layout_change(dp.on_layout_change),
+        object: test_object.as_deref().unwrap_or(BALANCER_OBJECT),
+    };
+    let (mut lb, origin) = Balancer::open_pinned_with(settings::sizes(dp), pin, &opts)
         .with_context(|| format!("opening the data plane pinned at {}", pin.display()))?;
-    tracing::info!(pin_path = %pin.display(), origin = ?origin, "data plane open");
+    let embedded = lb.embedded_program();
+    tracing::info!(
+        pin_path = %pin.display(),
+        origin = ?origin,
+        program_tag = %embedded.tag_hex(),
+        "data plane open"
+    );
+    let upgrade = lb.pending_upgrade().cloned();
+    if let Some(up) = &upgrade {
+        tracing::info!(
+            old_id = up.from.id,
+            old_tag = %up.from.tag_hex(),
+            new_id = up.to.id,
+            new_tag = %up.to.tag_hex(),
+            recreated = ?up.recreated,
+            "the running program differs from this build's: it is replaced in place once the maps hold the state"
+        );
+    }
     let if_mac = netif::mac(iface)
         .context("listing interfaces")?
         .with_context(|| format!("interface {iface} not found in this network namespace"))?;
@@ -53,9 +85,13 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
             .as_ref()
             .and_then(|i| i.verified_instruction_count())
             .unwrap_or(0),
-        adopted: origin == Origin::Adopted,
+        adopted: origin != Origin::Loaded,
         pin_path: pin.display().to_string(),
         conn_table_capacity: dp.conn_table_size as u64,
+        embedded_tag: embedded.tag,
+        program_tag: info.as_ref().map(|i| i.tag()).unwrap_or(0),
+        upgraded_from: upgrade.as_ref().map(|u| u.from),
+        live_pin_dir: Some(pin.clone()),
     };
     tracing::info!(interface = iface, mode = attached.as_str(), "XDP attached");
 
@@ -74,6 +110,21 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
     state.set_node_config(node)?;
     let report = state.adopt()?;
     tracing::info!(report = ?report, "maps reconciled with the persisted state");
+    // Only now, with the maps holding the state (recreated maps filled),
+    // may the new program see packets.
+    if let Some(up) = state
+        .finish_upgrade(pin)
+        .context("replacing the running XDP program")?
+    {
+        tracing::info!(
+            old_id = up.from.id,
+            old_tag = %up.from.tag_hex(),
+            new_id = up.to.id,
+            new_tag = %up.to.tag_hex(),
+            link_id = crate::dataplane::link_id(pin).unwrap_or(0),
+            "XDP program replaced in place on the pinned link (bpf link update)"
+        );
+    }
     if first_start {
         for v in &cfg.vips {
             state

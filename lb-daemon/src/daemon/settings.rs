@@ -8,8 +8,10 @@
 use std::path::Path;
 
 use crate::{
-    config::{Config, ConfigError, ConfigFile, DataplaneConfig, EncapKind, XdpMode, k},
-    dataplane::{AttachMode, BalancerConfig, Encapsulation, Sizes},
+    config::{
+        Config, ConfigError, ConfigFile, DataplaneConfig, EncapKind, LayoutChangePolicy, XdpMode, k,
+    },
+    dataplane::{AttachMode, BalancerConfig, Encapsulation, OnLayoutChange, Sizes},
     maglev,
 };
 
@@ -95,6 +97,14 @@ pub fn balancer_config(dp: &DataplaneConfig, if_mac: [u8; 6]) -> BalancerConfig 
             EncapKind::Ipip => Encapsulation::Ipip,
             EncapKind::Gue => Encapsulation::Gue { port: dp.gue_port },
         },
+    }
+}
+
+/// What the data plane does with pinned maps of another layout.
+pub fn on_layout_change(policy: LayoutChangePolicy) -> OnLayoutChange {
+    match policy {
+        LayoutChangePolicy::Refuse => OnLayoutChange::Refuse,
+        LayoutChangePolicy::Recreate => OnLayoutChange::Recreate,
     }
 }
 

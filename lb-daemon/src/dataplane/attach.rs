@@ -7,9 +7,10 @@ use std::path::Path;
 use aya::programs::{
     XdpMode,
     links::{FdLink, PinnedLink},
+    xdp::XdpLink,
 };
 
-use super::{Balancer, DataplaneError};
+use super::{Balancer, DataplaneError, ProgId};
 use crate::netif;
 
 /// XDP attach mode requested by the operator.
@@ -71,6 +72,52 @@ fn find_link(dir: &Path) -> Option<(std::path::PathBuf, Attached, String)> {
 /// Where and how the balancer pinned under `dir` is attached, if it is.
 pub fn attached_to(dir: &Path) -> Option<(String, Attached)> {
     find_link(dir).map(|(_, mode, iface)| (iface, mode))
+}
+
+/// The program the link pinned under `dir` runs now (read from the kernel,
+/// so it is true even if someone else replaced it), if there is a link.
+pub fn running_program(dir: &Path) -> Option<ProgId> {
+    let (link_pin, _, _) = find_link(dir)?;
+    let link = FdLink::from(PinnedLink::from_pin(&link_pin).ok()?);
+    let id = link.info().ok()?.program_id();
+    // Usually the pinned `prog` is that program: its tag without needing
+    // CAP_SYS_ADMIN (which walking every program's id needs).
+    if let Ok(p) = aya::programs::ProgramInfo::from_pin(dir.join("prog"))
+        && p.id() == id
+    {
+        return Some(ProgId { id, tag: p.tag() });
+    }
+    // No lookup by id in aya 0.14: walk the loaded programs (a status
+    // query, not a packet path).
+    aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == id)
+        .map(|p| ProgId { id, tag: p.tag() })
+}
+
+/// Id of the link pinned under `dir` (it stays the same across upgrades).
+pub fn link_id(dir: &Path) -> Option<u32> {
+    let (link_pin, _, _) = find_link(dir)?;
+    let link = FdLink::from(PinnedLink::from_pin(&link_pin).ok()?);
+    Some(link.info().ok()?.id())
+}
+
+/// Replaces the program of the link pinned under `dir` by `prog`
+/// (BPF_LINK_UPDATE through aya's `attach_to_link`): atomic, the interface
+/// is never without a program. No link pinned: nothing to do.
+pub(crate) fn swap_on_pinned_link(
+    prog: &mut aya::programs::Xdp,
+    dir: &Path,
+) -> Result<(), DataplaneError> {
+    let Some((link_pin, _, iface)) = find_link(dir) else {
+        return Ok(());
+    };
+    let pinned = PinnedLink::from_pin(&link_pin).map_err(|e| attach_err(&iface, e))?;
+    let link = XdpLink::try_from(FdLink::from(pinned))
+        .map_err(|e| attach_err(&iface, format!("pinned link: {e}")))?;
+    prog.attach_to_link(link)
+        .map_err(|e| attach_err(&iface, format!("bpf link update: {e}")))?;
+    Ok(())
 }
 
 fn attach_err(interface: &str, reason: impl ToString) -> DataplaneError {
@@ -163,7 +210,7 @@ pub fn teardown(dir: &Path) -> Result<(), DataplaneError> {
         // Dropping the last fd of an unpinned link detaches the program.
         drop(fd_link);
     }
-    for entry in [dir.join("prog")] {
+    for entry in [dir.join("prog"), dir.join(super::layout::LAYOUT_PIN)] {
         if entry.exists() {
             std::fs::remove_file(&entry)
                 .map_err(|e| DataplaneError::Pin(format!("{}: {e}", entry.display())))?;

@@ -8,15 +8,21 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::Xdp,
 };
 use lb_common::{
-    AddrKey, Backend, ConnEntry, Counters, FlowKey, FlowKey4, LB_CFG_F_FORWARD_ICMP_ERRORS,
-    LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
+    AddrKey, Backend, CaptureFilter, ConnEntry, Counters, FlowKey, FlowKey4,
+    LB_CFG_F_FORWARD_ICMP_ERRORS, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
 };
 
-use super::{DataplaneError, RingMap, filter::VipFilter, object::BALANCER_OBJECT, ring};
+use super::{
+    DataplaneError, RingMap,
+    filter::VipFilter,
+    layout::{self, OnLayoutChange},
+    object::BALANCER_OBJECT,
+    ring,
+};
 
 /// Map sizes fixed at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,7 +266,7 @@ enum Prog {
 }
 
 /// Every map of the balancer object (all are pinned together).
-pub const MAP_NAMES: [&str; 13] = [
+pub const MAP_NAMES: [&str; 16] = [
     lb_common::MAP_VIPS,
     lb_common::MAP_VIP_ADDRS,
     lb_common::MAP_VIP_FILTER,
@@ -274,6 +280,9 @@ pub const MAP_NAMES: [&str; 13] = [
     lb_common::MAP_BACKEND_STATS,
     lb_common::MAP_ICMP_RATE,
     lb_common::MAP_NEW_FLOW_RATE,
+    lb_common::MAP_CAPTURE,
+    lb_common::MAP_CAPTURE_RING,
+    lb_common::MAP_CAPTURE_PENDING,
 ];
 
 /// How [`Balancer::open_pinned`] got its program and maps.
@@ -282,8 +291,61 @@ pub enum Origin {
     /// Loaded from the embedded object and pinned now.
     Loaded,
     /// Adopted from existing pins: program, maps and connection table as they
-    /// were (a daemon restart).
+    /// were (a daemon restart with the same program).
     Adopted,
+    /// The pinned maps are adopted (those whose layout changed recreated,
+    /// see [`Upgrade::recreated`]) and the embedded program, which differs
+    /// from the running one, is loaded against them; [`Balancer::finish_upgrade`]
+    /// swaps it in on the pinned link.
+    Upgraded,
+}
+
+/// A program as the kernel knows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgId {
+    /// Kernel program id (`bpftool prog show id N`).
+    pub id: u32,
+    /// The kernel's tag: a hash of the instructions with map references
+    /// masked, so the same build has the same tag whatever maps and load-time
+    /// sizes it was loaded with (`bpftool prog show` prints it as hex).
+    pub tag: u64,
+}
+
+impl ProgId {
+    /// The tag as `bpftool` prints it.
+    pub fn tag_hex(&self) -> String {
+        format!("{:016x}", self.tag)
+    }
+}
+
+/// An upgrade of the running program in place, pending until
+/// [`Balancer::finish_upgrade`] swaps it in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The program running before.
+    pub from: ProgId,
+    /// The embedded program, loaded against the pinned maps.
+    pub to: ProgId,
+    /// Maps recreated empty because their layout changed.
+    pub recreated: Vec<&'static str>,
+}
+
+/// How [`Balancer::open_pinned_with`] treats what it finds.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions<'a> {
+    /// Pinned maps of another layout: refuse (default) or recreate.
+    pub on_layout_change: OnLayoutChange,
+    /// The `lb-xdp` object to load (the embedded one, or a test variant).
+    pub object: &'a [u8],
+}
+
+impl Default for OpenOptions<'_> {
+    fn default() -> Self {
+        Self {
+            on_layout_change: OnLayoutChange::Refuse,
+            object: BALANCER_OBJECT,
+        }
+    }
 }
 
 /// The loaded balancer program and typed handles on its maps.
@@ -308,6 +370,17 @@ pub struct Balancer {
     _icmp_rate: aya::maps::Map,
     /// The same, for the new-flow budget.
     _new_flow_rate: aya::maps::Map,
+    /// The capture switch and filter.
+    capture: Array<MapData, CaptureFilter>,
+    /// Only the program uses it (see `_icmp_rate`).
+    _capture_pending: aya::maps::Map,
+    /// The capture ring, while no capture holds it.
+    capture_ring: Option<RingBuf<MapData>>,
+    /// The program this daemon loads (its tag is what `lbctl status`
+    /// compares the running program's with).
+    embedded: ProgId,
+    /// Set by [`Self::open_pinned_with`] for [`Origin::Upgraded`].
+    pending: Option<Upgrade>,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
@@ -322,14 +395,14 @@ impl Balancer {
     /// Loads `lb_xdp` into the kernel (verifier included) with fresh maps of
     /// the given sizes. Not attached anywhere yet.
     pub fn load(sizes: Sizes) -> Result<Self, DataplaneError> {
-        Self::load_with(sizes, None, BALANCER_OBJECT)
+        Self::load_with(sizes, None, BALANCER_OBJECT, &[])
     }
 
     /// Like [`Balancer::load`], from another build of the `lb-xdp` object:
     /// the bench's, which also holds cut-down variants of the packet path
     /// (see [`Balancer::load_variant`]).
     pub fn load_object(sizes: Sizes, object: &[u8]) -> Result<Self, DataplaneError> {
-        Self::load_with(sizes, None, object)
+        Self::load_with(sizes, None, object, &[])
     }
 
     /// Loads another XDP program of the same object, sharing the balancer's
@@ -356,71 +429,137 @@ impl Balancer {
         Ok(prog)
     }
 
-    /// Opens the balancer pinned under `dir` (e.g. /sys/fs/bpf/lb): adopts
-    /// the pinned program and maps when they are there (after a restart or a
-    /// crash, so forwarding and the connection table carry on), otherwise
-    /// loads the embedded object and pins program and maps there.
+    /// Opens the balancer pinned under `dir` (e.g. /sys/fs/bpf/lb) with the
+    /// default [`OpenOptions`]: see [`Self::open_pinned_with`].
     pub fn open_pinned(sizes: Sizes, dir: &Path) -> Result<(Self, Origin), DataplaneError> {
+        Self::open_pinned_with(sizes, dir, &OpenOptions::default())
+    }
+
+    /// Opens the balancer pinned under `dir`. Nothing pinned: loads the
+    /// object, pins program, maps and the layout record ([`Origin::Loaded`]).
+    /// Pinned (a restart, or a crash, so forwarding and the connection table
+    /// carry on): checks the sizes and the layout record first, then loads
+    /// the object against the pinned maps;
+    /// * the same program (same kernel tag) is adopted as it runs
+    ///   ([`Origin::Adopted`]);
+    /// * another program is kept loaded and swapped in on the pinned link
+    ///   by [`Self::finish_upgrade`] ([`Origin::Upgraded`]).
+    ///
+    /// Maps of another layout are refused with [`DataplaneError::LayoutChanged`]
+    /// and nothing touched, unless every changed map is one the daemon
+    /// rewrites from its state (then they are recreated, losing nothing) or
+    /// `opts.on_layout_change` is [`OnLayoutChange::Recreate`].
+    pub fn open_pinned_with(
+        sizes: Sizes,
+        dir: &Path,
+        opts: &OpenOptions<'_>,
+    ) -> Result<(Self, Origin), DataplaneError> {
         super::ensure_bpffs()?;
         let pin_err = |e: std::io::Error| DataplaneError::Pin(format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(dir.join("maps")).map_err(pin_err)?;
+        let maps_dir = dir.join("maps");
+        std::fs::create_dir_all(&maps_dir).map_err(pin_err)?;
         let prog_pin = dir.join("prog");
-        let all_pinned =
-            prog_pin.exists() && MAP_NAMES.iter().all(|n| dir.join("maps").join(n).exists());
-        if all_pinned {
+        // A pinned program means a data plane to adopt or upgrade, even if
+        // some maps are not pinned: a build that added maps finds the older
+        // build's set (the layout comparison names the new ones).
+        let pinned = prog_pin.exists() && maps_dir.join(lb_common::MAP_CONN4).exists();
+        if !pinned {
+            let mut lb = Self::load_with(sizes, Some(dir), opts.object, &[])?;
+            lb.program()
+                .pin(&prog_pin)
+                .map_err(|e| DataplaneError::Pin(format!("{}: {e}", prog_pin.display())))?;
+            layout::write(dir)?;
+            return Ok((lb, Origin::Loaded));
+        }
+        // Everything that can refuse is asked before anything is written.
+        check_pinned_sizes(&maps_dir, sizes)?;
+        let diff = layout::compare(&maps_dir, layout::read(dir)?.as_deref())?;
+        let recreate: Vec<&'static str> = if diff.is_same() {
+            Vec::new()
+        } else if diff.lossless() || opts.on_layout_change == OnLayoutChange::Recreate {
+            diff.changed.iter().map(|c| c.name).collect()
+        } else {
+            return Err(DataplaneError::LayoutChanged(diff.message(dir)));
+        };
+        let running = super::attach::running_program(dir)
+            .or_else(|| prog_id_of(&prog_pin))
+            .ok_or_else(|| DataplaneError::Pin(format!("{}: unreadable", prog_pin.display())))?;
+        // Loaded against the pinned maps (those kept): the verifier checks
+        // the new program against them before anything changes.
+        let mut lb = Self::load_with(sizes, Some(dir), opts.object, &recreate)?;
+        if recreate.is_empty() && lb.embedded.tag == running.tag {
+            // The same program: adopt the running one, drop the copy.
+            let embedded = lb.embedded;
+            drop(lb);
             let prog = Xdp::from_pin(&prog_pin, aya_obj::programs::XdpAttachType::Interface)
                 .map_err(|source| DataplaneError::Program {
                     name: "lb_xdp",
                     source,
                 })?;
-            let maps_dir = dir.join("maps");
             let mut lb = Self::from_maps(Prog::Pinned(Box::new(prog)), sizes, |name| {
                 let data = MapData::from_pin(maps_dir.join(name)).map_err(map_err(name))?;
                 aya::maps::Map::from_map_data(data).map_err(map_err(name))
             })?;
-            lb.check_adopted_sizes()?;
+            lb.embedded = embedded;
             lb.rebuild_filter()?;
             return Ok((lb, Origin::Adopted));
         }
-        let mut lb = Self::load_with(sizes, Some(dir), BALANCER_OBJECT)?;
-        lb.program()
+        if !diff.is_same() {
+            layout::write(dir)?;
+        }
+        lb.pending = Some(Upgrade {
+            from: running,
+            to: lb.embedded,
+            recreated: recreate,
+        });
+        Ok((lb, Origin::Upgraded))
+    }
+
+    /// The program this daemon carries (loaded from its object), whether or
+    /// not it is the one attached.
+    pub fn embedded_program(&self) -> ProgId {
+        self.embedded
+    }
+
+    /// The upgrade [`Self::open_pinned_with`] prepared, if any.
+    pub fn pending_upgrade(&self) -> Option<&Upgrade> {
+        self.pending.as_ref()
+    }
+
+    /// Completes an [`Origin::Upgraded`] open: swaps the loaded program in
+    /// on the link pinned under `dir` with one BPF_LINK_UPDATE (the kernel
+    /// replaces the program pointer atomically: every packet runs either the
+    /// old or the new program, none is missed, the link keeps its id), then
+    /// pins it as `prog`. Call it once the maps hold the state (so recreated
+    /// maps are filled before the new program sees a packet). `None`: there
+    /// was nothing to upgrade.
+    pub fn finish_upgrade(&mut self, dir: &Path) -> Result<Option<Upgrade>, DataplaneError> {
+        let Some(up) = self.pending.take() else {
+            return Ok(None);
+        };
+        super::attach::swap_on_pinned_link(self.program(), dir)?;
+        // Re-pinned after the swap: a crash in between leaves `prog` naming
+        // the old program, and the next start swaps again.
+        let prog_pin = dir.join("prog");
+        if prog_pin.exists() {
+            std::fs::remove_file(&prog_pin)
+                .map_err(|e| DataplaneError::Pin(format!("{}: {e}", prog_pin.display())))?;
+        }
+        self.program()
             .pin(&prog_pin)
             .map_err(|e| DataplaneError::Pin(format!("{}: {e}", prog_pin.display())))?;
-        Ok((lb, Origin::Loaded))
+        Ok(Some(up))
     }
 
-    /// Adopted maps must have the sizes the configuration asks for: the
-    /// program indexes the ring with them. Resizing needs a teardown.
-    fn check_adopted_sizes(&self) -> Result<(), DataplaneError> {
-        let max = |m: &MapData| m.info().map(|i| i.max_entries()).unwrap_or(0);
-        let got_ring = max(self.ring.map());
-        let got_vips = max(self.vips.map());
-        let got_backends = max(self.backends.map());
-        let got_conn = max(self.conn.map()).min(max(self.conn4.map()));
-        let want = self.sizes;
-        if got_ring != want.ring_elements()
-            || got_vips != want.max_vips
-            || got_backends != want.max_backends
-            || got_conn != want.conn_table
-        {
-            return Err(DataplaneError::Sizes(format!(
-                "pinned maps were created with max_vips={got_vips} max_backends={got_backends} \
-                 conn_table={got_conn} ring elements={got_ring}, the configuration asks for \
-                 max_vips={} max_backends={} conn_table={} ring elements={}; \
-                 run `lb-daemon teardown` to recreate them",
-                want.max_vips,
-                want.max_backends,
-                want.conn_table,
-                want.ring_elements()
-            )));
-        }
-        Ok(())
-    }
-
+    /// Loads `object` with maps of `sizes`; with `pin_dir`, reuses the maps
+    /// pinned there (creating and pinning missing ones), except those in
+    /// `recreate`, which are created empty and pinned in place of the old
+    /// ones once the program passed the verifier.
     fn load_with(
         sizes: Sizes,
         pin_dir: Option<&Path>,
         object: &[u8],
+        recreate: &[&'static str],
     ) -> Result<Self, DataplaneError> {
         use lb_common::*;
         sizes.validate()?;
@@ -428,6 +567,7 @@ impl Balancer {
             .map(|d| {
                 MAP_NAMES
                     .iter()
+                    .filter(|n| !recreate.contains(n))
                     .map(|n| (*n, d.join("maps").join(n)))
                     .collect()
             })
@@ -465,12 +605,25 @@ impl Balancer {
         for name in MAP_NAMES {
             maps.insert(name, take(&mut ebpf, name)?);
         }
+        if let Some(dir) = pin_dir {
+            for name in recreate {
+                let path = dir.join("maps").join(name);
+                let map = maps.get(name).ok_or(DataplaneError::MissingMap(name))?;
+                if path.exists() {
+                    std::fs::remove_file(&path)
+                        .map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
+                }
+                map.pin(&path)
+                    .map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
+            }
+        }
         let mut lb = Self::from_maps(Prog::Object(Box::new(ebpf)), sizes, |name| {
             maps.remove(name).ok_or(DataplaneError::MissingMap(name))
         })?;
         // Maps reused from pins may hold entries already: derive the filter
         // from what is there (empty maps give an all-zero filter).
         lb.rebuild_filter()?;
+        lb.embedded = prog_id_of_xdp(lb.program_ref()).unwrap_or_default();
         Ok(lb)
     }
 
@@ -501,8 +654,15 @@ impl Balancer {
             ring,
             _icmp_rate: take(MAP_ICMP_RATE)?,
             _new_flow_rate: take(MAP_NEW_FLOW_RATE)?,
+            capture: Array::try_from(take(MAP_CAPTURE)?).map_err(map_err(MAP_CAPTURE))?,
+            _capture_pending: take(MAP_CAPTURE_PENDING)?,
+            capture_ring: Some(
+                RingBuf::try_from(take(MAP_CAPTURE_RING)?).map_err(map_err(MAP_CAPTURE_RING))?,
+            ),
             prog,
             sizes,
+            embedded: ProgId::default(),
+            pending: None,
         })
     }
 
@@ -530,6 +690,40 @@ impl Balancer {
                 .expect("lb_xdp was loaded as an XDP program"),
             Prog::Pinned(p) => p.as_ref(),
         }
+    }
+
+    /// Starts a capture: hands out the capture ring and writes `filter`
+    /// (with [`lb_common::CAPTURE_F_ACTIVE`]), after which `lb_xdp` copies
+    /// matching frames into the ring. [`DataplaneError::CaptureBusy`] while
+    /// another capture holds the ring.
+    pub fn start_capture(
+        &mut self,
+        filter: &CaptureFilter,
+    ) -> Result<RingBuf<MapData>, DataplaneError> {
+        let mut ring = self
+            .capture_ring
+            .take()
+            .ok_or(DataplaneError::CaptureBusy)?;
+        // Whatever an earlier capture left unread is not this capture's.
+        while ring.next().is_some() {}
+        let f = CaptureFilter {
+            flags: filter.flags | lb_common::CAPTURE_F_ACTIVE,
+            ..*filter
+        };
+        if let Err(e) = self.capture.set(0, f, 0) {
+            self.capture_ring = Some(ring);
+            return Err(map_err(lb_common::MAP_CAPTURE)(e));
+        }
+        Ok(ring)
+    }
+
+    /// Ends the capture that holds `ring`: the program stops copying (one
+    /// map write), and the ring is kept for the next capture.
+    pub fn stop_capture(&mut self, ring: RingBuf<MapData>) -> Result<(), DataplaneError> {
+        self.capture_ring = Some(ring);
+        self.capture
+            .set(0, CaptureFilter::default(), 0)
+            .map_err(map_err(lb_common::MAP_CAPTURE))
     }
 
     /// The sizes the maps were created with.
@@ -775,6 +969,56 @@ impl Balancer {
             Err(e) => Err(map_err(lb_common::MAP_CONN)(e)),
         }
     }
+}
+
+/// Pinned maps must have the sizes the configuration asks for: the program
+/// indexes the ring with them. Resizing needs a teardown.
+fn check_pinned_sizes(maps_dir: &Path, want: Sizes) -> Result<(), DataplaneError> {
+    use lb_common::*;
+    let max = |name: &'static str| {
+        aya::maps::MapInfo::from_pin(maps_dir.join(name))
+            .map(|i| i.max_entries())
+            .map_err(map_err(name))
+    };
+    let got_ring = max(MAP_RING)?;
+    let got_vips = max(MAP_VIPS)?;
+    let got_backends = max(MAP_BACKENDS)?;
+    let got_conn = max(MAP_CONN)?.min(max(MAP_CONN4)?);
+    if got_ring != want.ring_elements()
+        || got_vips != want.max_vips
+        || got_backends != want.max_backends
+        || got_conn != want.conn_table
+    {
+        return Err(DataplaneError::Sizes(format!(
+            "pinned maps were created with max_vips={got_vips} max_backends={got_backends} \
+             conn_table={got_conn} ring elements={got_ring}, the configuration asks for \
+             max_vips={} max_backends={} conn_table={} ring elements={}; \
+             run `lb-daemon teardown` to recreate them",
+            want.max_vips,
+            want.max_backends,
+            want.conn_table,
+            want.ring_elements()
+        )));
+    }
+    Ok(())
+}
+
+/// Id and tag of a loaded program.
+pub(crate) fn prog_id_of_xdp(prog: &Xdp) -> Option<ProgId> {
+    let info = prog.info().ok()?;
+    Some(ProgId {
+        id: info.id(),
+        tag: info.tag(),
+    })
+}
+
+/// Id and tag of the program pinned at `path`.
+fn prog_id_of(path: &Path) -> Option<ProgId> {
+    let info = aya::programs::ProgramInfo::from_pin(path).ok()?;
+    Some(ProgId {
+        id: info.id(),
+        tag: info.tag(),
+    })
 }
 
 fn sum_pkt_bytes(

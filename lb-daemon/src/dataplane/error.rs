@@ -54,6 +54,17 @@ pub enum DataplaneError {
         /// What went wrong.
         reason: String,
     },
+    /// The pinned maps' layout differs from this build's and the operator
+    /// did not opt in to recreating them: nothing was changed. The message
+    /// names the maps and what recreating them would lose.
+    #[error("{0}")]
+    LayoutChanged(String),
+    /// This data plane has no capture ring (the in-memory fake).
+    #[error("this data plane cannot capture packets")]
+    CaptureUnsupported,
+    /// A capture runs already (one at a time: they share the ring).
+    #[error("a packet capture is already running")]
+    CaptureBusy,
     /// Sizes that the maps cannot be created with.
     #[error("invalid sizes: {0}")]
     Sizes(String),

@@ -10,23 +10,28 @@ mod error;
 #[cfg(any(test, feature = "fake-dataplane"))]
 mod fake;
 mod filter;
+mod layout;
 mod object;
 mod port;
 mod ring;
 
-pub use attach::{AttachMode, Attached, attached_to, teardown};
+pub use attach::{AttachMode, Attached, attached_to, link_id, running_program, teardown};
 pub use balancer::{
     Balancer, BalancerConfig, DEFAULT_ICMP_TOO_BIG_RATE, DEFAULT_NEW_FLOW_RATE, Encapsulation,
-    MAP_NAMES, Origin, Sizes,
+    MAP_NAMES, OpenOptions, Origin, ProgId, Sizes, Upgrade,
 };
 pub use decap::Decap;
 pub use error::DataplaneError;
 #[cfg(any(test, feature = "fake-dataplane"))]
 pub use fake::{FakeDataplane, FakeMaps};
 pub use filter::VipFilter;
+pub use layout::{LAYOUT_PIN, LayoutDiff, OnLayoutChange};
 pub use object::{BALANCER_OBJECT, DECAP_OBJECT};
 pub use port::Dataplane;
 pub use ring::RingMap;
+
+/// The capture ring a running capture reads (see `Balancer::start_capture`).
+pub type CaptureRing = aya::maps::RingBuf<aya::maps::MapData>;
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there yet (as bpftool
 /// does): pins need it, and fresh machines do not always have it.

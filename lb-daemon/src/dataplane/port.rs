@@ -103,6 +103,20 @@ pub trait Dataplane: Send {
 
     /// The live connection-table entry of an IPv6 flow (`LB_CONN`).
     fn conn_entry6(&self, key: &FlowKey) -> Result<Option<ConnEntry>, DataplaneError>;
+
+    /// Starts a packet capture (see `Balancer::start_capture`); data planes
+    /// that cannot capture refuse.
+    fn start_capture(
+        &mut self,
+        _filter: &lb_common::CaptureFilter,
+    ) -> Result<super::CaptureRing, DataplaneError> {
+        Err(DataplaneError::CaptureUnsupported)
+    }
+
+    /// Ends the capture holding `ring`.
+    fn stop_capture(&mut self, _ring: super::CaptureRing) -> Result<(), DataplaneError> {
+        Ok(())
+    }
 }
 
 impl Dataplane for Balancer {
@@ -198,5 +212,16 @@ impl Dataplane for Balancer {
 
     fn conn_entry6(&self, key: &FlowKey) -> Result<Option<ConnEntry>, DataplaneError> {
         Balancer::lookup_conn6(self, key)
+    }
+
+    fn start_capture(
+        &mut self,
+        filter: &lb_common::CaptureFilter,
+    ) -> Result<super::CaptureRing, DataplaneError> {
+        Balancer::start_capture(self, filter)
+    }
+
+    fn stop_capture(&mut self, ring: super::CaptureRing) -> Result<(), DataplaneError> {
+        Balancer::stop_capture(self, ring)
     }
 }

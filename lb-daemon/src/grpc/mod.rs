@@ -6,6 +6,7 @@
 //! it all on a Unix socket or a TLS listener with health and reflection.
 
 mod announce;
+mod capture;
 mod explain;
 mod serve;
 mod service;

@@ -42,6 +42,17 @@ pub struct StatusInfo {
     pub pin_path: String,
     /// Connection-table capacity.
     pub conn_table_capacity: u64,
+    /// Tag of the program this binary carries.
+    pub embedded_tag: u64,
+    /// Tag of the program attached at start (when the live read below is
+    /// not possible).
+    pub program_tag: u64,
+    /// The program this daemon replaced at start, if it upgraded one.
+    pub upgraded_from: Option<crate::dataplane::ProgId>,
+    /// Where to read the running program from the kernel at each status
+    /// call (the pin directory); `None` (tests over a fake): the values
+    /// above.
+    pub live_pin_dir: Option<std::path::PathBuf>,
 }
 
 /// The service. Cheap to clone (shared state).
@@ -253,6 +264,24 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         Ok(Response::new(pb::GetStatsResponse { stats: Some(snap) }))
     }
 
+    type CaptureStream =
+        Pin<Box<dyn Stream<Item = Result<pb::CaptureResponse, Status>> + Send + 'static>>;
+
+    async fn capture(&self, req: Request<pb::CaptureRequest>) -> Reply<Self::CaptureStream> {
+        let r = req.into_inner();
+        let (ring, checked) = {
+            let mut st = self.state.lock().await;
+            let checked = super::capture::check(&r, &st)?;
+            (super::capture::start(&mut st, &checked)?, checked)
+        };
+        tracing::info!(vip = ?r.vip, backend = %r.backend, count = r.count, "capture started");
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(super::capture::run(self.state.clone(), ring, checked, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     type WatchStatsStream =
         Pin<Box<dyn Stream<Item = Result<pb::WatchStatsResponse, Status>> + Send + 'static>>;
 
@@ -342,6 +371,23 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
         }
         let cfg = st.dataplane().config().map_err(dp_err)?;
         let i = &self.info;
+        // The kernel's word, not what we attached at start: someone may have
+        // replaced the program since.
+        let running = i
+            .live_pin_dir
+            .as_deref()
+            .and_then(crate::dataplane::running_program)
+            .unwrap_or(crate::dataplane::ProgId {
+                id: i.program_id,
+                tag: i.program_tag,
+            });
+        let hex = |t: u64| {
+            if t == 0 {
+                String::new()
+            } else {
+                format!("{t:016x}")
+            }
+        };
         Ok(Response::new(pb::GetStatusResponse {
             interface: i.interface.clone(),
             ifindex: i.ifindex,
@@ -350,7 +396,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
                 Some(Attached::Generic) => pb::AttachMode::Generic,
                 None => pb::AttachMode::Unspecified,
             } as i32,
-            program_id: i.program_id,
+            program_id: running.id,
             verified_insns: i.verified_insns,
             vips: Some(pb::MapUsage {
                 used: vips.len() as u64,
@@ -370,6 +416,10 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             pin_path: i.pin_path.clone(),
             encapsulation: crate::dataplane::Encapsulation::from_map(cfg.gue_port).to_string(),
             rings,
+            program_tag: hex(running.tag),
+            embedded_program_tag: hex(i.embedded_tag),
+            program_current: running.tag != 0 && running.tag == i.embedded_tag,
+            upgraded_from_tag: i.upgraded_from.map(|p| hex(p.tag)).unwrap_or_default(),
         }))
     }
 

@@ -111,6 +111,23 @@ impl<D: Dataplane> LbState<D> {
         &self.model
     }
 
+    /// Starts a packet capture with `filter` (not part of the desired
+    /// state: nothing is persisted, and a restart ends it).
+    pub fn start_capture(
+        &mut self,
+        filter: &lb_common::CaptureFilter,
+    ) -> Result<crate::dataplane::CaptureRing, crate::dataplane::DataplaneError> {
+        self.dp.start_capture(filter)
+    }
+
+    /// Ends the capture holding `ring`.
+    pub fn stop_capture(
+        &mut self,
+        ring: crate::dataplane::CaptureRing,
+    ) -> Result<(), crate::dataplane::DataplaneError> {
+        self.dp.stop_capture(ring)
+    }
+
     /// The data plane (counters, settings).
     pub fn dataplane(&self) -> &D {
         &self.dp
@@ -522,4 +539,16 @@ fn check_backend_list(spec: &VipSpec, backends: &[BackendSpec]) -> Result<(), St
         }
     }
     Ok(())
+}
+
+impl LbState<crate::dataplane::Balancer> {
+    /// Completes an in-place upgrade of the XDP program prepared when the
+    /// data plane was opened ([`crate::dataplane::Balancer::finish_upgrade`]):
+    /// call it once [`Self::adopt`] made the maps hold the state.
+    pub fn finish_upgrade(
+        &mut self,
+        pin_dir: &std::path::Path,
+    ) -> Result<Option<crate::dataplane::Upgrade>, crate::dataplane::DataplaneError> {
+        self.dp.finish_upgrade(pin_dir)
+    }
 }

@@ -104,7 +104,7 @@ impl Lab {
         let ns = self.ns("lb2");
         let n = self.node2.as_mut().expect("an --ecmp lab");
         assert!(n.daemon.is_none(), "node 2 daemon already running");
-        n.daemon = Some(spawn_daemon(&ns, &n.config, &n.log));
+        n.daemon = Some(spawn_daemon(&ns, &n.config, &n.log, &[]));
     }
 
     /// SIGKILLs a node's daemon (a crash: nothing withdrawn, XDP stays).

@@ -113,6 +113,10 @@ pub enum Command {
     },
     /// Show which backend a new flow from a client would reach.
     Route(RouteArgs),
+    /// Capture the frames lb_xdp handles (as received; with --sent also as
+    /// transmitted) into a pcapng file that tcpdump, tshark and Wireshark
+    /// read; each packet's comment holds the verdict and the backend.
+    Capture(CaptureArgs),
     /// Show or set the next-hop MAC address of encapsulated packets.
     #[command(subcommand)]
     Gateway(GatewayCommand),
@@ -263,6 +267,33 @@ pub struct StatsArgs {
     /// until interrupted.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub watch: Option<u32>,
+}
+
+/// `lbctl capture [VIP] [--backend ADDR] [--count N] [--snaplen B]
+/// [--drops-only] [--sent] -w FILE`
+#[derive(Clone, Debug, ClapArgs)]
+pub struct CaptureArgs {
+    /// Only frames for this VIP; without it, every frame the program sees.
+    pub vip: Option<VipSpec>,
+    /// Only frames forwarded to this backend.
+    #[arg(long, value_parser = parse_backend)]
+    pub backend: Option<IpAddr>,
+    /// Stop after N frames (0: until interrupted).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub count: u64,
+    /// Bytes of each frame to keep (1..=2048).
+    #[arg(long, value_name = "B", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(1..=2048))]
+    pub snaplen: u32,
+    /// Only frames the data plane dropped.
+    #[arg(long)]
+    pub drops_only: bool,
+    /// Also write each transmitted frame as sent (after encapsulation).
+    #[arg(long)]
+    pub sent: bool,
+    /// The pcapng file to write (`-`: standard output).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: std::path::PathBuf,
 }
 
 /// `lbctl route VIP CLIENT_ADDR:PORT [--dport N] [--json]`

@@ -7,16 +7,19 @@ use lb_api::{
     convert::{backend_request, flags_out, vip_out},
 };
 use lb_proto::v1::{
-    AddBackendRequest, CreateVipRequest, DeleteVipRequest, GetGatewayRequest, GetStatsRequest,
-    GetStatusRequest, ListBackendsRequest, ListVipsRequest, RemoveBackendRequest, RouteRequest,
-    SetBackendWeightRequest, SetGatewayRequest, WatchStatsRequest,
+    AddBackendRequest, CaptureRequest, CreateVipRequest, DeleteVipRequest, GetGatewayRequest,
+    GetStatsRequest, GetStatusRequest, ListBackendsRequest, ListVipsRequest, RemoveBackendRequest,
+    RouteRequest, SetBackendWeightRequest, SetGatewayRequest, WatchStatsRequest,
     load_balancer_client::LoadBalancerClient,
 };
 use tonic::transport::Channel;
 
 use super::{
     CliError,
-    args::{Args, BackendCommand, Command, GatewayCommand, RouteArgs, StatsArgs, VipCommand},
+    args::{
+        Args, BackendCommand, CaptureArgs, Command, GatewayCommand, RouteArgs, StatsArgs,
+        VipCommand,
+    },
     explain, generate, output,
 };
 use crate::client;
@@ -69,6 +72,7 @@ pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(),
             emit(out, &text)
         }
         Command::Route(r) => route(&mut lb, r, out).await,
+        Command::Capture(c) => capture(&mut lb, c, out).await,
         Command::Gateway(GatewayCommand::Get { json }) => {
             let mac = lb.get_gateway(GetGatewayRequest {}).await?.into_inner().mac;
             let text = if *json {
@@ -262,6 +266,75 @@ async fn watch_stats(
         }
         first = false;
     }
+}
+
+async fn capture(
+    lb: &mut LoadBalancerClient<Channel>,
+    c: &CaptureArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    // The file first: a path that cannot be written starts no capture.
+    let to_stdout = c.write.as_os_str() == "-";
+    let mut file: Box<dyn Write + Send> = if to_stdout {
+        Box::new(io::stdout())
+    } else {
+        Box::new(io::BufWriter::new(
+            std::fs::File::create(&c.write).map_err(CliError::Output)?,
+        ))
+    };
+    let mut stream = lb
+        .capture(CaptureRequest {
+            vip: c.vip.as_ref().map(vip_out),
+            backend: c.backend.map(|b| b.to_string()).unwrap_or_default(),
+            count: c.count,
+            snaplen: c.snaplen,
+            drops_only: c.drops_only,
+            sent: c.sent,
+        })
+        .await?
+        .into_inner();
+    file.write_all(&crate::pcapng::header(c.snaplen))
+        .map_err(CliError::Output)?;
+    // Ctrl-C is how an open-ended capture ends: the file stays whole.
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(interrupted);
+    let mut frames = 0u64;
+    loop {
+        let msg = tokio::select! {
+            () = &mut interrupted => None,
+            msg = stream.message() => msg?,
+        };
+        let Some(m) = msg else { break };
+        let mut comment = format!(
+            "lb: {} verdict={}",
+            if m.sent { "sent" } else { "received" },
+            m.verdict
+        );
+        if !m.sent_to.is_empty() {
+            comment.push_str(&format!(" backend={}", m.sent_to));
+        }
+        file.write_all(&crate::pcapng::packet(
+            m.unix_time_ns,
+            m.orig_len,
+            &m.data,
+            &comment,
+        ))
+        .and_then(|()| file.flush())
+        .map_err(CliError::Output)?;
+        frames += 1;
+    }
+    file.flush().map_err(CliError::Output)?;
+    if !to_stdout {
+        emit(
+            out,
+            &format!("{frames} frames written to {}", c.write.display()),
+        )?;
+    }
+    Ok(())
 }
 
 async fn route(

@@ -16,7 +16,7 @@
 //! | `stats --watch S --json` | as `stats --json` plus `"counter_rates":{NAME:F…}` and `"interval_seconds":F`, and rates in every VIPSTATS and BSTATS |
 //! | VIPSTATS | `{"vip":"…","packets":N,"bytes":N,"backends":[BSTATS…]}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`, before `"backends"`) |
 //! | BSTATS | `{"address":"…","slot":N,"packets":N,"bytes":N}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`) |
-//! | `status --json` | `{"interface":"eth0","ifindex":N,"attach_mode":"native"\|"generic"\|"none","program_id":N,"verified_insns":N,"pin_path":"/sys/fs/bpf/lb","adopted":B,"vips":{"used":N,"capacity":N},"backend_slots":{"used":N,"capacity":N},"conn_table_capacity":N,"ring_size":N,"hash_seed":N,"encapsulation":"ipip"\|"gue:PORT","version":"0.1.0","uptime_seconds":N,"rings":[{"vip":"…","fingerprint":"…"}…]}` |
+//! | `status --json` | `{"interface":"eth0","ifindex":N,"attach_mode":"native"\|"generic"\|"none","program_id":N,"program_tag":"HEX16","embedded_program_tag":"HEX16","program":"current"\|"stale"\|"unknown",("upgraded_from_tag":"HEX16",)"verified_insns":N,"pin_path":"/sys/fs/bpf/lb","adopted":B,"vips":{"used":N,"capacity":N},"backend_slots":{"used":N,"capacity":N},"conn_table_capacity":N,"ring_size":N,"hash_seed":N,"encapsulation":"ipip"\|"gue:PORT","version":"0.1.0","uptime_seconds":N,"rings":[{"vip":"…","fingerprint":"…"}…]}` |
 //! | `route VIP CLIENT --json` | `{"vip":"…","client":"203.0.113.7:40000","destination_port":N,"backend":"198.19.0.11","slot":N,"ring_position":N,"flow_hash":N}` |
 //! | `route VIP CLIENT --explain --json` | see [`super::explain`] |
 //! | `gateway get --json` | `{"mac":"02:00:00:00:00:01"}` |
@@ -164,6 +164,11 @@ struct StatusJson<'a> {
     ifindex: u32,
     attach_mode: &'static str,
     program_id: u32,
+    program_tag: &'a str,
+    embedded_program_tag: &'a str,
+    program: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    upgraded_from_tag: &'a str,
     verified_insns: u32,
     pin_path: &'a str,
     adopted: bool,
@@ -275,6 +280,10 @@ pub fn status_json(s: &GetStatusResponse) -> String {
         ifindex: s.ifindex,
         attach_mode: attach_mode_name(s.attach_mode),
         program_id: s.program_id,
+        program_tag: &s.program_tag,
+        embedded_program_tag: &s.embedded_program_tag,
+        program: program_state(s),
+        upgraded_from_tag: &s.upgraded_from_tag,
         verified_insns: s.verified_insns,
         pin_path: &s.pin_path,
         adopted: s.adopted,
@@ -555,6 +564,18 @@ pub fn stats_table(stats: &StatsSnapshot, rates: bool) -> String {
     out
 }
 
+/// Whether the running program is the one the daemon carries: `current`,
+/// `stale`, or `unknown` (a daemon that reports no tags).
+fn program_state(s: &GetStatusResponse) -> &'static str {
+    if s.program_tag.is_empty() || s.embedded_program_tag.is_empty() {
+        "unknown"
+    } else if s.program_current {
+        "current"
+    } else {
+        "stale"
+    }
+}
+
 /// `status`: one `key  value` line per fact.
 pub fn status_table(s: &GetStatusResponse) -> String {
     let usage = |u: Option<&lb_proto::v1::MapUsage>| {
@@ -564,13 +585,22 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         )
     };
     let mut t = Table::new(&[Align::Left, Align::Left]);
-    let rows: [(&str, String); 14] = [
+    let program = match program_state(s) {
+        "current" => format!("{} (current: the daemon's own build)", s.program_tag),
+        "stale" => format!(
+            "{} (STALE: the daemon carries {}; restart it to upgrade)",
+            s.program_tag, s.embedded_program_tag
+        ),
+        _ => "-".to_owned(),
+    };
+    let mut rows: Vec<(&str, String)> = vec![
         (
             "interface",
             format!("{} (ifindex {})", s.interface, s.ifindex),
         ),
         ("attach mode", attach_mode_name(s.attach_mode).to_owned()),
         ("program id", s.program_id.to_string()),
+        ("program tag", program),
         ("verified insns", s.verified_insns.to_string()),
         ("pin path", s.pin_path.clone()),
         (
@@ -589,6 +619,9 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         ("version", s.version.clone()),
         ("uptime", duration_text(s.uptime_seconds)),
     ];
+    if !s.upgraded_from_tag.is_empty() {
+        rows.insert(4, ("upgraded from", s.upgraded_from_tag.clone()));
+    }
     for (k, v) in rows {
         t.row([k.to_owned(), v]);
     }
@@ -817,6 +850,7 @@ pub(crate) mod tests {
     }
 
     const ZERO_COUNTERS: &str = concat!(
+        r#""capture_lost":0,"#,
         r#""conn_drain_fallback":0,"conn_hit":0,"conn_insert_failed":0,"conn_miss":0,"conn_stale":0,"#,
         r#""drop_bad_checksum":0,"drop_echo_bad_source":0,"#,
         r#""drop_encap_failed":0,"drop_fragment":0,"#,
@@ -890,6 +924,7 @@ pub(crate) mod tests {
                 "drop_bad_checksum              0\n",
                 "new_flow_unpinned              0\n",
                 "conn_drain_fallback            0\n",
+                "capture_lost                   0\n",
                 "new_counter                    5\n"
             )),
             "{table}"
@@ -939,6 +974,10 @@ pub(crate) mod tests {
                 vip: vip("198.18.0.10", 80, Protocol::Tcp),
                 fingerprint: "48efccb16f06f69d".into(),
             }],
+            program_tag: "0123456789abcdef".into(),
+            embedded_program_tag: "0123456789abcdef".into(),
+            program_current: true,
+            upgraded_from_tag: String::new(),
         }
     }
 
@@ -948,6 +987,8 @@ pub(crate) mod tests {
             status_json(&status()),
             concat!(
                 r#"{"interface":"eth0","ifindex":2,"attach_mode":"native","program_id":42,"#,
+                r#""program_tag":"0123456789abcdef","embedded_program_tag":"0123456789abcdef","#,
+                r#""program":"current","#,
                 r#""verified_insns":12345,"pin_path":"/sys/fs/bpf/lb","adopted":true,"#,
                 r#""vips":{"used":2,"capacity":512},"backend_slots":{"used":3,"capacity":4096},"#,
                 r#""conn_table_capacity":65536,"ring_size":65537,"hash_seed":7,"#,
@@ -961,6 +1002,7 @@ pub(crate) mod tests {
                 "interface       eth0 (ifindex 2)\n",
                 "attach mode     native\n",
                 "program id      42\n",
+                "program tag     0123456789abcdef (current: the daemon's own build)\n",
                 "verified insns  12345\n",
                 "pin path        /sys/fs/bpf/lb\n",
                 "adopted         yes (hot restart)\n",
@@ -975,7 +1017,33 @@ pub(crate) mod tests {
                 "ring            198.18.0.10:80/tcp  48efccb16f06f69d\n",
             )
         );
+        // Another build's program running: stale, with both tags, and the
+        // upgrade a daemon made at start.
+        let stale = GetStatusResponse {
+            program_current: false,
+            embedded_program_tag: "fedcba9876543210".into(),
+            upgraded_from_tag: "1111222233334444".into(),
+            ..status()
+        };
+        let table = status_table(&stale);
+        assert!(
+            table.contains(
+                "program tag     0123456789abcdef (STALE: the daemon carries fedcba9876543210"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("upgraded from   1111222233334444\n"),
+            "{table}"
+        );
+        let json = status_json(&stale);
+        assert!(json.contains(r#""program":"stale""#), "{json}");
+        assert!(
+            json.contains(r#""upgraded_from_tag":"1111222233334444""#),
+            "{json}"
+        );
         let empty = GetStatusResponse::default();
+        assert!(status_json(&empty).contains(r#""program":"unknown""#));
         assert!(status_json(&empty).contains(r#""attach_mode":"none""#));
         assert!(status_json(&empty).contains(r#""vips":{"used":0,"capacity":0}"#));
     }

@@ -327,6 +327,33 @@ impl LoadBalancer for Fake {
         });
         Ok(Response::new(Box::pin(tokio_stream::iter(msgs))))
     }
+    type CaptureStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<CaptureResponse, Status>> + Send>>;
+
+    async fn capture(&self, req: Request<CaptureRequest>) -> Reply<Self::CaptureStream> {
+        let r = req.into_inner();
+        self.record(format!(
+            "capture {} backend={} count={} snaplen={} drops={} sent={}",
+            output::vip_text(r.vip.as_ref()),
+            r.backend,
+            r.count,
+            r.snaplen,
+            r.drops_only,
+            r.sent
+        ));
+        // A received frame and its sent copy, then the stream ends.
+        let msgs = [false, true].map(|sent| {
+            Ok(CaptureResponse {
+                unix_time_ns: 1_700_000_000_000_000_000,
+                sent,
+                orig_len: 64,
+                data: vec![0xab; 60],
+                verdict: "tx".into(),
+                sent_to: "198.19.0.11".into(),
+            })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(msgs))))
+    }
     async fn get_gateway(&self, _: Request<GetGatewayRequest>) -> Reply<GetGatewayResponse> {
         Ok(Response::new(GetGatewayResponse {
             mac: "02:00:00:00:00:01".into(),
@@ -798,4 +825,55 @@ fn several_nodes_are_each_reported() {
     assert_eq!(v["nodes"][1]["ok"], true);
     assert_eq!(v["nodes"][1]["output"][0]["vip"], "198.18.0.10:80/tcp");
     assert!(v.get("rings_agree").is_none());
+}
+
+#[test]
+fn capture_writes_pcapng_with_comments_and_refuses_bad_arguments() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.pcapng");
+    let f = file.to_str().unwrap();
+    let (code, out, err) = d.lbctl(&[
+        "capture",
+        "198.18.0.10:80/tcp",
+        "--backend",
+        "198.19.0.11",
+        "--count",
+        "5",
+        "--snaplen",
+        "128",
+        "--drops-only",
+        "--sent",
+        "-w",
+        f,
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, format!("2 frames written to {f}\n"));
+    assert_eq!(
+        d.calls(),
+        ["capture 198.18.0.10:80/tcp backend=198.19.0.11 count=5 snaplen=128 drops=true sent=true"]
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    // Section header, interface, two packets.
+    assert_eq!(&bytes[0..4], &0x0A0D_0D0Au32.to_le_bytes());
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("lb: received verdict=tx backend=198.19.0.11"));
+    assert!(text.contains("lb: sent verdict=tx backend=198.19.0.11"));
+
+    // Usage errors: exit 2, nothing sent to the daemon.
+    for bad in [
+        &["capture", "-w", f, "--snaplen", "0"][..],
+        &["capture", "-w", f, "--snaplen", "4096"],
+        &["capture", "-w", f, "--backend", "nope"],
+        &["capture", "198.18.0.10"],
+    ] {
+        let (code, _, _) = d.lbctl(bad);
+        assert_eq!(code, 2, "{bad:?}");
+    }
+    assert!(d.calls().is_empty());
+    // A file that cannot be created: no capture started.
+    let (code, _, err) = d.lbctl(&["capture", "-w", "/nonexistent/dir/c.pcapng"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot write output"), "{err}");
+    assert!(d.calls().is_empty());
 }

@@ -3,10 +3,11 @@
 //! back out with XDP_TX; ICMP the balancer owes the client is in `icmp`,
 //! ICMP errors that belong to a backend in `icmp_error`, counters in
 //! `stats`, maps in `maps`, per-CPU rate limits in `rate`, the bench's
-//! cut-down builds of this path in `variant`.
+//! cut-down builds of this path in `variant`, packet capture in `capture`.
 #![no_std]
 #![no_main]
 
+mod capture;
 mod encap;
 mod flow;
 mod icmp;
@@ -29,7 +30,32 @@ use crate::{
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    balance::<Full>(&ctx)
+    #[cfg(feature = "upgrade-test")]
+    upgrade_test_mark();
+    // The one question every packet asks of the capture: one array read.
+    // One call site of the (inlined) packet path: two would double the
+    // program the verifier walks.
+    // Nothing is kept across the packet path (it would cost stack the
+    // verifier does not have): `after` asks the flag again.
+    if let Some(f) = capture::active() {
+        capture::before(&ctx, f);
+    }
+    let action = balance::<Full>(&ctx);
+    if capture::active().is_some() {
+        capture::after(&ctx, action);
+    }
+    action
+}
+
+/// Only in the `upgrade-test` build: a volatile load of a global, which the
+/// verifier sees as one more instruction pair (the kernel's tag of the
+/// program changes) and which changes nothing a packet sees.
+#[cfg(feature = "upgrade-test")]
+#[inline(always)]
+fn upgrade_test_mark() {
+    static UPGRADE_TEST_MARK: u32 = 1;
+    // SAFETY: a read of our own static; volatile so it is not folded away.
+    unsafe { core::ptr::read_volatile(&UPGRADE_TEST_MARK) };
 }
 
 #[inline(always)]

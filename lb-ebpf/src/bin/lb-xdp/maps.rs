@@ -12,13 +12,13 @@
 //!   atomics, and userspace sums the copies.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use lb_common::{
-    AddrKey, Backend, ConnEntry, Counters, DEFAULT_CONN_TABLE_SIZE, DEFAULT_MAX_BACKENDS,
-    DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE, FlowKey, FlowKey4, LbConfig, PktBytes, RateState,
-    VIP_FILTER_WORDS, VipKey, VipMeta, ring_reciprocal,
+    AddrKey, Backend, CAPTURE_RING_BYTES, CaptureFilter, CaptureRecord, ConnEntry, Counters,
+    DEFAULT_CONN_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_RING_SIZE, FlowKey,
+    FlowKey4, LbConfig, PktBytes, RateState, VIP_FILTER_WORDS, VipKey, VipMeta, ring_reciprocal,
 };
 
 const MAX_VIPS: usize = DEFAULT_MAX_VIPS as usize;
@@ -80,6 +80,23 @@ pub static LB_NEW_FLOW_RATE: PerCpuArray<RateState, 1> = PerCpuArray::new();
 /// One record of every global counter per CPU: looked up once per packet.
 #[btf_map]
 pub static LB_STATS: PerCpuArray<Counters, 1> = PerCpuArray::new();
+
+/// The capture switch and filter (see `capture`): every packet reads its
+/// `flags` once; everything else only while a capture runs.
+#[btf_map]
+pub static LB_CAPTURE: Array<CaptureFilter, 1> = Array::new();
+
+/// Where captured frames go: a BPF ring buffer, one for all CPUs (records
+/// keep their order, the daemon waits on one fd). `bpf_ringbuf_reserve`
+/// fails instead of blocking when it is full, so a slow reader costs
+/// capture records, never packets.
+#[btf_map]
+pub static LB_CAPTURE_RING: RingBuf<CaptureRecord, { CAPTURE_RING_BYTES as usize }> =
+    RingBuf::new();
+
+/// The frame this CPU is capturing (see `lb_common::MAP_CAPTURE_PENDING`).
+#[btf_map]
+pub static LB_CAPTURE_PENDING: PerCpuArray<u64, 1> = PerCpuArray::new();
 
 #[btf_map]
 pub static LB_VIP_STATS: PerCpuArray<PktBytes, MAX_VIPS> = PerCpuArray::new();
