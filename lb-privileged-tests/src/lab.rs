@@ -175,7 +175,7 @@ impl Lab {
             pin,
             started,
             tmp,
-            daemon_env: opts.daemon_env,
+            daemon_env: opts.daemon_env.clone(),
             daemon: None,
             node2: None,
             rt: tokio::runtime::Builder::new_multi_thread()
