@@ -95,6 +95,7 @@ fn backend_info_state_round_trips() {
         weight: 0,
         slot: 42,
         state: BackendState::Draining.into(),
+        ..Default::default()
     };
     let back = BackendInfo::decode(b.encode_to_vec().as_slice()).unwrap();
     assert_eq!(back.state(), BackendState::Draining);

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use lb_api::{BackendInfo, MacAddr, VipInfo};
+use lb_api::{BackendHealth, BackendInfo, HealthCheck, MacAddr, VipInfo};
 
 use super::slots::Pool;
 use crate::{
@@ -19,6 +19,41 @@ use crate::{
 pub(crate) struct Member {
     pub weight: u32,
     pub slot: u32,
+    /// Up or down, as the VIP's health check last decided (independent of
+    /// the weight: a drained backend is still probed).
+    pub health: BackendHealth,
+}
+
+impl Member {
+    /// A member that is up and was never probed.
+    pub fn new(weight: u32, slot: u32) -> Self {
+        Self {
+            weight,
+            slot,
+            health: BackendHealth::default(),
+        }
+    }
+}
+
+/// Which backends of a VIP may take new flows: the answer every feature that
+/// cares whether a VIP can serve asks (the ring is built from it; announcing
+/// a VIP only while it is non-empty is the BGP speaker's rule).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// The backends that take new flows, by address.
+    pub backends: Vec<IpAddr>,
+    /// Whether they are there only because every backend with a weight is
+    /// down: the VIP fails open and serves with all of them, since a probe
+    /// outage must not become a full outage.
+    pub fail_open: bool,
+}
+
+impl Serving {
+    /// Whether no backend takes new flows (the ring is empty; packets of new
+    /// flows are dropped as `drop_no_backend`).
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
 }
 
 /// One VIP in the model.
@@ -30,6 +65,8 @@ pub(crate) struct Vip {
     /// By address: the order Maglev takes turns in, whatever the order the
     /// backends were added in.
     pub backends: BTreeMap<IpAddr, Member>,
+    /// Its health check (`None`: every backend counts as up).
+    pub health: Option<HealthCheck>,
 }
 
 impl Vip {
@@ -43,6 +80,30 @@ impl Vip {
                 .iter()
                 .map(|(a, m)| backend_info(*a, m))
                 .collect(),
+            health: self.health.clone(),
+            fail_open: self.serving().fail_open,
+        }
+    }
+
+    /// Which backends may take new flows: those with a weight above 0 that
+    /// are not down; if that leaves none while some have a weight, all of
+    /// those (fail open). The one place health and weight meet: the ring is
+    /// built from this set and nothing else.
+    pub fn serving(&self) -> Serving {
+        let weighted = || self.backends.iter().filter(|(_, m)| m.weight > 0);
+        let up: Vec<IpAddr> = weighted()
+            .filter(|(_, m)| !m.health.is_down())
+            .map(|(a, _)| *a)
+            .collect();
+        if up.is_empty() && weighted().next().is_some() {
+            return Serving {
+                backends: weighted().map(|(a, _)| *a).collect(),
+                fail_open: true,
+            };
+        }
+        Serving {
+            backends: up,
+            fail_open: false,
         }
     }
 
@@ -54,12 +115,18 @@ impl Vip {
     /// The Maglev table of this VIP as backend slots (`SLOT_NONE` where the
     /// ring is empty).
     pub fn table(&self, ring_size: u32) -> Result<Vec<u32>, maglev::MaglevError> {
+        let serving = self.serving();
         let members: Vec<SlotMember> = self
             .backends
             .iter()
             .map(|(&address, m)| SlotMember {
                 address,
-                weight: m.weight,
+                // Sorted by address, like `backends`.
+                weight: if serving.backends.binary_search(&address).is_ok() {
+                    m.weight
+                } else {
+                    0
+                },
                 slot: m.slot,
             })
             .collect();
@@ -72,6 +139,7 @@ pub(crate) fn backend_info(address: IpAddr, m: &Member) -> BackendInfo {
         address,
         weight: m.weight,
         slot: m.slot,
+        health: m.health,
     }
 }
 

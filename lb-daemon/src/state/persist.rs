@@ -15,7 +15,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use lb_api::MacAddr;
+use lb_api::{BackendHealth, HealthCheck, MacAddr};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -51,6 +51,9 @@ struct VipV1 {
     index: u32,
     #[serde(default)]
     backends: Vec<BackendV1>,
+    /// Added within version 1: absent = no health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health: Option<HealthCheck>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,6 +61,14 @@ struct BackendV1 {
     address: IpAddr,
     weight: u32,
     slot: u32,
+    /// Added within version 1: absent = up, never probed. Kept so a
+    /// restarted daemon does not flap a down backend back into the ring.
+    #[serde(default, skip_serializing_if = "is_default")]
+    health: BackendHealth,
+}
+
+fn is_default(h: &BackendHealth) -> bool {
+    *h == BackendHealth::default()
 }
 
 /// Where the state is persisted.
@@ -139,8 +150,10 @@ fn encode(model: &Model) -> FileV1 {
                         address: *a,
                         weight: m.weight,
                         slot: m.slot,
+                        health: m.health,
                     })
                     .collect(),
+                health: v.health.clone(),
             })
             .collect(),
         gateway: model.gateway,
@@ -167,6 +180,7 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
             let m = Member {
                 weight: b.weight,
                 slot: b.slot,
+                health: b.health,
             };
             if backends.insert(b.address, m).is_some() {
                 return Err(format!(
@@ -175,11 +189,15 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
                 ));
             }
         }
+        if let Some(c) = &v.health {
+            c.check(&v.vip).map_err(|e| format!("VIP {}: {e}", v.vip))?;
+        }
         let vip = Vip {
             spec: v.vip,
             flags: v.flags,
             index: v.index,
             backends,
+            health: v.health,
         };
         if vips.insert(v.vip, vip).is_some() {
             return Err(format!("VIP {} listed twice", v.vip));

@@ -657,6 +657,7 @@ pub(crate) mod tests {
                 BackendState::Draining
             }
             .into(),
+            ..Default::default()
         }
     }
 
