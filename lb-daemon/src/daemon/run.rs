@@ -12,6 +12,7 @@ use crate::{
     config::{Config, Listen},
     dataplane::{Balancer, Dataplane, Origin},
     grpc::{self, LbService, Listener, StatusInfo},
+    health::{self, ProbeStats},
     metrics::{self, Metrics},
     netif,
     state::{LbState, Store},
@@ -67,7 +68,8 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
     let persisted = store.load()?;
     let first_start = persisted.is_none();
     let mut state = LbState::new(lb, persisted.unwrap_or_default(), Some(store))?;
-    let metrics = Arc::new(Metrics::new(&status));
+    let probes = ProbeStats::default();
+    let metrics = Arc::new(Metrics::new(&status).with_probe_stats(probes.clone()));
     state.set_ring_observer(metrics.clone());
     migrate_gateway_file(&mut state, &cfg.state.dir)?;
     state.set_node_config(node)?;
@@ -97,7 +99,11 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
             }
         }
     };
-    Ok((LbService::new(state, status), listener, metrics))
+    Ok((
+        LbService::new(state, status).with_probe_stats(probes),
+        listener,
+        metrics,
+    ))
 }
 
 /// Moves a gateway an older daemon kept in a file of its own into the state
@@ -152,6 +158,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 std::future::pending(),
             ))
         });
+        // Probing starts at once, from the health the state kept: a
+        // restart neither flaps a down backend up nor waits to check it.
+        let monitor = tokio::spawn(health::monitor::run(svc.state(), svc.probe_stats()));
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -170,6 +179,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             super::notify::notify("READY=1")
         })
         .await;
+        monitor.abort();
         if let Some(m) = metrics_server {
             m.abort();
         }

@@ -64,6 +64,12 @@ impl<D: Dataplane + 'static> LbService<D> {
         }
     }
 
+    /// The probe counters this service reports (the monitor counts into
+    /// them).
+    pub fn probe_stats(&self) -> ProbeStats {
+        self.probes.clone()
+    }
+
     /// Reports the probe counters of `probes` (the health monitor's) in
     /// GetHealth.
     pub fn with_probe_stats(mut self, probes: ProbeStats) -> Self {

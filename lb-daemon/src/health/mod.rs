@@ -6,6 +6,8 @@
 //! where health and weight meet.
 
 pub mod machine;
+pub mod monitor;
+pub mod probe;
 
 use std::{
     collections::HashMap,

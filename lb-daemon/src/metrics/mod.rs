@@ -28,6 +28,7 @@ pub use series::{DROP_PREFIX, drop_reasons, global_series_name};
 use crate::{
     dataplane::Dataplane,
     grpc::StatusInfo,
+    health::ProbeStats,
     state::{LbState, RingObserver, StateError},
     vip::VipSpec,
 };
@@ -50,6 +51,7 @@ pub struct Metrics {
     registry: Registry,
     ring_rebuild: Histogram,
     api_calls: IntCounterVec,
+    probes: ProbeStats,
 }
 
 impl Metrics {
@@ -107,7 +109,14 @@ impl Metrics {
             registry,
             ring_rebuild,
             api_calls,
+            probes: ProbeStats::default(),
         })
+    }
+
+    /// Exports the health monitor's probe counters from `probes`.
+    pub fn with_probe_stats(mut self, probes: ProbeStats) -> Self {
+        self.probes = probes;
+        self
     }
 
     /// The tower layer that counts API calls into this registry.
@@ -118,7 +127,7 @@ impl Metrics {
     /// The whole exposition (Prometheus text format 0.0.4): the map
     /// counters read from `st` now, and the daemon's own series.
     pub fn encode<D: Dataplane>(&self, st: &LbState<D>) -> Result<String, MetricsError> {
-        let scrape = series::Snapshot::read(st)?.registry()?;
+        let scrape = series::Snapshot::read(st, &self.probes)?.registry()?;
         let mut families = scrape.gather();
         families.extend(self.registry.gather());
         families.sort_by(|a, b| a.name().cmp(b.name()));
