@@ -220,6 +220,28 @@ impl HealthCheck {
     }
 }
 
+/// A duration as `500ms`, `1s`, `1.5s` or `2m`, in milliseconds (the
+/// configuration file and `lbctl health set` write them so). A bare number
+/// is refused: "1" could mean either unit.
+pub fn parse_duration_ms(s: &str) -> Result<u32, String> {
+    let bad = || format!("`{s}` is not a duration (e.g. 500ms, 1s, 1.5s, 2m)");
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        return Err(bad());
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let ms = v * scale;
+    if !ms.is_finite() || ms < 0.0 || ms > f64::from(u32::MAX) || ms.fract() != 0.0 {
+        return Err(bad());
+    }
+    Ok(ms as u32)
+}
+
 /// A health-check setting that is wrong, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("health.{key}: {why}")]

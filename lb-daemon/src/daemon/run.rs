@@ -77,9 +77,28 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
     tracing::info!(report = ?report, "maps reconciled with the persisted state");
     if first_start {
         for v in &cfg.vips {
-            state
-                .create_vip(v.address, v.flags, &v.backend_specs())
-                .with_context(|| format!("configuring vip {}", v.address))?;
+            let ctx = || format!("configuring vip {}", v.address);
+            // Checked when the file was read (config::check_vips).
+            match v.health_check().with_context(ctx)? {
+                None => {
+                    state
+                        .create_vip(v.address, v.flags, &v.backend_specs())
+                        .with_context(ctx)?;
+                }
+                // The check first, so the backends start in its `initial`
+                // state.
+                Some(check) => {
+                    state
+                        .create_vip(v.address, v.flags, &[])
+                        .with_context(ctx)?;
+                    state
+                        .set_health_check(&v.address, Some(check), health::unix_ms())
+                        .with_context(ctx)?;
+                    state
+                        .replace_backends(&v.address, &v.backend_specs())
+                        .with_context(ctx)?;
+                }
+            }
             tracing::info!(vip = %v.address, "vip created from the configuration");
         }
     }

@@ -346,6 +346,16 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             adopted: i.adopted,
             pin_path: i.pin_path.clone(),
             encapsulation: crate::dataplane::Encapsulation::from_map(cfg.gue_port).to_string(),
+            backends_down: vips
+                .iter()
+                .flat_map(|v| &v.backends)
+                .filter(|b| b.health.is_down())
+                .count() as u32,
+            vips_failing_open: vips
+                .iter()
+                .filter(|v| v.fail_open)
+                .map(|v| convert::vip_out(&v.spec))
+                .collect(),
         }))
     }
 

@@ -20,7 +20,10 @@ const HTTP_HEAD: usize = 1024;
 pub async fn probe(check: &HealthCheck, target: SocketAddr) -> ProbeResult {
     let attempt = async {
         match &check.kind {
-            CheckKind::Tcp => TcpStream::connect(target).await.map(drop).map_err(io_reason),
+            CheckKind::Tcp => TcpStream::connect(target)
+                .await
+                .map(drop)
+                .map_err(io_reason),
             CheckKind::Http { path, expect, host } => {
                 http(target, path, *expect, host.as_deref()).await
             }
@@ -135,7 +138,9 @@ mod tests {
             while let Ok((mut s, _)) = l.accept().await {
                 let mut buf = vec![0u8; 1024];
                 let n = s.read(&mut buf).await.unwrap_or(0);
-                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).await;
+                let _ = tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .await;
                 let _ = s.write_all(answer.as_bytes()).await;
             }
         });
@@ -156,7 +161,10 @@ mod tests {
         assert!(got.starts_with("GET /healthz HTTP/1.0\r\n"), "{got}");
         assert!(got.contains("\r\nHost: svc.example\r\n"), "{got}");
         let (sick, _) = server("HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
-        assert_eq!(probe(&http_check(200), sick).await, Err(Reason::Status(503)));
+        assert_eq!(
+            probe(&http_check(200), sick).await,
+            Err(Reason::Status(503))
+        );
         assert_eq!(probe(&http_check(503), sick).await, Ok(()));
         let (junk, _) = server("SSH-2.0-OpenSSH\r\n").await;
         assert_eq!(probe(&http_check(200), junk).await, Err(Reason::BadReply));

@@ -6,8 +6,8 @@
 //! [`Outcome::Dropped`]) as one family by reason, every other as
 //! `lb_xdp_<name>_total`.
 
-use lb_common::{Outcome, Stat};
 use lb_api::{HealthState, ProbeCounters};
+use lb_common::{Outcome, Stat};
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::health::ProbeStats;

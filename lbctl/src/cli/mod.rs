@@ -50,6 +50,7 @@ mod commands;
 pub mod explain;
 mod export;
 mod generate;
+mod health;
 pub mod output;
 
 use std::{
@@ -227,6 +228,11 @@ fn check(args: &Args) -> Result<(), clap::Error> {
             ErrorKind::ArgumentConflict,
             "--api is given more than once: only `lbctl apply` works on several nodes",
         ));
+    }
+    if let Command::Health(args::HealthCommand::Set(h)) = &args.command
+        && let Err(e) = health::request(h)
+    {
+        return Err(Args::command().error(ErrorKind::InvalidValue, e));
     }
     if let Command::Route(r) = &args.command {
         if r.vip.address.is_ipv4() != r.client.is_ipv4() {

@@ -96,6 +96,9 @@ struct BackendJson<'a> {
     weight: u32,
     slot: u32,
     state: &'static str,
+    health: &'static str,
+    health_reason: &'a str,
+    health_since_unix_ms: u64,
 }
 
 impl<'a> From<&'a BackendInfo> for BackendJson<'a> {
@@ -105,6 +108,13 @@ impl<'a> From<&'a BackendInfo> for BackendJson<'a> {
             weight: b.weight,
             slot: b.slot,
             state: state_name(b.state),
+            health: super::health::state_text(b.health),
+            health_reason: if b.health_reason.is_empty() {
+                "initial"
+            } else {
+                &b.health_reason
+            },
+            health_since_unix_ms: b.health_since_unix_ms,
         }
     }
 }
@@ -174,6 +184,8 @@ struct StatusJson<'a> {
     encapsulation: &'a str,
     version: &'a str,
     uptime_seconds: u64,
+    backends_down: u32,
+    vips_failing_open: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -277,6 +289,12 @@ pub fn status_json(s: &GetStatusResponse) -> String {
         encapsulation: &s.encapsulation,
         version: &s.version,
         uptime_seconds: s.uptime_seconds,
+        backends_down: s.backends_down,
+        vips_failing_open: s
+            .vips_failing_open
+            .iter()
+            .map(|v| vip_text(Some(v)))
+            .collect(),
     })
 }
 
@@ -316,7 +334,7 @@ pub fn gateway_json(mac: &str) -> String {
 // ---- tables --------------------------------------------------------------
 
 #[derive(Clone, Copy)]
-enum Align {
+pub(crate) enum Align {
     Left,
     Right,
 }
@@ -331,20 +349,20 @@ enum Row {
 
 /// A text table: columns two spaces apart, numbers right-aligned, no
 /// trailing blanks.
-struct Table {
+pub(crate) struct Table {
     align: Vec<Align>,
     rows: Vec<Row>,
 }
 
 impl Table {
-    fn new(align: &[Align]) -> Self {
+    pub(crate) fn new(align: &[Align]) -> Self {
         Self {
             align: align.to_vec(),
             rows: Vec::new(),
         }
     }
 
-    fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
+    pub(crate) fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
         self.rows
             .push(Row::Cells(cells.into_iter().map(Into::into).collect()));
     }
@@ -353,7 +371,7 @@ impl Table {
         self.rows.push(Row::Span(first.into(), rest.into()));
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut width = vec![0usize; self.align.len()];
         for row in &self.rows {
             match row {
@@ -429,13 +447,29 @@ fn backend_cells(b: &BackendInfo, indent: &str) -> [String; 4] {
     ]
 }
 
-/// `backend list VIP`.
+/// `backend list VIP`: STATE is the operator's (active, draining), HEALTH
+/// the check's (up, down), with why and since when.
 pub fn backend_list_table(backends: &[BackendInfo]) -> String {
     use Align::*;
-    let mut t = Table::new(&[Left, Right, Right, Left]);
-    t.row(["BACKEND", "WEIGHT", "SLOT", "STATE"]);
+    let mut t = Table::new(&[Left, Right, Right, Left, Left, Left, Left]);
+    t.row([
+        "BACKEND", "WEIGHT", "SLOT", "STATE", "HEALTH", "REASON", "SINCE",
+    ]);
     for b in backends {
-        t.row(backend_cells(b, ""));
+        let [a, w, s, st] = backend_cells(b, "");
+        t.row([
+            a,
+            w,
+            s,
+            st,
+            super::health::state_text(b.health).to_owned(),
+            if b.health_reason.is_empty() {
+                "initial".to_owned()
+            } else {
+                b.health_reason.clone()
+            },
+            super::health::since_text(b.health_since_unix_ms),
+        ]);
     }
     t.render()
 }
@@ -547,7 +581,21 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         )
     };
     let mut t = Table::new(&[Align::Left, Align::Left]);
-    let rows: [(&str, String); 14] = [
+    let health = if s.vips_failing_open.is_empty() {
+        format!("{} backends down", s.backends_down)
+    } else {
+        let vips: Vec<String> = s
+            .vips_failing_open
+            .iter()
+            .map(|v| vip_text(Some(v)))
+            .collect();
+        format!(
+            "{} backends down; FAILING OPEN (every backend down, serving with all): {}",
+            s.backends_down,
+            vips.join(", ")
+        )
+    };
+    let rows: [(&str, String); 15] = [
         (
             "interface",
             format!("{} (ifindex {})", s.interface, s.ifindex),
@@ -571,6 +619,7 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         ("encapsulation", s.encapsulation.clone()),
         ("version", s.version.clone()),
         ("uptime", duration_text(s.uptime_seconds)),
+        ("health", health),
     ];
     for (k, v) in rows {
         t.row([k.to_owned(), v]);
