@@ -148,6 +148,8 @@ fn descriptor_set_has_the_service() {
         "SetGateway",
         "GetStatus",
         "Route",
+        "SetHealthCheck",
+        "GetHealth",
     ];
     assert_eq!(methods.len(), expected.len());
     for ((name, input, output, streaming), want) in methods.iter().zip(expected) {

@@ -11,7 +11,7 @@
 //! | command | JSON |
 //! |---|---|
 //! | `vip list --json` | `[VIP…]`, VIP = `{"vip":"198.18.0.10:80/tcp","flags":["no-sport","no-conntrack"],"backends":[BACKEND…]}` |
-//! | `backend list VIP --json` | `[BACKEND…]`, BACKEND = `{"address":"198.19.0.11","weight":100,"slot":3,"state":"active"}` (`state`: `"active"` or `"draining"`) |
+//! | `backend list VIP --json` | `[BACKEND…]`, BACKEND = `{"address":"198.19.0.11","weight":100,"slot":3,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0}` (`state`: `"active"` or `"draining"`) |
 //! | `stats --json` | `{"counters":{NAME:N…},"vips":[VIPSTATS…],"unix_time_ms":N}` |
 //! | `stats --watch S --json` | as `stats --json` plus `"counter_rates":{NAME:F…}` and `"interval_seconds":F`, and rates in every VIPSTATS and BSTATS |
 //! | VIPSTATS | `{"vip":"…","packets":N,"bytes":N,"backends":[BSTATS…]}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`, before `"backends"`) |
@@ -706,6 +706,8 @@ pub(crate) mod tests {
                 BackendState::Draining
             }
             .into(),
+            health: lb_proto::v1::HealthState::Up.into(),
+            health_reason: "initial".into(),
             ..Default::default()
         }
     }
@@ -717,12 +719,14 @@ pub(crate) mod tests {
                 flags: vec![],
                 backends: vec![backend("198.19.0.11", 100, 0), backend("198.19.0.12", 0, 1)],
                 index: 0,
+                ..Default::default()
             },
             VipInfo {
                 vip: vip("2001:db8::10", 0, Protocol::Udp),
                 flags: vec![VipFlag::NoSport.into(), VipFlag::NoConntrack.into()],
                 backends: vec![backend("2001:db8::11", 65535, 2)],
                 index: 1,
+                ..Default::default()
             },
         ]
     }
@@ -733,10 +737,10 @@ pub(crate) mod tests {
             vip_list_json(&two_vips()),
             concat!(
                 r#"[{"vip":"198.18.0.10:80/tcp","flags":[],"backends":["#,
-                r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active"},"#,
-                r#"{"address":"198.19.0.12","weight":0,"slot":1,"state":"draining"}]},"#,
+                r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0},"#,
+                r#"{"address":"198.19.0.12","weight":0,"slot":1,"state":"draining","health":"up","health_reason":"initial","health_since_unix_ms":0}]},"#,
                 r#"{"vip":"[2001:db8::10]:0/udp","flags":["no-sport","no-conntrack"],"backends":["#,
-                r#"{"address":"2001:db8::11","weight":65535,"slot":2,"state":"active"}]}]"#
+                r#"{"address":"2001:db8::11","weight":65535,"slot":2,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0}]}]"#
             )
         );
         assert_eq!(vip_list_json(&[]), "[]");
@@ -788,16 +792,16 @@ pub(crate) mod tests {
         assert_eq!(
             backend_list_json(&b),
             concat!(
-                r#"[{"address":"198.19.0.11","weight":100,"slot":3,"state":"active"},"#,
-                r#"{"address":"2001:db8::1","weight":0,"slot":12,"state":"draining"}]"#
+                r#"[{"address":"198.19.0.11","weight":100,"slot":3,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0},"#,
+                r#"{"address":"2001:db8::1","weight":0,"slot":12,"state":"draining","health":"up","health_reason":"initial","health_since_unix_ms":0}]"#
             )
         );
         assert_eq!(
             backend_list_table(&b),
             concat!(
-                "BACKEND      WEIGHT  SLOT  STATE\n",
-                "198.19.0.11     100     3  active\n",
-                "2001:db8::1       0    12  draining\n",
+                "BACKEND      WEIGHT  SLOT  STATE     HEALTH  REASON   SINCE\n",
+                "198.19.0.11     100     3  active    up      initial  -\n",
+                "2001:db8::1       0    12  draining  up      initial  -\n",
             )
         );
     }
@@ -955,6 +959,7 @@ pub(crate) mod tests {
             adopted: true,
             pin_path: "/sys/fs/bpf/lb".into(),
             encapsulation: "gue:6080".into(),
+            ..Default::default()
         }
     }
 
@@ -967,7 +972,8 @@ pub(crate) mod tests {
                 r#""verified_insns":12345,"pin_path":"/sys/fs/bpf/lb","adopted":true,"#,
                 r#""vips":{"used":2,"capacity":512},"backend_slots":{"used":3,"capacity":4096},"#,
                 r#""conn_table_capacity":65536,"ring_size":65537,"hash_seed":7,"#,
-                r#""encapsulation":"gue:6080","version":"0.1.0","uptime_seconds":93784}"#
+                r#""encapsulation":"gue:6080","version":"0.1.0","uptime_seconds":93784,"#,
+                r#""backends_down":0,"vips_failing_open":[]}"#
             )
         );
         assert_eq!(
@@ -987,6 +993,7 @@ pub(crate) mod tests {
                 "encapsulation   gue:6080\n",
                 "version         0.1.0\n",
                 "uptime          1d 2h 3m 4s\n",
+                "health          0 backends down\n",
             )
         );
         let empty = GetStatusResponse::default();

@@ -203,6 +203,18 @@ fn not_found(vip: Option<&Vip>) -> Status {
 
 #[tonic::async_trait]
 impl LoadBalancer for Fake {
+    async fn set_health_check(
+        &self,
+        _: Request<lb_proto::v1::SetHealthCheckRequest>,
+    ) -> Reply<lb_proto::v1::SetHealthCheckResponse> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_health(
+        &self,
+        _: Request<lb_proto::v1::GetHealthRequest>,
+    ) -> Reply<lb_proto::v1::GetHealthResponse> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn create_vip(&self, req: Request<CreateVipRequest>) -> Reply<CreateVipResponse> {
         let r = req.into_inner();
         self.record(format!(
@@ -217,6 +229,7 @@ impl LoadBalancer for Fake {
                 flags: r.flags,
                 backends: vec![],
                 index: 0,
+                ..Default::default()
             }),
         }))
     }
@@ -234,12 +247,14 @@ impl LoadBalancer for Fake {
                     flags: vec![],
                     backends: vec![backend("198.19.0.11", 100, 0)],
                     index: 0,
+                    ..Default::default()
                 },
                 VipInfo {
                     vip: vip("2001:db8::10", 53, Protocol::Udp),
                     flags: vec![VipFlag::NoConntrack.into()],
                     backends: vec![backend("2001:db8::11", 0, 1)],
                     index: 1,
+                    ..Default::default()
                 },
             ],
         }))
@@ -414,9 +429,9 @@ fn end_to_end_over_a_unix_socket() {
         out,
         concat!(
             r#"[{"vip":"198.18.0.10:80/tcp","flags":[],"backends":["#,
-            r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active"}]},"#,
+            r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0}]},"#,
             r#"{"vip":"[2001:db8::10]:53/udp","flags":["no-conntrack"],"backends":["#,
-            r#"{"address":"2001:db8::11","weight":0,"slot":1,"state":"draining"}]}]"#,
+            r#"{"address":"2001:db8::11","weight":0,"slot":1,"state":"draining","health":"up","health_reason":"initial","health_since_unix_ms":0}]}]"#,
             "\n"
         )
     );
