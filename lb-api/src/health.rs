@@ -407,7 +407,8 @@ mod tests {
     fn defaults_pass_and_every_bad_setting_names_its_key() {
         let v = vip("198.18.100.10:80/tcp");
         assert_eq!(http().check(&v), Ok(()));
-        let cases: Vec<(&str, Box<dyn Fn(&mut HealthCheck)>)> = vec![
+        type Edit = Box<dyn Fn(&mut HealthCheck)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("interval", Box::new(|c| c.interval_ms = 0)),
             (
                 "interval",

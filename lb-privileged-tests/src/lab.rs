@@ -600,7 +600,7 @@ impl Lab {
     pub fn start_server(&self, i: u32, kind: &str) {
         let f = self.server_pidfile(i, kind);
         let log = fs::File::create(self.tmp.path().join(format!("b{i}-{kind}.log"))).unwrap();
-        Command::new("setsid")
+        let child = Command::new("setsid")
             .arg("nsenter")
             .arg(format!("--net=/run/netns/{}", self.ns(&format!("b{i}"))))
             .arg("--")
@@ -614,6 +614,12 @@ impl Lab {
             .stderr(log)
             .spawn()
             .expect("spawn servers.py");
+        // The server outlives this call; a thread reaps it when it is
+        // stopped, so no zombie is left (lab.sh down stops it otherwise).
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
         let t0 = Instant::now();
         while !f.exists() {
             assert!(

@@ -40,6 +40,9 @@ pub struct Target {
     pub check: HealthCheck,
     /// Its health now (the state machine starts from it).
     pub state: HealthState,
+    /// Its slot: a backend removed and added again between two passes has a
+    /// new one, and its prober starts again from its new (initial) state.
+    pub slot: u32,
 }
 
 /// Every backend of every VIP that has a check.
@@ -53,6 +56,7 @@ pub fn targets<D: Dataplane>(st: &LbState<D>) -> Vec<Target> {
                 backend: *a,
                 check: check.clone(),
                 state: m.health.state,
+                slot: m.slot,
             });
         }
     }
@@ -70,7 +74,7 @@ pub async fn run<D: Dataplane + 'static>(state: Arc<Mutex<LbState<D>>>, stats: P
         tick.tick().await;
         let want = targets(&*state.lock().await);
         let keys: std::collections::HashSet<_> = want.iter().map(|t| (t.vip, t.backend)).collect();
-        tasks.retain(|k, (_, h)| {
+        tasks.retain(|k, (_, _, h)| {
             let keep = keys.contains(k);
             if !keep {
                 h.abort();
@@ -80,27 +84,31 @@ pub async fn run<D: Dataplane + 'static>(state: Arc<Mutex<LbState<D>>>, stats: P
         stats.retain(|v, a| keys.contains(&(*v, a)));
         for t in want {
             let key = (t.vip, t.backend);
-            if tasks.get(&key).is_some_and(|(c, _)| *c == t.check) {
+            if tasks
+                .get(&key)
+                .is_some_and(|(c, slot, _)| *c == t.check && *slot == t.slot)
+            {
                 continue;
             }
-            if let Some((_, h)) = tasks.remove(&key) {
+            if let Some((_, _, h)) = tasks.remove(&key) {
                 h.abort();
             }
-            let check = t.check.clone();
+            let (check, slot) = (t.check.clone(), t.slot);
             let h = tokio::spawn(probe_loop(state.clone(), stats.clone(), t));
-            tasks.insert(key, (check, h));
+            tasks.insert(key, (check, slot, h));
         }
     }
 }
 
-/// The probe task of each backend and the check it runs; dropping it (the
-/// monitor's future dropped) stops them all.
+/// The probe task of each backend, with the check it runs and the slot it
+/// was started for; dropping it (the monitor's future dropped) stops them
+/// all.
 #[derive(Default)]
-struct Probers(HashMap<(VipSpec, IpAddr), (HealthCheck, JoinHandle<()>)>);
+struct Probers(HashMap<(VipSpec, IpAddr), (HealthCheck, u32, JoinHandle<()>)>);
 
 impl Drop for Probers {
     fn drop(&mut self) {
-        for (_, h) in self.0.values() {
+        for (_, _, h) in self.0.values() {
             h.abort();
         }
     }
@@ -138,6 +146,7 @@ async fn probe_loop<D: Dataplane + 'static>(
         backend,
         check,
         state: start,
+        ..
     } = t;
     let target = SocketAddr::new(backend, check.port_for(&vip));
     let interval = check.interval();
