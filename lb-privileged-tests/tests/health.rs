@@ -146,6 +146,11 @@ fn http_and_udp_checks_take_dead_backends_out_and_bring_them_back() {
     let http = || pv(80, pb::Protocol::Tcp);
     let udp = || pv(5353, pb::Protocol::Udp);
     let stream = || pv(9000, pb::Protocol::Tcp);
+    // Down: `fall` failed probes, the first at most one interval after the
+    // server died, each taking at most the timeout. Up: `rise` passes, the
+    // first at most one interval after the server is bound; the timeout
+    // term is the allowance for the last probe's own run and the state
+    // commit (ring flip, state file fsync).
     let down_bound = Duration::from_millis(FALL * INTERVAL_MS + TIMEOUT_MS);
     let up_bound = Duration::from_millis(RISE * INTERVAL_MS + TIMEOUT_MS);
 
@@ -276,8 +281,10 @@ fn http_and_udp_checks_take_dead_backends_out_and_bring_them_back() {
 
     // 3. Its server comes back: up within rise x interval + timeout, and
     //    it gets traffic again.
-    let started = now_ms();
+    // From the moment it is bound (start_server waits for that): Python's
+    // start-up on a loaded machine is not the checker's delay.
     lab.start_server(1, "http");
+    let started = now_ms();
     let h = wait_state(
         &lab,
         http(),
@@ -320,8 +327,8 @@ fn http_and_udp_checks_take_dead_backends_out_and_bring_them_back() {
         !who.contains(&"backend-2".to_string()) && who.len() == 2,
         "{who:?}"
     );
-    let started = now_ms();
     lab.start_server(2, "udp");
+    let started = now_ms();
     let h = wait_state(&lab, udp(), b2, pb::HealthState::Up, Duration::from_secs(5));
     let took = backend(&h, b2).since_unix_ms - started;
     eprintln!("UDP: backend 2 up {took} ms after its server started");
