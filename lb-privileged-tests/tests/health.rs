@@ -375,4 +375,53 @@ fn http_and_udp_checks_take_dead_backends_out_and_bring_them_back() {
     ]);
     assert_eq!(n(&r["ok"]), 12, "fail open: traffic keeps flowing: {r}");
     assert!(r["by_backend"].as_object().unwrap().len() >= 2, "{r}");
+
+    // 6. lbctl: `health show --json` says so too; `health set` replaces the
+    //    check (TCP on the stream port, which answers): everyone comes up,
+    //    fail-open ends.
+    let v9000 = format!("{VIP}:9000/tcp");
+    let j: Value =
+        serde_json::from_str(&lbctl(&lab, &["health", "show", &v9000, "--json"])).unwrap();
+    assert_eq!(j["fail_open"], true, "{j}");
+    assert_eq!(
+        (&j["check"]["kind"], &j["check"]["port"]),
+        (&"http".into(), &80.into()),
+        "{j}"
+    );
+    assert!(
+        j["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["health"] == "down"),
+        "{j}"
+    );
+    lbctl(
+        &lab,
+        &[
+            "health",
+            "set",
+            &v9000,
+            "--tcp",
+            "--interval",
+            "500ms",
+            "--timeout",
+            "250ms",
+            "--jitter",
+            "0",
+        ],
+    );
+    for b in B4 {
+        wait_state(
+            &lab,
+            stream(),
+            b,
+            pb::HealthState::Up,
+            Duration::from_secs(5),
+        );
+    }
+    let table = lbctl(&lab, &["health", "show", &v9000]);
+    assert!(table.contains("check tcp connect port 9000"), "{table}");
+    assert!(!table.contains("FAIL-OPEN"), "{table}");
+    assert!(!lab.health(stream()).fail_open);
 }

@@ -773,7 +773,7 @@ pub struct HealthSetArgs {
     #[arg(long, value_name = "STATUS|BYTES")]
     pub expect: Option<String>,
     /// HTTP: the Host header (default: the address probed).
-    #[arg(long, requires = "http")]
+    #[arg(long)]
     pub host: Option<String>,
     /// Port probed (default: the VIP's; required for an all-port VIP).
     #[arg(long)]

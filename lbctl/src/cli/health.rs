@@ -23,6 +23,9 @@ use super::{
 /// number, `--expect` with `--tcp`); every value is the daemon's to check,
 /// so lbctl and the API refuse the same things with the same words.
 pub(super) fn request(a: &HealthSetArgs) -> Result<HealthCheck, String> {
+    if a.host.is_some() && a.http.is_none() {
+        return Err("--host goes with --http".into());
+    }
     let mut m = HealthCheck {
         port: a.port,
         interval_ms: a.interval,
