@@ -308,6 +308,8 @@ def stream_run(args, ports, i, start_barrier, first_line, stop_at, rec):
     except ConnectionResetError:
         rec["resets"] += 1
         rec["error"] = "reset"
+        # Wall clock, to compare with the daemon's health transition times.
+        rec["reset_unix_ms"] = round(time.time() * 1000)
     except OSError as e:
         rec["error"] = err_text(e)
     finally:

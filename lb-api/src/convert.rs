@@ -12,6 +12,9 @@ use lb_proto::v1 as pb;
 
 use crate::{BackendInfo, BackendSpec, DEFAULT_WEIGHT, MacAddr, Proto, VipFlags, VipInfo, VipSpec};
 
+mod health;
+pub use health::{backend_health, health_check, health_check_out, health_state, health_state_out};
+
 /// A request field that is missing or malformed. The message names the
 /// field; the status is always INVALID_ARGUMENT.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -154,6 +157,9 @@ pub fn backend_out(b: &BackendInfo) -> pb::BackendInfo {
             pb::BackendState::Active
         }
         .into(),
+        health: health_state_out(b.health.state).into(),
+        health_reason: b.health.reason.to_string(),
+        health_since_unix_ms: b.health.since_unix_ms,
     }
 }
 
@@ -166,6 +172,8 @@ pub fn vip_info_out(v: &VipInfo) -> pb::VipInfo {
         flags: flags_out(&v.flags),
         backends,
         index: v.index,
+        health_check: v.health.as_ref().map(health_check_out),
+        fail_open: v.fail_open,
         // Read from the data plane by the daemon where it answers with it.
         ring_fingerprint: String::new(),
     }
@@ -183,14 +191,21 @@ pub fn vip_info(v: &pb::VipInfo) -> Result<VipInfo, FieldError> {
                 address: ip("backends.address", &b.address)?,
                 weight: b.weight,
                 slot: b.slot,
+                health: backend_health(b)?,
             })
         })
         .collect::<Result<Vec<_>, FieldError>>()?;
+    let spec = vip(v.vip.as_ref())?;
     Ok(VipInfo {
-        spec: vip(v.vip.as_ref())?,
+        spec,
         flags: flags(&v.flags)?,
         index: v.index,
         backends,
+        health: match &v.health_check {
+            Some(c) => health_check(c, &spec)?,
+            None => None,
+        },
+        fail_open: v.fail_open,
     })
 }
 
@@ -204,6 +219,7 @@ pub fn mac(s: &str) -> Result<MacAddr, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::BackendHealth;
 
     fn pvip(address: &str, port: u32, protocol: i32) -> pb::Vip {
         pb::Vip {
@@ -251,13 +267,24 @@ mod tests {
                     address: "198.19.0.11".parse().unwrap(),
                     weight: 0,
                     slot: 9,
+                    health: BackendHealth {
+                        state: crate::HealthState::Down,
+                        reason: crate::Reason::Status(503),
+                        since_unix_ms: 1_700_000_000_000,
+                    },
                 },
                 BackendInfo {
                     address: "fd00:1::11".parse().unwrap(),
                     weight: 100,
                     slot: 3,
+                    health: BackendHealth::default(),
                 },
             ],
+            health: Some(crate::HealthCheck::new(crate::CheckKind::Udp {
+                payload: "ping".into(),
+                expect: Some("pong".into()),
+            })),
+            fail_open: true,
         };
         assert_eq!(vip_info(&vip_info_out(&info)), Ok(info.clone()));
         let mut bad = vip_info_out(&info);
@@ -298,6 +325,7 @@ mod tests {
             address: b.address,
             weight: 0,
             slot: 3,
+            health: BackendHealth::default(),
         };
         assert_eq!(
             backend_out(&drained).state,

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::{DEFAULT_WEIGHT, VipFlags, VipSpec};
+use crate::{BackendHealth, DEFAULT_WEIGHT, HealthCheck, VipFlags, VipSpec};
 
 /// A backend as a request names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct BackendInfo {
     pub weight: u32,
     /// Backend slot in the data plane (per VIP/backend pair).
     pub slot: u32,
+    /// Its health (up unless the VIP's check took it down).
+    pub health: BackendHealth,
 }
 
 /// A VIP as the daemon holds it.
@@ -50,4 +52,9 @@ pub struct VipInfo {
     pub index: u32,
     /// Its backends, by address.
     pub backends: Vec<BackendInfo>,
+    /// Its health check (`None`: none, every backend counts as up).
+    pub health: Option<HealthCheck>,
+    /// Whether every backend with a weight is down, so the VIP serves with
+    /// all of them rather than with none (fail open).
+    pub fail_open: bool,
 }

@@ -15,6 +15,8 @@
 //!   and what the daemon reports;
 //! * [`convert`]: proto messages <-> these types, refusing every malformed
 //!   field with a [`convert::FieldError`] (INVALID_ARGUMENT);
+//! * [`health`]: health checks ([`HealthCheck`]) and a backend's health
+//!   ([`BackendHealth`]);
 //! * [`address_problem`]: which addresses a VIP or backend cannot have;
 //! * [`vipfile`]: the `[[vip]]` tables of a TOML file (the daemon's
 //!   configuration, `lbctl export` and `lbctl apply`), with errors that name
@@ -44,6 +46,7 @@ macro_rules! serde_via_str {
 
 mod address;
 pub mod convert;
+pub mod health;
 mod info;
 mod mac;
 pub mod vip;
@@ -51,6 +54,7 @@ pub mod vipfile;
 
 pub use address::address_problem;
 
+pub use health::{BackendHealth, CheckKind, HealthCheck, HealthState, ProbeCounters, Reason};
 pub use info::{BackendInfo, BackendSpec, VipInfo};
 /// The global counters of the data plane, by name: `GetStats` reports them
 /// under these names, and `lbctl` lists them in this order.

@@ -648,3 +648,200 @@ async fn health_and_reflection_are_served() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 }
+
+/// SetHealthCheck: every invalid setting is refused with its precise code
+/// and changes nothing (the check in effect, the backends' health, the
+/// state file); GetHealth reports what was set.
+#[tokio::test]
+async fn health_checks_are_validated_and_reported() {
+    let mut api = start().await;
+    let c = api.client.clone();
+    c.clone()
+        .create_vip(pb::CreateVipRequest {
+            vip: vip("198.18.100.10", 80, true),
+            flags: vec![],
+            backends: vec![be("198.19.0.11", None), be("198.19.0.12", Some(0))],
+        })
+        .await
+        .unwrap();
+    c.clone()
+        .create_vip(pb::CreateVipRequest {
+            vip: vip("198.18.100.20", 0, false),
+            flags: vec![],
+            backends: vec![be("198.19.0.21", None)],
+        })
+        .await
+        .unwrap();
+    let http = || pb::HealthCheck {
+        kind: pb::HealthCheckKind::Http.into(),
+        http_path: "/healthz".into(),
+        ..Default::default()
+    };
+    let set = |v: Option<pb::Vip>, check: Option<pb::HealthCheck>| {
+        let mut c = c.clone();
+        async move {
+            c.set_health_check(pb::SetHealthCheckRequest { vip: v, check })
+                .await
+        }
+    };
+    let v1 = || vip("198.18.100.10", 80, true);
+    // A check in effect, so "changes nothing" means it stays.
+    let set_ok = set(
+        v1(),
+        Some(pb::HealthCheck {
+            interval_ms: Some(2000),
+            ..http()
+        }),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(
+        set_ok.vip.unwrap().health_check.unwrap().interval_ms,
+        Some(2000)
+    );
+
+    use Code::*;
+    let with = |f: fn(&mut pb::HealthCheck)| {
+        let mut h = http();
+        f(&mut h);
+        Some(h)
+    };
+    let cases: Vec<(Code, Option<pb::Vip>, Option<pb::HealthCheck>)> = vec![
+        (InvalidArgument, None, Some(http())),
+        (InvalidArgument, v1(), with(|h| h.kind = 0)),
+        (InvalidArgument, v1(), with(|h| h.kind = 99)),
+        (InvalidArgument, v1(), with(|h| h.interval_ms = Some(0))),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| h.interval_ms = Some(3_600_001)),
+        ),
+        (InvalidArgument, v1(), with(|h| h.timeout_ms = Some(0))),
+        (InvalidArgument, v1(), with(|h| h.timeout_ms = Some(1000))),
+        (InvalidArgument, v1(), with(|h| h.rise = Some(0))),
+        (InvalidArgument, v1(), with(|h| h.fall = Some(0))),
+        (InvalidArgument, v1(), with(|h| h.fall = Some(101))),
+        (InvalidArgument, v1(), with(|h| h.jitter_percent = Some(51))),
+        (InvalidArgument, v1(), with(|h| h.port = Some(0))),
+        (InvalidArgument, v1(), with(|h| h.port = Some(65_536))),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| h.http_path = "healthz".into()),
+        ),
+        (InvalidArgument, v1(), with(|h| h.http_path = "/a b".into())),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| h.http_expect_status = Some(600)),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| h.http_host = Some("x\r\nInjected: 1".into())),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| h.udp_payload = b"ping".to_vec()),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            Some(pb::HealthCheck {
+                kind: pb::HealthCheckKind::Udp.into(),
+                ..Default::default()
+            }),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            Some(pb::HealthCheck {
+                kind: pb::HealthCheckKind::Udp.into(),
+                udp_payload: vec![b'x'; 1025],
+                ..Default::default()
+            }),
+        ),
+        (InvalidArgument, v1(), with(|h| h.initial = 7)),
+        // An all-port VIP has no port of its own to probe.
+        (
+            InvalidArgument,
+            vip("198.18.100.20", 0, false),
+            Some(http()),
+        ),
+        // Checked before the VIP is looked up.
+        (
+            InvalidArgument,
+            vip("198.18.100.99", 80, true),
+            with(|h| h.rise = Some(0)),
+        ),
+        (NotFound, vip("198.18.100.99", 80, true), Some(http())),
+    ];
+    assert!(cases.len() >= 12);
+    for (code, v, check) in cases {
+        let desc = format!("{v:?} {check:?}");
+        let before = snapshot(&mut api).await;
+        let err = set(v, check).await.expect_err(&desc);
+        assert_eq!(err.code(), code, "{desc}: {}", err.message());
+        assert!(!err.message().is_empty());
+        assert_eq!(
+            snapshot(&mut api).await,
+            before,
+            "state unchanged by {desc}"
+        );
+    }
+    rejected!(
+        api,
+        NotFound,
+        c.clone().get_health(pb::GetHealthRequest {
+            vip: vip("198.18.100.99", 80, true)
+        })
+    );
+    rejected!(
+        api,
+        InvalidArgument,
+        c.clone().get_health(pb::GetHealthRequest { vip: None })
+    );
+
+    // GetHealth: the check, everyone up and serving (the drained one not
+    // serving), no probes yet (no monitor runs in this test).
+    let h = c
+        .clone()
+        .get_health(pb::GetHealthRequest { vip: v1() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.check.as_ref().unwrap().interval_ms, Some(2000));
+    assert!(!h.fail_open);
+    let states: Vec<(&str, i32, bool)> = h
+        .backends
+        .iter()
+        .map(|b| (b.address.as_str(), b.state, b.serving))
+        .collect();
+    let up = pb::HealthState::Up as i32;
+    assert_eq!(
+        states,
+        [("198.19.0.11", up, true), ("198.19.0.12", up, false)]
+    );
+    let state_file = std::fs::read_to_string(api.dir.path().join("state.json")).unwrap();
+    assert!(state_file.contains("\"kind\": \"http\""), "{state_file}");
+
+    // Kind NONE (or no check at all) removes it.
+    set(
+        v1(),
+        Some(pb::HealthCheck {
+            kind: pb::HealthCheckKind::None.into(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+    let h = c
+        .clone()
+        .get_health(pb::GetHealthRequest { vip: v1() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.check, None);
+}

@@ -334,7 +334,7 @@ async fn a_bad_file_applies_nothing_and_names_the_line_and_key() {
         (
             "unknown key",
             format!("{good}[[vip]]\naddress = \"198.18.100.41:80/tcp\"\nbackend = []\n"),
-            "line 6: key `vip[1].backend`: unknown field `backend`, expected one of `address`, `flags`, `backends`",
+            "line 6: key `vip[1].backend`: unknown field `backend`, expected one of `address`, `flags`, `backends`, `health`",
         ),
         (
             "bad backend address",

@@ -629,6 +629,79 @@ impl Lab {
             .into_inner()
     }
 
+    /// GetHealth of one VIP.
+    pub fn health(&self, vip: Option<pb::Vip>) -> pb::GetHealthResponse {
+        let mut c = self.client();
+        self.block_on(c.get_health(pb::GetHealthRequest { vip }))
+            .expect("GetHealth")
+            .into_inner()
+    }
+
+    fn server_pidfile(&self, i: u32, kind: &str) -> PathBuf {
+        PathBuf::from(format!("/run/{}-lab/b{i}-{kind}.pid", self.prefix))
+    }
+
+    /// Stops the `kind` server (http, udp, stream) of backend `i` (1-based)
+    /// as a crash would (SIGKILL), and waits until it is gone: its port is
+    /// closed from then on.
+    pub fn stop_server(&self, i: u32, kind: &str) {
+        let f = self.server_pidfile(i, kind);
+        let pid: i32 = fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .trim()
+            .parse()
+            .expect("a pid");
+        // SAFETY: plain kill(2) of a pid we read from our own lab's pid file.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+        let t0 = Instant::now();
+        while Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| !st.contains(") Z "))
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{kind} server {pid} still running"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = fs::remove_file(&f);
+    }
+
+    /// Starts the `kind` server of backend `i` again, as `lab.sh up` does
+    /// (with the lab's marker, so `lab.sh down` stops it), and waits until
+    /// it is bound (its pid file exists).
+    pub fn start_server(&self, i: u32, kind: &str) {
+        let f = self.server_pidfile(i, kind);
+        let log = fs::File::create(self.tmp.path().join(format!("b{i}-{kind}.log"))).unwrap();
+        let child = Command::new("setsid")
+            .arg("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns(&format!("b{i}"))))
+            .arg("--")
+            .arg(PYTHON)
+            .arg(format!("{LAB_DIR}/servers.py"))
+            .args([kind, "--name", &format!("backend-{i}"), "--pidfile"])
+            .arg(&f)
+            .args(["--lab", &self.prefix])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn servers.py");
+        // The server outlives this call; a thread reaps it when it is
+        // stopped, so no zombie is left (lab.sh down stops it otherwise).
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let t0 = Instant::now();
+        while !f.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{kind} server {i} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// GetStats (all VIPs).
     pub fn stats(&self) -> pb::StatsSnapshot {
         let mut c = self.client();

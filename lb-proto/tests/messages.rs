@@ -95,6 +95,7 @@ fn backend_info_state_round_trips() {
         weight: 0,
         slot: 42,
         state: BackendState::Draining.into(),
+        ..Default::default()
     };
     let back = BackendInfo::decode(b.encode_to_vec().as_slice()).unwrap();
     assert_eq!(back.state(), BackendState::Draining);
@@ -148,6 +149,8 @@ fn descriptor_set_has_the_service() {
         "SetGateway",
         "GetStatus",
         "Route",
+        "SetHealthCheck",
+        "GetHealth",
     ];
     assert_eq!(methods.len(), expected.len());
     for ((name, input, output, streaming), want) in methods.iter().zip(expected) {

@@ -31,6 +31,18 @@ fn unimplemented<T>() -> Reply<T> {
 
 #[tonic::async_trait]
 impl LoadBalancer for Stub {
+    async fn set_health_check(
+        &self,
+        _: Request<lb_proto::v1::SetHealthCheckRequest>,
+    ) -> Reply<lb_proto::v1::SetHealthCheckResponse> {
+        unimplemented()
+    }
+    async fn get_health(
+        &self,
+        _: Request<lb_proto::v1::GetHealthRequest>,
+    ) -> Reply<lb_proto::v1::GetHealthResponse> {
+        unimplemented()
+    }
     async fn create_vip(&self, _: Request<CreateVipRequest>) -> Reply<CreateVipResponse> {
         unimplemented()
     }

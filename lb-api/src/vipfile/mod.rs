@@ -23,6 +23,7 @@
 //! daemon checks its sizes at start-up, and a daemon refuses a call that
 //! does not fit.
 
+mod health;
 mod render;
 mod span;
 
@@ -37,6 +38,7 @@ use toml::de::DeTable;
 
 use crate::{BackendSpec, DEFAULT_WEIGHT, MAX_WEIGHT, VipFlags, VipInfo, VipSpec, address_problem};
 
+pub use health::{Expect, HealthConfig, KindName, Millis};
 pub use render::to_toml;
 pub use span::{Seg, Source, k};
 
@@ -78,6 +80,9 @@ pub struct VipConfig {
     /// Backends.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// Health check (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
 }
 
 impl VipConfig {
@@ -87,6 +92,17 @@ impl VipConfig {
             .iter()
             .map(|b| BackendSpec::weighted(b.address, b.weight))
             .collect()
+    }
+
+    /// The health check (`None`: none). The file was checked when parsed
+    /// ([`check_vips`]), so this does not fail for a parsed file.
+    pub fn health_check(
+        &self,
+    ) -> Result<Option<crate::HealthCheck>, crate::health::HealthCheckError> {
+        match &self.health {
+            Some(h) => h.check(&self.address),
+            None => Ok(None),
+        }
     }
 }
 
@@ -105,6 +121,7 @@ impl From<&VipInfo> for VipConfig {
                     weight: b.weight,
                 })
                 .collect(),
+            health: v.health.as_ref().map(HealthConfig::from),
         }
     }
 }
@@ -174,6 +191,20 @@ pub fn check_vips(vips: &[VipConfig], c: &Source) -> Result<(), FileError> {
         }
         if !seen.insert(spec) {
             return Err(c.error(&at("address"), format!("VIP {spec} is defined twice")));
+        }
+        if let Err(e) = v.health_check() {
+            let path = [k("vip"), Seg::Index(i), k("health"), k(e.key)];
+            // A key the table lacks (a required `path`) is placed at the
+            // `health` table itself.
+            let found = c.error(&path, format!("VIP {spec}: {}", e.why));
+            let err = match found {
+                FileError::Invalid { line: None, .. } => c.error(
+                    &at("health"),
+                    format!("VIP {spec}: health.{}: {}", e.key, e.why),
+                ),
+                f => f,
+            };
+            return Err(err);
         }
         let mut backends = HashSet::new();
         for (j, b) in v.backends.iter().enumerate() {

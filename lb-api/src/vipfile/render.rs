@@ -27,6 +27,9 @@ pub fn to_toml(vips: &[VipConfig]) -> String {
             let quoted: Vec<String> = flags.iter().map(|f| format!("\"{f}\"")).collect();
             let _ = writeln!(out, "flags = [{}]", quoted.join(", "));
         }
+        if let Some(h) = &v.health {
+            let _ = writeln!(out, "health = {}", inline(h));
+        }
         if v.backends.is_empty() {
             out.push_str("backends = []\n");
             continue;
@@ -44,4 +47,20 @@ pub fn to_toml(vips: &[VipConfig]) -> String {
         out.push_str("]\n");
     }
     out
+}
+
+/// A value as one inline table, keys in the kind-first order of the docs.
+fn inline(h: &super::HealthConfig) -> String {
+    let Ok(toml::Value::Table(t)) = toml::Value::try_from(h) else {
+        unreachable!("a HealthConfig is a table of plain values");
+    };
+    let order = [
+        "kind", "path", "payload", "expect", "host", "port", "interval", "timeout", "rise", "fall",
+        "jitter", "initial",
+    ];
+    let parts: Vec<String> = order
+        .iter()
+        .filter_map(|k| t.get(*k).map(|v| format!("{k} = {v}")))
+        .collect();
+    format!("{{ {} }}", parts.join(", "))
 }

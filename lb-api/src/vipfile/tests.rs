@@ -208,6 +208,7 @@ fn rendering_is_sorted_and_reads_back() {
     assert_eq!(to_toml(&reversed), text);
     // A VIP without backends, and both flags.
     let bare = VipConfig {
+        health: None,
         address: "[fd00::20]:0/udp".parse().unwrap(),
         flags: VipFlags {
             no_sport: true,
@@ -221,4 +222,69 @@ fn rendering_is_sorted_and_reads_back() {
         "{text}"
     );
     assert_eq!(VipFile::parse(&text, "x").unwrap().vips, [bare]);
+}
+
+#[test]
+fn health_tables_parse_render_and_bad_values_name_line_and_key() {
+    let text = r#"
+[[vip]]
+address = "198.18.100.10:80/tcp"
+health = { kind = "http", path = "/healthz", expect = 200, interval = "1s", timeout = "500ms", rise = 2, fall = 3 }
+backends = [{ address = "198.19.0.11" }]
+
+[[vip]]
+address = "198.18.100.10:5353/udp"
+health = { kind = "udp", payload = "ping", expect = "backend", initial = "down" }
+"#;
+    let f = VipFile::parse(text, "v.toml").unwrap();
+    let c = f.vips[0].health_check().unwrap().unwrap();
+    assert_eq!(c.interval_ms, 1000);
+    assert_eq!(c.timeout_ms, 500);
+    let u = f.vips[1].health_check().unwrap().unwrap();
+    assert_eq!(u.initial, crate::HealthState::Down);
+    // Rendered and read back: the same checks.
+    let again = VipFile::parse(&to_toml(&f.vips), "again").unwrap();
+    assert_eq!(again.vips[0].health_check().unwrap(), Some(c));
+    assert_eq!(again.vips[1].health_check().unwrap(), Some(u));
+
+    let bad = |health: &str, vip: &str| {
+        let text = format!("[[vip]]\naddress = \"{vip}\"\nhealth = {{ {health} }}\n");
+        VipFile::parse(&text, "v.toml").unwrap_err().to_string()
+    };
+    let tcp = "198.18.100.10:80/tcp";
+    for (health, vip, want) in [
+        (
+            r#"kind = "http", path = "/", interval = "0s""#,
+            tcp,
+            "line 3: key `vip[0].health.interval`",
+        ),
+        (
+            r#"kind = "tcp", timeout = "1s""#,
+            tcp,
+            "key `vip[0].health.timeout`",
+        ),
+        (r#"kind = "tcp", rise = 0"#, tcp, "key `vip[0].health.rise`"),
+        (
+            r#"kind = "tcp""#,
+            "198.18.100.10:0/tcp",
+            "key `vip[0].health`: VIP 198.18.100.10:0/tcp: health.port: required",
+        ),
+        (r#"kind = "smtp""#, tcp, "line 3"),
+        (
+            r#"kind = "http", path = "healthz""#,
+            tcp,
+            "key `vip[0].health.path`",
+        ),
+        (r#"kind = "http""#, tcp, "key `vip[0].health`"),
+        (r#"kind = "tcp", interval = "1""#, tcp, "line 3"),
+        (
+            r#"kind = "udp", payload = "x", expect = 200"#,
+            tcp,
+            "key `vip[0].health.expect`",
+        ),
+        (r#"kind = "tcp", colour = "red""#, tcp, "line 3"),
+    ] {
+        let e = bad(health, vip);
+        assert!(e.contains(want), "{health}: {e}");
+    }
 }

@@ -57,7 +57,7 @@ pub fn plan(vips: &[VipInfo], attached: bool, drained: bool) -> Vec<Announcement
                 (
                     false,
                     format!(
-                        "no backend takes new flows (all drained or none): {}",
+                        "no backend takes new flows (all drained, down or none): {}",
                         no.join(", ")
                     ),
                 )

@@ -13,6 +13,7 @@ use crate::{
     config::{Config, Listen},
     dataplane::{BALANCER_OBJECT, Balancer, Dataplane, OpenOptions, Origin},
     grpc::{self, LbService, Listener, StatusInfo},
+    health::{self, ProbeStats},
     metrics::{self, Metrics},
     netif,
     state::{LbState, Store},
@@ -104,7 +105,8 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
     let persisted = store.load()?;
     let first_start = persisted.is_none();
     let mut state = LbState::new(lb, persisted.unwrap_or_default(), Some(store))?;
-    let metrics = Arc::new(Metrics::new(&status));
+    let probes = ProbeStats::default();
+    let metrics = Arc::new(Metrics::new(&status).with_probe_stats(probes.clone()));
     state.set_ring_observer(metrics.clone());
     migrate_gateway_file(&mut state, &cfg.state.dir)?;
     state.set_node_config(node)?;
@@ -127,9 +129,28 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
     }
     if first_start {
         for v in &cfg.vips {
-            state
-                .create_vip(v.address, v.flags, &v.backend_specs())
-                .with_context(|| format!("configuring vip {}", v.address))?;
+            let ctx = || format!("configuring vip {}", v.address);
+            // Checked when the file was read (config::check_vips).
+            match v.health_check().with_context(ctx)? {
+                None => {
+                    state
+                        .create_vip(v.address, v.flags, &v.backend_specs())
+                        .with_context(ctx)?;
+                }
+                // The check first, so the backends start in its `initial`
+                // state.
+                Some(check) => {
+                    state
+                        .create_vip(v.address, v.flags, &[])
+                        .with_context(ctx)?;
+                    state
+                        .set_health_check(&v.address, Some(check), health::unix_ms())
+                        .with_context(ctx)?;
+                    state
+                        .replace_backends(&v.address, &v.backend_specs())
+                        .with_context(ctx)?;
+                }
+            }
             tracing::info!(vip = %v.address, "vip created from the configuration");
         }
     }
@@ -149,7 +170,11 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
             }
         }
     };
-    Ok((LbService::new(state, status), listener, metrics))
+    Ok((
+        LbService::new(state, status).with_probe_stats(probes),
+        listener,
+        metrics,
+    ))
 }
 
 /// Moves a gateway an older daemon kept in a file of its own into the state
@@ -239,6 +264,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 std::future::pending(),
             ))
         });
+        // Probing starts at once, from the health the state kept: a
+        // restart neither flaps a down backend up nor waits to check it.
+        let monitor = tokio::spawn(health::monitor::run(svc.state(), svc.probe_stats()));
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -265,6 +293,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             || super::notify::notify("READY=1"),
         )
         .await;
+        monitor.abort();
         if let Some(m) = metrics_server {
             m.abort();
         }

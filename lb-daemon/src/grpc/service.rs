@@ -17,6 +17,7 @@ use super::{
 use crate::{
     announce::Announcer,
     dataplane::{Attached, Dataplane},
+    health::ProbeStats,
     state::LbState,
     vip::VipSpec,
 };
@@ -61,6 +62,7 @@ pub struct LbService<D: Dataplane + 'static> {
     info: Arc<StatusInfo>,
     started: Instant,
     announcer: Option<Arc<Announcer>>,
+    probes: ProbeStats,
 }
 
 impl<D: Dataplane + 'static> LbService<D> {
@@ -71,6 +73,7 @@ impl<D: Dataplane + 'static> LbService<D> {
             info: Arc::new(info),
             started: Instant::now(),
             announcer: None,
+            probes: ProbeStats::default(),
         }
     }
 
@@ -84,6 +87,19 @@ impl<D: Dataplane + 'static> LbService<D> {
     /// The announcer, if the daemon has `[bgp]`.
     pub fn announcer(&self) -> Option<Arc<Announcer>> {
         self.announcer.clone()
+    }
+
+    /// The probe counters this service reports (the monitor counts into
+    /// them).
+    pub fn probe_stats(&self) -> ProbeStats {
+        self.probes.clone()
+    }
+
+    /// Reports the probe counters of `probes` (the health monitor's) in
+    /// GetHealth.
+    pub fn with_probe_stats(mut self, probes: ProbeStats) -> Self {
+        self.probes = probes;
+        self
     }
 
     /// The shared state (for the daemon's shutdown path and tests).
@@ -420,6 +436,16 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             embedded_program_tag: hex(i.embedded_tag),
             program_current: running.tag != 0 && running.tag == i.embedded_tag,
             upgraded_from_tag: i.upgraded_from.map(|p| hex(p.tag)).unwrap_or_default(),
+            backends_down: vips
+                .iter()
+                .flat_map(|v| &v.backends)
+                .filter(|b| b.health.is_down())
+                .count() as u32,
+            vips_failing_open: vips
+                .iter()
+                .filter(|v| v.fail_open)
+                .map(|v| convert::vip_out(&v.spec))
+                .collect(),
         }))
     }
 
@@ -475,6 +501,7 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
                             address: backend,
                             weight: 0,
                             slot,
+                            health: Default::default(),
                         }),
                 ),
                 crate::state::Verdict::DropNoBackend => None,
@@ -504,12 +531,75 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
                 address: addr,
                 weight: 0,
                 slot: route.slot,
+                health: Default::default(),
             });
         Ok(Response::new(pb::RouteResponse {
             backend: Some(convert::backend_out(&b)),
             ring_position: route.position,
             flow_hash: route.hash,
             explanation: None,
+        }))
+    }
+
+    async fn set_health_check(
+        &self,
+        req: Request<pb::SetHealthCheckRequest>,
+    ) -> Reply<pb::SetHealthCheckResponse> {
+        let r = req.into_inner();
+        let spec = convert::vip(r.vip.as_ref())?;
+        let check = match &r.check {
+            Some(c) => convert::health_check(c, &spec)?,
+            None => None,
+        };
+        let info = self
+            .state
+            .lock()
+            .await
+            .set_health_check(&spec, check.clone(), crate::health::unix_ms())
+            .map_err(to_status)?;
+        tracing::info!(
+            vip = %spec,
+            check = check.as_ref().map_or("none", |c| c.kind.name()),
+            "health check set"
+        );
+        Ok(Response::new(pb::SetHealthCheckResponse {
+            vip: Some(convert::vip_info_out(&info)),
+        }))
+    }
+
+    async fn get_health(&self, req: Request<pb::GetHealthRequest>) -> Reply<pb::GetHealthResponse> {
+        let spec = convert::vip(req.get_ref().vip.as_ref())?;
+        let (info, serving) = {
+            let st = self.state.lock().await;
+            (
+                st.get_vip(&spec).map_err(to_status)?,
+                st.serving(&spec).map_err(to_status)?,
+            )
+        };
+        let backends = info
+            .backends
+            .iter()
+            .map(|b| {
+                let c = self.probes.get(&spec, b.address);
+                pb::BackendHealth {
+                    address: b.address.to_string(),
+                    state: convert::health_state_out(b.health.state).into(),
+                    reason: b.health.reason.to_string(),
+                    since_unix_ms: b.health.since_unix_ms,
+                    last_result: c.last.map(|r| r.to_string()).unwrap_or_default(),
+                    probes_sent: c.sent,
+                    probes_failed: c.failed,
+                    transitions: c.transitions,
+                    serving: serving.backends.contains(&b.address),
+                    weight: b.weight,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetHealthResponse {
+            vip: Some(convert::vip_out(&spec)),
+            check: info.health.as_ref().map(convert::health_check_out),
+            fail_open: serving.fail_open,
+            backends,
         }))
     }
 }

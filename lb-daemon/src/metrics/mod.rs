@@ -28,6 +28,7 @@ pub use series::{DROP_PREFIX, drop_reasons, global_series_name};
 use crate::{
     dataplane::Dataplane,
     grpc::StatusInfo,
+    health::ProbeStats,
     state::{LbState, RingObserver, StateError},
     vip::VipSpec,
 };
@@ -52,6 +53,7 @@ pub struct Metrics {
     api_calls: IntCounterVec,
     bgp_announced: IntGaugeVec,
     bgp_speaker_up: IntGaugeVec,
+    probes: ProbeStats,
 }
 
 impl Metrics {
@@ -128,7 +130,14 @@ impl Metrics {
             api_calls,
             bgp_announced,
             bgp_speaker_up,
+            probes: ProbeStats::default(),
         })
+    }
+
+    /// Exports the health monitor's probe counters from `probes`.
+    pub fn with_probe_stats(mut self, probes: ProbeStats) -> Self {
+        self.probes = probes;
+        self
     }
 
     /// The tower layer that counts API calls into this registry.
@@ -139,7 +148,7 @@ impl Metrics {
     /// The whole exposition (Prometheus text format 0.0.4): the map
     /// counters read from `st` now, and the daemon's own series.
     pub fn encode<D: Dataplane>(&self, st: &LbState<D>) -> Result<String, MetricsError> {
-        let scrape = series::Snapshot::read(st)?.registry()?;
+        let scrape = series::Snapshot::read(st, &self.probes)?.registry()?;
         let mut families = scrape.gather();
         families.extend(self.registry.gather());
         families.sort_by(|a, b| a.name().cmp(b.name()));

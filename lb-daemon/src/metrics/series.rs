@@ -6,8 +6,11 @@
 //! [`Outcome::Dropped`]) as one family by reason, every other as
 //! `lb_xdp_<name>_total`.
 
+use lb_api::{HealthState, ProbeCounters};
 use lb_common::{Outcome, Stat};
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::health::ProbeStats;
 
 use crate::{
     dataplane::Dataplane,
@@ -39,6 +42,8 @@ struct BackendRow {
     weight: u32,
     packets: u64,
     bytes: u64,
+    health: HealthState,
+    probes: ProbeCounters,
 }
 
 /// One VIP as scraped.
@@ -48,6 +53,9 @@ struct VipRow {
     packets: u64,
     bytes: u64,
     backends: Vec<BackendRow>,
+    /// Whether it has a health check (its backends' health series exist).
+    checked: bool,
+    fail_open: bool,
 }
 
 /// The maps' counters at one instant, with the state's VIPs and weights.
@@ -60,7 +68,7 @@ pub(super) struct Snapshot {
 impl Snapshot {
     /// Reads every counter (summed over CPUs by the data plane) through the
     /// state, as `lbctl stats` does (`grpc::stats`).
-    pub fn read<D: Dataplane>(st: &LbState<D>) -> Result<Self, StateError> {
+    pub fn read<D: Dataplane>(st: &LbState<D>, probes: &ProbeStats) -> Result<Self, StateError> {
         let global = st.global_counters()?.to_vec();
         let mut vips = Vec::new();
         for info in st.list_vips() {
@@ -80,6 +88,8 @@ impl Snapshot {
                         weight: b.weight,
                         packets: t.packets,
                         bytes: t.bytes,
+                        health: b.health.state,
+                        probes: probes.get(&info.spec, b.address),
                     }
                 })
                 .collect();
@@ -88,6 +98,8 @@ impl Snapshot {
                 packets: c.vip.packets,
                 bytes: c.vip.bytes,
                 backends,
+                checked: info.health.is_some(),
+                fail_open: info.fail_open,
             });
         }
         Ok(Self { global, vips })
@@ -189,6 +201,69 @@ impl Snapshot {
             }
         });
         reg.register(Box::new(state))?;
+        self.register_health(&reg)?;
         Ok(reg)
+    }
+
+    /// Health series, for VIPs with a check: each backend's health and
+    /// probe counters, and whether the VIP fails open.
+    fn register_health(&self, reg: &Registry) -> Result<(), prometheus::Error> {
+        let checked = || {
+            self.vips
+                .iter()
+                .filter(|v| v.checked)
+                .flat_map(|v| v.backends.iter().map(move |b| (v, b)))
+        };
+        let health = IntGaugeVec::new(
+            Opts::new(
+                "lb_backend_health",
+                "Health of a backend of a VIP with a health check: 1 for the state it is in (up, down), 0 for the other",
+            ),
+            &["vip", "backend", "state"],
+        )?;
+        for (v, b) in checked() {
+            for s in [HealthState::Up, HealthState::Down] {
+                health
+                    .with_label_values(&[v.vip.as_str(), b.address.as_str(), s.name()])
+                    .set(i64::from(b.health == s));
+            }
+        }
+        reg.register(Box::new(health))?;
+        for (name, help, field) in [
+            (
+                "lb_health_probes_total",
+                "Health probes sent to a backend of a VIP (since the daemon started)",
+                (|c: &ProbeCounters| c.sent) as fn(&ProbeCounters) -> u64,
+            ),
+            (
+                "lb_health_probe_failures_total",
+                "Health probes of a backend of a VIP that failed",
+                |c| c.failed,
+            ),
+            (
+                "lb_health_transitions_total",
+                "Health state changes (up to down, down to up) of a backend of a VIP",
+                |c| c.transitions,
+            ),
+        ] {
+            let c = IntCounterVec::new(Opts::new(name, help), &["vip", "backend"])?;
+            for (v, b) in checked() {
+                c.with_label_values(&[v.vip.as_str(), b.address.as_str()])
+                    .inc_by(field(&b.probes));
+            }
+            reg.register(Box::new(c))?;
+        }
+        let open = IntGaugeVec::new(
+            Opts::new(
+                "lb_vip_fail_open",
+                "1 while every backend with a weight of a VIP is down and the VIP serves with all of them (fail open)",
+            ),
+            &["vip"],
+        )?;
+        for v in self.vips.iter().filter(|v| v.checked) {
+            open.with_label_values(&[v.vip.as_str()])
+                .set(i64::from(v.fail_open));
+        }
+        reg.register(Box::new(open))
     }
 }

@@ -13,7 +13,13 @@
 //!    to be freed.
 //! 3. Only then are slots that left the VIP freed (invalid, generation + 1),
 //!    so a connection pinned to a freed slot re-hashes instead of following
-//!    the slot to whatever it is reused for.
+//!    the slot to whatever it is reused for. A backend that went down (its
+//!    health check, not the operator) keeps its slot valid but under a new
+//!    generation, after the flip: its connection-table entries go stale, so
+//!    the next packet of each broken connection takes the new ring, reaches
+//!    a live server and gets a reset at once. Bumping before the flip would
+//!    let such a packet re-pin itself to the dead backend through the old
+//!    ring. A drain bumps nothing: drained flows keep going.
 //!
 //! Drains: while a VIP has a draining backend, its standby half holds the
 //! pre-drain table (`Vip::drain_table`) instead of a copy of the live one,
@@ -310,6 +316,41 @@ pub(crate) fn free_slot<D: Dataplane>(tx: &mut Tx<'_, D>, slot: u32) -> Result<(
     tx.set_backend(slot, &b, cur).map_err(internal(ctx))
 }
 
+/// Moves a valid `slot` to a new generation, still valid: every
+/// connection-table entry pinned to it goes stale and is re-hashed (a
+/// backend that went down), while the ring may name the slot again later
+/// (it comes back up) without those old entries following it.
+pub(crate) fn retire_flows<D: Dataplane>(tx: &mut Tx<'_, D>, slot: u32) -> Result<(), StateError> {
+    let ctx = || format!("invalidating the flows of backend slot {slot}");
+    let cur = tx.dp.backend(slot).map_err(internal(ctx))?;
+    let b = Backend {
+        generation: next_generation(cur.generation),
+        ..cur
+    };
+    tx.set_backend(slot, &b, cur).map_err(internal(ctx))
+}
+
+/// Backends of a VIP kept from `o` to `n` (same slot) whose flows must be
+/// invalidated: down in `n` and out of its ring, having just gone down or
+/// just left the ring (fail-open ended).
+pub(crate) fn retired(o: &Vip, n: &Vip) -> Vec<u32> {
+    let (os, ns) = (o.serving(), n.serving());
+    let serves = |s: &super::Serving, a: &IpAddr| s.backends.binary_search(a).is_ok();
+    n.backends
+        .iter()
+        .filter(|(a, m)| {
+            let Some(om) = o.backends.get(a) else {
+                return false;
+            };
+            om.slot == m.slot
+                && m.health.is_down()
+                && !serves(&ns, a)
+                && (!om.health.is_down() || serves(&os, a))
+        })
+        .map(|(_, m)| m.slot)
+        .collect()
+}
+
 /// What a VIP's two ring halves hold: the live table, and the standby
 /// half's (the pre-drain table while a backend drains, else the live one).
 pub(crate) struct Tables {
@@ -512,6 +553,11 @@ pub(crate) fn sync_vip<D: Dataplane>(
             tx.rebuilds.push((n.spec, started.elapsed()));
             for m in n.backends.values().filter(|m| !m.draining()) {
                 set_draining(tx, m.slot, false)?;
+            }
+            // Backends that went down: their flows go stale after the
+            // flip (see the module docs).
+            for slot in retired(o, n) {
+                retire_flows(tx, slot)?;
             }
             for (a, m) in &o.backends {
                 if n.backends.get(a).map(|nm| nm.slot) != Some(m.slot) {

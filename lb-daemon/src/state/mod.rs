@@ -32,7 +32,7 @@ use std::{
     sync::Arc,
 };
 
-use lb_api::MacAddr;
+use lb_api::{BackendHealth, HealthCheck, HealthState, MacAddr, Reason};
 use lb_common::{LbConfig, PktBytes, STAT_COUNT};
 
 pub use adopt::AdoptReport;
@@ -42,7 +42,7 @@ pub use explain::{
 };
 pub use fingerprint::{RingParams, fingerprint};
 pub use lb_api::{BackendInfo, BackendSpec, VipInfo};
-pub use model::Model;
+pub use model::{Model, Serving};
 pub use observe::RingObserver;
 pub use persist::{STATE_FILE, Store};
 pub use route::Route;
@@ -204,6 +204,7 @@ impl<D: Dataplane> LbState<D> {
             flags,
             index,
             backends: BTreeMap::new(),
+            health: None,
         };
         self.add_members(&mut vip, backends)?;
         let mut new = self.model.clone();
@@ -340,6 +341,73 @@ impl<D: Dataplane> LbState<D> {
         self.get_vip(spec)
     }
 
+    /// Which backends of a VIP may take new flows (see [`Serving`]): the
+    /// ring holds exactly these.
+    pub fn serving(&self, spec: &VipSpec) -> Result<Serving, StateError> {
+        Ok(self.vip(spec)?.serving())
+    }
+
+    /// Sets (`Some`) or removes (`None`) a VIP's health check. Backends keep
+    /// their current health under a new check (a restart or a changed
+    /// interval does not flap them); removing the check brings every down
+    /// backend back up (`Reason::NoCheck`).
+    pub fn set_health_check(
+        &mut self,
+        spec: &VipSpec,
+        check: Option<HealthCheck>,
+        now_unix_ms: u64,
+    ) -> Result<VipInfo, StateError> {
+        if let Some(c) = &check {
+            c.check(spec)
+                .map_err(|e| StateError::InvalidArgument(format!("VIP {spec}: {e}")))?;
+        }
+        let mut vip = self.vip(spec)?.clone();
+        if check.is_none() {
+            for m in vip.backends.values_mut() {
+                if m.health.is_down() {
+                    m.health = BackendHealth {
+                        state: HealthState::Up,
+                        reason: Reason::NoCheck,
+                        since_unix_ms: now_unix_ms,
+                    };
+                }
+            }
+        }
+        vip.health = check;
+        let mut new = self.model.clone();
+        new.vips.insert(*spec, vip);
+        self.commit(new, *spec)?;
+        self.get_vip(spec)
+    }
+
+    /// Records a backend's new health, as the prober decided it: a backend
+    /// going down leaves the ring (one flip) and its connection-table
+    /// entries are invalidated; going up puts it back. Returns the VIP's
+    /// serving set afterwards. FAILED_PRECONDITION if the VIP has no check
+    /// (a prober that lost a race with the operator removing it).
+    pub fn set_backend_health(
+        &mut self,
+        spec: &VipSpec,
+        address: IpAddr,
+        health: BackendHealth,
+    ) -> Result<Serving, StateError> {
+        let mut vip = self.vip(spec)?.clone();
+        if vip.health.is_none() {
+            return Err(StateError::FailedPrecondition(format!(
+                "VIP {spec} has no health check"
+            )));
+        }
+        let m = vip
+            .backends
+            .get_mut(&address)
+            .ok_or_else(|| not_a_backend(spec, address))?;
+        m.health = health;
+        let mut new = self.model.clone();
+        new.vips.insert(*spec, vip);
+        self.commit(new, *spec)?;
+        self.serving(spec)
+    }
+
     /// The backend the data plane would choose for a *new* flow from
     /// `client` to `dst` (the packet's destination: a VIP, or any port of an
     /// all-ports VIP).
@@ -465,12 +533,16 @@ impl<D: Dataplane> LbState<D> {
         // Address order, so the same request gets the same slots.
         let mut sorted = backends.to_vec();
         sorted.sort_by_key(|b| b.address);
+        // A new backend starts up, unless the VIP's check says it must
+        // prove itself first (`initial = "down"`).
+        let initial = vip.health.as_ref().map_or(HealthState::Up, |c| c.initial);
         for b in sorted {
             let slot = pool
                 .alloc()
                 .ok_or_else(|| StateError::ResourceExhausted("no free backend slot".to_owned()))?;
-            vip.backends
-                .insert(b.address, Member::next(None, b.weight, slot));
+            let mut m = Member::next(None, b.weight, slot);
+            m.health.state = initial;
+            vip.backends.insert(b.address, m);
         }
         self.check_ring_room(vip)
     }
@@ -478,9 +550,28 @@ impl<D: Dataplane> LbState<D> {
     /// Applies `new` (which differs from the current state in VIP `spec`
     /// only), persists it and makes it current; or rolls the maps back.
     fn commit(&mut self, new: Model, spec: VipSpec) -> Result<(), StateError> {
+        let was_open = self
+            .model
+            .vips
+            .get(&spec)
+            .is_some_and(|v| v.serving().fail_open);
+        let now_open = new.vips.get(&spec).is_some_and(|v| v.serving().fail_open);
         self.commit_with(new, |tx, old, new| {
             apply::sync_vip(tx, old.vips.get(&spec), new.vips.get(&spec), old, new)
-        })
+        })?;
+        // Loud on purpose: a VIP failing open serves on backends its checks
+        // call dead, which an operator must hear about.
+        match (was_open, now_open) {
+            (false, true) => tracing::error!(
+                vip = %spec,
+                "every backend with a weight is down: failing open, serving with all of them"
+            ),
+            (true, false) => {
+                tracing::warn!(vip = %spec, "fail-open ended: serving with the backends that are up")
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Makes the maps match `new` with `apply` (given the current and the

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use lb_api::{BackendInfo, MacAddr, VipInfo};
+use lb_api::{BackendHealth, BackendInfo, HealthCheck, MacAddr, VipInfo};
 
 use super::slots::Pool;
 use crate::{
@@ -26,11 +26,15 @@ pub(crate) struct Member {
     /// backend takes it along. So a drain ends when the backend is deleted
     /// or given a weight again.
     pub drain_weight: u32,
+    /// Up or down, as the VIP's health check last decided (independent of
+    /// the weight: a drained backend is still probed).
+    pub health: BackendHealth,
 }
 
 impl Member {
     /// A member with `weight`, succeeding `old` (the same backend before
-    /// the change, if it existed): carries the drain over or starts one.
+    /// the change, if it existed): carries the drain over or starts one,
+    /// and keeps the backend's health (a weight change is not a probe).
     pub fn next(old: Option<&Member>, weight: u32, slot: u32) -> Self {
         let drain_weight = match old {
             _ if weight > 0 => 0,
@@ -42,12 +46,39 @@ impl Member {
             weight,
             slot,
             drain_weight,
+            health: old.map(|o| o.health).unwrap_or_default(),
         }
     }
 
-    /// Whether the backend is being drained.
+    /// Whether the backend is being drained and still takes its flows back:
+    /// drained by the operator and not down. A drained backend that its
+    /// health check finds down loses the drain fallback (its flows must
+    /// reach a live server and be reset, not follow it); its
+    /// `drain_weight` is kept, so the fallback returns if it comes back up
+    /// while still drained.
     pub fn draining(&self) -> bool {
-        self.weight == 0 && self.drain_weight > 0
+        self.weight == 0 && self.drain_weight > 0 && !self.health.is_down()
+    }
+}
+
+/// Which backends of a VIP may take new flows: the answer every feature that
+/// cares whether a VIP can serve asks (the ring is built from it; announcing
+/// a VIP only while it is non-empty is the BGP speaker's rule).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// The backends that take new flows, by address.
+    pub backends: Vec<IpAddr>,
+    /// Whether they are there only because every backend with a weight is
+    /// down: the VIP fails open and serves with all of them, since a probe
+    /// outage must not become a full outage.
+    pub fail_open: bool,
+}
+
+impl Serving {
+    /// Whether no backend takes new flows (the ring is empty; packets of new
+    /// flows are dropped as `drop_no_backend`).
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
     }
 }
 
@@ -60,6 +91,8 @@ pub(crate) struct Vip {
     /// By address: the order Maglev takes turns in, whatever the order the
     /// backends were added in.
     pub backends: BTreeMap<IpAddr, Member>,
+    /// Its health check (`None`: every backend counts as up).
+    pub health: Option<HealthCheck>,
 }
 
 impl Vip {
@@ -73,13 +106,45 @@ impl Vip {
                 .iter()
                 .map(|(a, m)| backend_info(*a, m))
                 .collect(),
+            health: self.health.clone(),
+            fail_open: self.serving().fail_open,
+        }
+    }
+
+    /// Which backends may take new flows: those with a weight above 0 that
+    /// are not down; if that leaves none while some have a weight, all of
+    /// those (fail open). The one place health and weight meet: the ring is
+    /// built from this set and nothing else.
+    pub fn serving(&self) -> Serving {
+        let weighted = || self.backends.iter().filter(|(_, m)| m.weight > 0);
+        let up: Vec<IpAddr> = weighted()
+            .filter(|(_, m)| !m.health.is_down())
+            .map(|(a, _)| *a)
+            .collect();
+        if up.is_empty() && weighted().next().is_some() {
+            return Serving {
+                backends: weighted().map(|(a, _)| *a).collect(),
+                fail_open: true,
+            };
+        }
+        Serving {
+            backends: up,
+            fail_open: false,
         }
     }
 
     /// The Maglev table of this VIP as backend slots (`SLOT_NONE` where the
     /// ring is empty).
     pub fn table(&self, ring_size: u32) -> Result<Vec<u32>, maglev::MaglevError> {
-        self.table_with(ring_size, |m| m.weight)
+        let serving = self.serving();
+        // Sorted by address, like `backends`.
+        self.table_with(ring_size, |a, m| {
+            if serving.backends.binary_search(a).is_ok() {
+                m.weight
+            } else {
+                0
+            }
+        })
     }
 
     /// Whether some backend is being drained (the data plane then keeps
@@ -95,11 +160,14 @@ impl Vip {
     /// nothing is draining.
     pub fn drain_table(&self, ring_size: u32) -> Option<Result<Vec<u32>, maglev::MaglevError>> {
         self.draining().then(|| {
-            self.table_with(ring_size, |m| {
+            let serving = self.serving();
+            self.table_with(ring_size, |a, m| {
                 if m.draining() {
                     m.drain_weight
-                } else {
+                } else if serving.backends.binary_search(a).is_ok() {
                     m.weight
+                } else {
+                    0
                 }
             })
         })
@@ -127,14 +195,14 @@ impl Vip {
     fn table_with(
         &self,
         ring_size: u32,
-        weight: impl Fn(&Member) -> u32,
+        weight: impl Fn(&IpAddr, &Member) -> u32,
     ) -> Result<Vec<u32>, maglev::MaglevError> {
         let members: Vec<SlotMember> = self
             .backends
             .iter()
             .map(|(&address, m)| SlotMember {
                 address,
-                weight: weight(m),
+                weight: weight(&address, m),
                 slot: m.slot,
             })
             .collect();
@@ -147,6 +215,7 @@ pub(crate) fn backend_info(address: IpAddr, m: &Member) -> BackendInfo {
         address,
         weight: m.weight,
         slot: m.slot,
+        health: m.health,
     }
 }
 

@@ -15,7 +15,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use lb_api::MacAddr;
+use lb_api::{BackendHealth, HealthCheck, MacAddr};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -51,6 +51,9 @@ struct VipV1 {
     index: u32,
     #[serde(default)]
     backends: Vec<BackendV1>,
+    /// Added within version 1: absent = no health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health: Option<HealthCheck>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,10 +65,18 @@ struct BackendV1 {
     /// (absent: not draining; older daemons ignore it).
     #[serde(default, skip_serializing_if = "is_zero")]
     drain_weight: u32,
+    /// Added within version 1: absent = up, never probed. Kept so a
+    /// restarted daemon does not flap a down backend back into the ring.
+    #[serde(default, skip_serializing_if = "is_default")]
+    health: BackendHealth,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_default(h: &BackendHealth) -> bool {
+    *h == BackendHealth::default()
 }
 
 /// Where the state is persisted.
@@ -148,8 +159,10 @@ fn encode(model: &Model) -> FileV1 {
                         weight: m.weight,
                         slot: m.slot,
                         drain_weight: m.drain_weight,
+                        health: m.health,
                     })
                     .collect(),
+                health: v.health.clone(),
             })
             .collect(),
         gateway: model.gateway,
@@ -179,6 +192,7 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
                 slot: b.slot,
                 // A weight above 0 ends any drain.
                 drain_weight: if b.weight > 0 { 0 } else { b.drain_weight },
+                health: b.health,
             };
             if backends.insert(b.address, m).is_some() {
                 return Err(format!(
@@ -187,11 +201,15 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
                 ));
             }
         }
+        if let Some(c) = &v.health {
+            c.check(&v.vip).map_err(|e| format!("VIP {}: {e}", v.vip))?;
+        }
         let vip = Vip {
             spec: v.vip,
             flags: v.flags,
             index: v.index,
             backends,
+            health: v.health,
         };
         if vips.insert(v.vip, vip).is_some() {
             return Err(format!("VIP {} listed twice", v.vip));

@@ -8,11 +8,18 @@ use lb_api::VipInfo;
 /// that traffic the routers send here for it is not dropped as
 /// `drop_no_backend`.
 ///
-/// Today that means a weight above 0 (weight 0 drains: out of the ring).
-/// When health checks land, a backend that is down must not count either:
-/// extend the filter below with "and not down", nothing else changes.
+/// That is a weight above 0 (weight 0 drains: out of the ring) *and* not
+/// down by the VIP's health check. A VIP whose weighted backends are all
+/// down fails open in the data plane (it keeps forwarding to all of them,
+/// for traffic that still arrives), but this node stops attracting it:
+/// withdrawn here, the routers send it to nodes that still see a backend
+/// up. This is the rule of other BGP-driven balancers (a service with no
+/// ready endpoint is not announced); its cost, when every node sees every
+/// backend down, is that no node announces the VIP (docs/bgp.md).
 pub fn can_take_new_flows(vip: &VipInfo) -> bool {
-    vip.backends.iter().any(|b| b.weight > 0)
+    vip.backends
+        .iter()
+        .any(|b| b.weight > 0 && !b.health.is_down())
 }
 
 #[cfg(test)]
@@ -32,8 +39,11 @@ mod tests {
                     address: format!("198.19.0.{}", 11 + i).parse().unwrap(),
                     weight,
                     slot: 1 + i as u32,
+                    health: Default::default(),
                 })
                 .collect(),
+            health: None,
+            fail_open: false,
         }
     }
 
@@ -43,5 +53,20 @@ mod tests {
         assert!(!can_take_new_flows(&vip(&[0, 0])));
         assert!(can_take_new_flows(&vip(&[0, 1])));
         assert!(can_take_new_flows(&vip(&[100])));
+    }
+
+    #[test]
+    fn a_down_backend_does_not_count_even_when_the_vip_fails_open() {
+        let mut v = vip(&[100, 0]);
+        v.backends[0].health.state = lb_api::HealthState::Down;
+        // Every weighted backend down: the data plane fails open, the
+        // announcement is withdrawn.
+        assert!(!can_take_new_flows(&v));
+        // A drained backend that is up does not take new flows either.
+        v.backends[1].health.state = lb_api::HealthState::Up;
+        assert!(!can_take_new_flows(&v));
+        v.backends.push(v.backends[1].clone());
+        v.backends[2].weight = 1;
+        assert!(can_take_new_flows(&v));
     }
 }

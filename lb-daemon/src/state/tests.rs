@@ -18,6 +18,9 @@ use crate::{
     vip::{map_addr, unmap_addr},
 };
 
+#[path = "health_tests.rs"]
+mod health;
+
 type St = LbState<FakeDataplane>;
 
 const RING: u32 = 257;
@@ -88,6 +91,14 @@ use crate::dataplane::Dataplane as _;
 fn expected_table(vi: &VipInfo, m: u32) -> Vec<u32> {
     let mut backends = vi.backends.clone();
     backends.sort_by_key(|b| b.address);
+    // Health: down backends take no positions, unless every weighted one is
+    // down (fail open).
+    let up = backends.iter().any(|b| b.weight > 0 && !b.health.is_down());
+    for b in &mut backends {
+        if up && b.health.is_down() {
+            b.weight = 0;
+        }
+    }
     let keys: Vec<Vec<u8>> = backends
         .iter()
         .map(|b| match b.address {

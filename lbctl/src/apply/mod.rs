@@ -11,7 +11,12 @@
 //!   data plane see the old VIP or the new one, never a mix (backends kept
 //!   keep their slots, so their established flows are undisturbed);
 //! * a live VIP the file lacks: `DeleteVip` with `--prune`, else left alone
-//!   and listed.
+//!   and listed;
+//! * a health check that differs: `SetHealthCheck` after the backends'
+//!   call (a new VIP with a check: `CreateVip` without backends, the check,
+//!   then `ReplaceBackends`, so its backends start in the check's `initial`
+//!   state). A health change is its own call: backends and check are
+//!   independent, so no reader can see an inconsistent mix.
 //!
 //! The steps of one node run in the plan's order and stop at the first
 //! refused call: what was applied before it stays (each step is whole), and
@@ -25,7 +30,8 @@ use lb_api::{
     vipfile::{BackendConfig, VipConfig},
 };
 use lb_proto::v1::{
-    CreateVipRequest, DeleteVipRequest, ListVipsRequest, ReplaceBackendsRequest, VipFlagSet,
+    CreateVipRequest, DeleteVipRequest, HealthCheck as PbCheck, HealthCheckKind, ListVipsRequest,
+    ReplaceBackendsRequest, SetHealthCheckRequest, VipFlagSet,
     load_balancer_client::LoadBalancerClient,
 };
 use tonic::{Status, transport::Channel};
@@ -61,24 +67,66 @@ pub async fn run_step(lb: &mut LoadBalancerClient<Channel>, step: &Step) -> Resu
             .await?;
         }
         Step::Create(v) => {
+            let check = plan::check_of(v);
             lb.create_vip(CreateVipRequest {
                 vip: Some(vip_out(&v.address)),
                 flags: flags_out(&v.flags),
-                backends: requests(&v.backends),
+                backends: if check.is_some() {
+                    Vec::new()
+                } else {
+                    requests(&v.backends)
+                },
             })
             .await?;
+            if let Some(c) = check {
+                set_health(lb, &v.address, Some(&c)).await?;
+                if !v.backends.is_empty() {
+                    lb.replace_backends(ReplaceBackendsRequest {
+                        vip: Some(vip_out(&v.address)),
+                        backends: requests(&v.backends),
+                        flags: None,
+                    })
+                    .await?;
+                }
+            }
         }
         Step::Change(c) => {
-            lb.replace_backends(ReplaceBackendsRequest {
-                vip: Some(vip_out(&c.vip)),
-                backends: requests(&c.backends),
-                flags: c.flags.map(|(_, new)| VipFlagSet {
-                    flags: flags_out(&new),
-                }),
-            })
-            .await?;
+            if c.members_change() {
+                lb.replace_backends(ReplaceBackendsRequest {
+                    vip: Some(vip_out(&c.vip)),
+                    backends: requests(&c.backends),
+                    flags: c.flags.map(|(_, new)| VipFlagSet {
+                        flags: flags_out(&new),
+                    }),
+                })
+                .await?;
+            }
+            if let Some((_, new)) = &c.health {
+                set_health(lb, &c.vip, new.as_ref()).await?;
+            }
         }
     }
+    Ok(())
+}
+
+/// SetHealthCheck (`None`: remove the check).
+async fn set_health(
+    lb: &mut LoadBalancerClient<Channel>,
+    vip: &lb_api::VipSpec,
+    check: Option<&lb_api::HealthCheck>,
+) -> Result<(), Status> {
+    let check = match check {
+        Some(c) => convert::health_check_out(c),
+        None => PbCheck {
+            kind: HealthCheckKind::None.into(),
+            ..Default::default()
+        },
+    };
+    lb.set_health_check(SetHealthCheckRequest {
+        vip: Some(vip_out(vip)),
+        check: Some(check),
+    })
+    .await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use lb_api::{
-    VipFlags, VipSpec,
+    CheckKind, HealthCheck, VipFlags, VipSpec,
     vipfile::{BackendConfig, VipConfig},
 };
 
@@ -29,6 +29,60 @@ pub struct Change {
     pub reweighted: Vec<(IpAddr, u32, u32)>,
     /// The file's whole backend set: what the one ReplaceBackends call sends.
     pub backends: Vec<BackendConfig>,
+    /// `(live, file)` health checks when they differ (a SetHealthCheck
+    /// after the ReplaceBackends, if any).
+    pub health: Option<(Option<HealthCheck>, Option<HealthCheck>)>,
+}
+
+impl Change {
+    /// Whether the backends or flags change (a ReplaceBackends is needed).
+    pub fn members_change(&self) -> bool {
+        self.flags.is_some()
+            || !self.added.is_empty()
+            || !self.removed.is_empty()
+            || !self.reweighted.is_empty()
+    }
+}
+
+/// A VIP's health check as the file (or the live VIP) says, in effect
+/// (defaults filled in), so `interval = "1s"` and no interval compare equal.
+/// A file was checked when parsed, and the daemon only reports valid checks.
+pub fn check_of(v: &VipConfig) -> Option<HealthCheck> {
+    v.health_check().ok().flatten()
+}
+
+/// One line describing a check: `http GET /healthz expect 200, port 80,
+/// every 1000 ms, timeout 500 ms, rise 2, fall 3, jitter 10%`.
+pub fn check_text(c: Option<&HealthCheck>) -> String {
+    let Some(c) = c else {
+        return "none".to_owned();
+    };
+    let kind = match &c.kind {
+        CheckKind::Tcp => "tcp connect".to_owned(),
+        CheckKind::Http { path, expect, host } => format!(
+            "http GET {path} expect {expect}{}",
+            host.as_ref()
+                .map(|h| format!(" host {h}"))
+                .unwrap_or_default()
+        ),
+        CheckKind::Udp { payload, expect } => format!(
+            "udp {payload:?}{}",
+            expect
+                .as_ref()
+                .map(|e| format!(" expect {e:?}"))
+                .unwrap_or_default()
+        ),
+    };
+    format!(
+        "{kind}{}, every {} ms, timeout {} ms, rise {}, fall {}, jitter {}%, initial {}",
+        c.port.map(|p| format!(", port {p}")).unwrap_or_default(),
+        c.interval_ms,
+        c.timeout_ms,
+        c.rise,
+        c.fall,
+        c.jitter_percent,
+        c.initial
+    )
 }
 
 /// One step of a plan: one API call, atomic on the daemon.
@@ -90,7 +144,14 @@ fn change(live: &VipConfig, file: &VipConfig) -> Option<Change> {
         .filter_map(|(a, &w)| old.get(a).filter(|&&o| o != w).map(|&o| (*a, o, w)))
         .collect::<Vec<_>>();
     let flags = (live.flags != file.flags).then_some((live.flags, file.flags));
-    if flags.is_none() && added.is_empty() && removed.is_empty() && reweighted.is_empty() {
+    let (lh, fh) = (check_of(live), check_of(file));
+    let health = (lh != fh).then_some((lh, fh));
+    if flags.is_none()
+        && health.is_none()
+        && added.is_empty()
+        && removed.is_empty()
+        && reweighted.is_empty()
+    {
         return None;
     }
     Some(Change {
@@ -103,6 +164,7 @@ fn change(live: &VipConfig, file: &VipConfig) -> Option<Change> {
             .into_iter()
             .map(|(address, weight)| BackendConfig { address, weight })
             .collect(),
+        health,
     })
 }
 
@@ -179,6 +241,9 @@ impl Plan {
                 }
                 Step::Create(v) => {
                     let _ = writeln!(out, "+ create VIP {}{}", v.address, flags_suffix(v.flags));
+                    if let Some(c) = check_of(v) {
+                        let _ = writeln!(out, "    + health {}", check_text(Some(&c)));
+                    }
                     for b in &v.backends {
                         let _ = writeln!(out, "    + backend {} weight {}", b.address, b.weight);
                     }
@@ -216,6 +281,14 @@ impl Plan {
                     }
                     for (_, l) in lines {
                         let _ = writeln!(out, "    {l}");
+                    }
+                    if let Some((old, new)) = &c.health {
+                        let _ = writeln!(
+                            out,
+                            "    ~ health {} -> {}",
+                            check_text(old.as_ref()),
+                            check_text(new.as_ref())
+                        );
                     }
                 }
             }

@@ -56,7 +56,7 @@ enum NodeError {
     /// Connecting or reading its VIPs.
     Cli(CliError),
     /// A step was refused.
-    Step(StepFailed, usize),
+    Step(Box<StepFailed>, usize),
     /// After applying, the node still differs from the file: someone else
     /// changed it meanwhile, or the daemon ignored part of a request (one
     /// older than `ReplaceBackends` with flags).
@@ -224,7 +224,7 @@ async fn node(
     }
     run_plan(&mut lb, &plan)
         .await
-        .map_err(|f| NodeError::Step(f, plan.steps.len()))?;
+        .map_err(|f| NodeError::Step(Box::new(f), plan.steps.len()))?;
     // Read back: each call was atomic, but another client may have changed
     // the node between the plan and now.
     let after = Plan::new(file, &live_vips(&mut lb).await?, a.prune);

@@ -127,6 +127,9 @@ pub enum Command {
     /// prefix over BGP; forwarding is untouched.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Set or show the health check of a VIP and its backends' health.
+    #[command(subcommand)]
+    Health(HealthCommand),
     /// Write the live VIPs, flags, backends and weights as `[[vip]]` tables.
     Export(ExportArgs),
     /// Make the live VIPs match a file of `[[vip]]` tables (one atomic call
@@ -788,4 +791,75 @@ mod tests {
         use clap::CommandFactory;
         Args::command().debug_assert();
     }
+}
+
+/// `lbctl health ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum HealthCommand {
+    /// Set (or with --none remove) the health check of a VIP. Unset options
+    /// take their defaults: port = the VIP's, interval 1s, timeout 500ms,
+    /// rise 2, fall 3, jitter 10%, initial up.
+    Set(HealthSetArgs),
+    /// Show a VIP's health check and each backend's health and probe
+    /// counters.
+    Show {
+        /// The VIP.
+        vip: VipSpec,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `lbctl health set VIP (--tcp | --http PATH | --udp PAYLOAD | --none) ...`
+#[derive(Clone, Debug, ClapArgs)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["tcp", "http", "udp", "none"])))]
+pub struct HealthSetArgs {
+    /// The VIP.
+    pub vip: VipSpec,
+    /// Probe with a TCP connect.
+    #[arg(long)]
+    pub tcp: bool,
+    /// Probe with an HTTP/1.0 GET of PATH (e.g. /healthz).
+    #[arg(long, value_name = "PATH")]
+    pub http: Option<String>,
+    /// Probe with a UDP datagram carrying PAYLOAD; a reply is a pass.
+    #[arg(long, value_name = "PAYLOAD")]
+    pub udp: Option<String>,
+    /// Remove the check: every backend counts as up.
+    #[arg(long)]
+    pub none: bool,
+    /// HTTP: the status that means healthy (default 200); UDP: bytes the
+    /// reply must contain.
+    #[arg(long, value_name = "STATUS|BYTES")]
+    pub expect: Option<String>,
+    /// HTTP: the Host header (default: the address probed).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port probed (default: the VIP's; required for an all-port VIP).
+    #[arg(long)]
+    pub port: Option<u32>,
+    /// Time between probes of one backend, e.g. 1s, 500ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub interval: Option<u32>,
+    /// Time a probe may take, e.g. 500ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub timeout: Option<u32>,
+    /// Consecutive passes that bring a down backend up.
+    #[arg(long)]
+    pub rise: Option<u32>,
+    /// Consecutive failures that take an up backend down.
+    #[arg(long)]
+    pub fall: Option<u32>,
+    /// Random jitter on each interval, percent (0..=50).
+    #[arg(long, value_name = "PERCENT")]
+    pub jitter: Option<u32>,
+    /// The state a newly added backend starts in.
+    #[arg(long, value_parser = ["up", "down"])]
+    pub initial: Option<String>,
+}
+
+/// A duration (`500ms`, `1s`): [`lb_api::health::parse_duration_ms`].
+pub(crate) fn parse_duration_ms(s: &str) -> Result<u32, String> {
+    lb_api::health::parse_duration_ms(s)
 }

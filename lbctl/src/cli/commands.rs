@@ -73,6 +73,7 @@ pub(super) async fn run(args: &Args, out: &mut (dyn Write + Send)) -> Result<(),
         }
         Command::Route(r) => route(&mut lb, r, out).await,
         Command::Capture(c) => capture(&mut lb, c, out).await,
+        Command::Health(cmd) => super::health::run(&mut lb, cmd, out).await,
         Command::Gateway(GatewayCommand::Get { json }) => {
             let mac = lb.get_gateway(GetGatewayRequest {}).await?.into_inner().mac;
             let text = if *json {

@@ -60,6 +60,7 @@ mod commands;
 pub mod explain;
 mod export;
 mod generate;
+mod health;
 mod nodes;
 pub mod output;
 
@@ -246,6 +247,11 @@ fn check(args: &Args) -> Result<(), clap::Error> {
                 format!("--api is given more than once: `lbctl {what}` works on one node only"),
             ));
         }
+    }
+    if let Command::Health(args::HealthCommand::Set(h)) = &args.command
+        && let Err(e) = health::request(h)
+    {
+        return Err(Args::command().error(ErrorKind::InvalidValue, e));
     }
     if let Command::Route(r) = &args.command {
         if r.vip.address.is_ipv4() != r.client.is_ipv4() {

@@ -11,7 +11,7 @@
 //! | command | JSON |
 //! |---|---|
 //! | `vip list --json` | `[VIP…]`, VIP = `{"vip":"198.18.0.10:80/tcp","flags":["no-sport","no-conntrack"],"backends":[BACKEND…],"ring_fingerprint":"48efccb16f06f69d"}` (equal on two nodes: they send every flow of the VIP to the same backend) |
-//! | `backend list VIP --json` | `[BACKEND…]`, BACKEND = `{"address":"198.19.0.11","weight":100,"slot":3,"state":"active"}` (`state`: `"active"` or `"draining"`) |
+//! | `backend list VIP --json` | `[BACKEND…]`, BACKEND = `{"address":"198.19.0.11","weight":100,"slot":3,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0}` (`state`: `"active"` or `"draining"`) |
 //! | `stats --json` | `{"counters":{NAME:N…},"vips":[VIPSTATS…],"unix_time_ms":N}` |
 //! | `stats --watch S --json` | as `stats --json` plus `"counter_rates":{NAME:F…}` and `"interval_seconds":F`, and rates in every VIPSTATS and BSTATS |
 //! | VIPSTATS | `{"vip":"…","packets":N,"bytes":N,"backends":[BSTATS…]}` (+ `"packets_per_second":F,"bytes_per_second":F` with `--watch`, before `"backends"`) |
@@ -96,6 +96,9 @@ struct BackendJson<'a> {
     weight: u32,
     slot: u32,
     state: &'static str,
+    health: &'static str,
+    health_reason: &'a str,
+    health_since_unix_ms: u64,
 }
 
 impl<'a> From<&'a BackendInfo> for BackendJson<'a> {
@@ -105,6 +108,13 @@ impl<'a> From<&'a BackendInfo> for BackendJson<'a> {
             weight: b.weight,
             slot: b.slot,
             state: state_name(b.state),
+            health: super::health::state_text(b.health),
+            health_reason: if b.health_reason.is_empty() {
+                "initial"
+            } else {
+                &b.health_reason
+            },
+            health_since_unix_ms: b.health_since_unix_ms,
         }
     }
 }
@@ -181,6 +191,8 @@ struct StatusJson<'a> {
     version: &'a str,
     uptime_seconds: u64,
     rings: Vec<RingJson<'a>>,
+    backends_down: u32,
+    vips_failing_open: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -303,6 +315,12 @@ pub fn status_json(s: &GetStatusResponse) -> String {
                 fingerprint: &r.fingerprint,
             })
             .collect(),
+        backends_down: s.backends_down,
+        vips_failing_open: s
+            .vips_failing_open
+            .iter()
+            .map(|v| vip_text(Some(v)))
+            .collect(),
     })
 }
 
@@ -342,7 +360,7 @@ pub fn gateway_json(mac: &str) -> String {
 // ---- tables --------------------------------------------------------------
 
 #[derive(Clone, Copy)]
-enum Align {
+pub(crate) enum Align {
     Left,
     Right,
 }
@@ -357,20 +375,20 @@ enum Row {
 
 /// A text table: columns two spaces apart, numbers right-aligned, no
 /// trailing blanks.
-struct Table {
+pub(crate) struct Table {
     align: Vec<Align>,
     rows: Vec<Row>,
 }
 
 impl Table {
-    fn new(align: &[Align]) -> Self {
+    pub(crate) fn new(align: &[Align]) -> Self {
         Self {
             align: align.to_vec(),
             rows: Vec::new(),
         }
     }
 
-    fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
+    pub(crate) fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
         self.rows
             .push(Row::Cells(cells.into_iter().map(Into::into).collect()));
     }
@@ -379,7 +397,7 @@ impl Table {
         self.rows.push(Row::Span(first.into(), rest.into()));
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut width = vec![0usize; self.align.len()];
         for row in &self.rows {
             match row {
@@ -455,13 +473,29 @@ fn backend_cells(b: &BackendInfo, indent: &str) -> [String; 4] {
     ]
 }
 
-/// `backend list VIP`.
+/// `backend list VIP`: STATE is the operator's (active, draining), HEALTH
+/// the check's (up, down), with why and since when.
 pub fn backend_list_table(backends: &[BackendInfo]) -> String {
     use Align::*;
-    let mut t = Table::new(&[Left, Right, Right, Left]);
-    t.row(["BACKEND", "WEIGHT", "SLOT", "STATE"]);
+    let mut t = Table::new(&[Left, Right, Right, Left, Left, Left, Left]);
+    t.row([
+        "BACKEND", "WEIGHT", "SLOT", "STATE", "HEALTH", "REASON", "SINCE",
+    ]);
     for b in backends {
-        t.row(backend_cells(b, ""));
+        let [a, w, s, st] = backend_cells(b, "");
+        t.row([
+            a,
+            w,
+            s,
+            st,
+            super::health::state_text(b.health).to_owned(),
+            if b.health_reason.is_empty() {
+                "initial".to_owned()
+            } else {
+                b.health_reason.clone()
+            },
+            super::health::since_text(b.health_since_unix_ms),
+        ]);
     }
     t.render()
 }
@@ -593,6 +627,20 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         ),
         _ => "-".to_owned(),
     };
+    let health = if s.vips_failing_open.is_empty() {
+        format!("{} backends down", s.backends_down)
+    } else {
+        let vips: Vec<String> = s
+            .vips_failing_open
+            .iter()
+            .map(|v| vip_text(Some(v)))
+            .collect();
+        format!(
+            "{} backends down; FAILING OPEN (every backend down, serving with all): {}",
+            s.backends_down,
+            vips.join(", ")
+        )
+    };
     let mut rows: Vec<(&str, String)> = vec![
         (
             "interface",
@@ -618,6 +666,7 @@ pub fn status_table(s: &GetStatusResponse) -> String {
         ("encapsulation", s.encapsulation.clone()),
         ("version", s.version.clone()),
         ("uptime", duration_text(s.uptime_seconds)),
+        ("health", health),
     ];
     if !s.upgraded_from_tag.is_empty() {
         rows.insert(4, ("upgraded from", s.upgraded_from_tag.clone()));
@@ -715,6 +764,9 @@ pub(crate) mod tests {
                 BackendState::Draining
             }
             .into(),
+            health: lb_proto::v1::HealthState::Up.into(),
+            health_reason: "initial".into(),
+            ..Default::default()
         }
     }
 
@@ -726,6 +778,7 @@ pub(crate) mod tests {
                 backends: vec![backend("198.19.0.11", 100, 0), backend("198.19.0.12", 0, 1)],
                 index: 0,
                 ring_fingerprint: "48efccb16f06f69d".into(),
+                ..Default::default()
             },
             VipInfo {
                 vip: vip("2001:db8::10", 0, Protocol::Udp),
@@ -733,6 +786,7 @@ pub(crate) mod tests {
                 backends: vec![backend("2001:db8::11", 65535, 2)],
                 index: 1,
                 ring_fingerprint: String::new(),
+                ..Default::default()
             },
         ]
     }
@@ -743,11 +797,11 @@ pub(crate) mod tests {
             vip_list_json(&two_vips()),
             concat!(
                 r#"[{"vip":"198.18.0.10:80/tcp","flags":[],"backends":["#,
-                r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active"},"#,
-                r#"{"address":"198.19.0.12","weight":0,"slot":1,"state":"draining"}],"#,
+                r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0},"#,
+                r#"{"address":"198.19.0.12","weight":0,"slot":1,"state":"draining","health":"up","health_reason":"initial","health_since_unix_ms":0}],"#,
                 r#""ring_fingerprint":"48efccb16f06f69d"},"#,
                 r#"{"vip":"[2001:db8::10]:0/udp","flags":["no-sport","no-conntrack"],"backends":["#,
-                r#"{"address":"2001:db8::11","weight":65535,"slot":2,"state":"active"}],"#,
+                r#"{"address":"2001:db8::11","weight":65535,"slot":2,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0}],"#,
                 r#""ring_fingerprint":""}]"#
             )
         );
@@ -800,16 +854,16 @@ pub(crate) mod tests {
         assert_eq!(
             backend_list_json(&b),
             concat!(
-                r#"[{"address":"198.19.0.11","weight":100,"slot":3,"state":"active"},"#,
-                r#"{"address":"2001:db8::1","weight":0,"slot":12,"state":"draining"}]"#
+                r#"[{"address":"198.19.0.11","weight":100,"slot":3,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0},"#,
+                r#"{"address":"2001:db8::1","weight":0,"slot":12,"state":"draining","health":"up","health_reason":"initial","health_since_unix_ms":0}]"#
             )
         );
         assert_eq!(
             backend_list_table(&b),
             concat!(
-                "BACKEND      WEIGHT  SLOT  STATE\n",
-                "198.19.0.11     100     3  active\n",
-                "2001:db8::1       0    12  draining\n",
+                "BACKEND      WEIGHT  SLOT  STATE     HEALTH  REASON   SINCE\n",
+                "198.19.0.11     100     3  active    up      initial  -\n",
+                "2001:db8::1       0    12  draining  up      initial  -\n",
             )
         );
     }
@@ -978,6 +1032,7 @@ pub(crate) mod tests {
             embedded_program_tag: "0123456789abcdef".into(),
             program_current: true,
             upgraded_from_tag: String::new(),
+            ..Default::default()
         }
     }
 
@@ -993,7 +1048,8 @@ pub(crate) mod tests {
                 r#""vips":{"used":2,"capacity":512},"backend_slots":{"used":3,"capacity":4096},"#,
                 r#""conn_table_capacity":65536,"ring_size":65537,"hash_seed":7,"#,
                 r#""encapsulation":"gue:6080","version":"0.1.0","uptime_seconds":93784,"#,
-                r#""rings":[{"vip":"198.18.0.10:80/tcp","fingerprint":"48efccb16f06f69d"}]}"#
+                r#""rings":[{"vip":"198.18.0.10:80/tcp","fingerprint":"48efccb16f06f69d"}],"#,
+                r#""backends_down":0,"vips_failing_open":[]}"#
             )
         );
         assert_eq!(
@@ -1014,6 +1070,7 @@ pub(crate) mod tests {
                 "encapsulation   gue:6080\n",
                 "version         0.1.0\n",
                 "uptime          1d 2h 3m 4s\n",
+                "health          0 backends down\n",
                 "ring            198.18.0.10:80/tcp  48efccb16f06f69d\n",
             )
         );

@@ -139,6 +139,69 @@ fn usage_errors_exit_2_before_connecting() {
             "[2001:db8::7]:1",
         ],
         &["--api", "http://x:1", "status"],
+        // health set: one kind, and what the command line alone can tell.
+        &["--api", api, "health", "set", "198.18.0.10:80/tcp"],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--http",
+            "/",
+        ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--http",
+            "/",
+            "--expect",
+            "ok",
+        ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--expect",
+            "200",
+        ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--interval",
+            "1",
+        ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--host",
+            "x",
+        ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--initial",
+            "maybe",
+        ],
     ] {
         let (code, out, err) = lbctl(args);
         assert_eq!(code, EXIT_USAGE, "{args:?}: {err}");
@@ -203,6 +266,18 @@ fn not_found(vip: Option<&Vip>) -> Status {
 
 #[tonic::async_trait]
 impl LoadBalancer for Fake {
+    async fn set_health_check(
+        &self,
+        _: Request<lb_proto::v1::SetHealthCheckRequest>,
+    ) -> Reply<lb_proto::v1::SetHealthCheckResponse> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_health(
+        &self,
+        _: Request<lb_proto::v1::GetHealthRequest>,
+    ) -> Reply<lb_proto::v1::GetHealthResponse> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn create_vip(&self, req: Request<CreateVipRequest>) -> Reply<CreateVipResponse> {
         let r = req.into_inner();
         self.record(format!(
@@ -218,6 +293,7 @@ impl LoadBalancer for Fake {
                 backends: vec![],
                 index: 0,
                 ring_fingerprint: String::new(),
+                ..Default::default()
             }),
         }))
     }
@@ -236,6 +312,7 @@ impl LoadBalancer for Fake {
                     backends: vec![backend("198.19.0.11", 100, 0)],
                     index: 0,
                     ring_fingerprint: String::new(),
+                    ..Default::default()
                 },
                 VipInfo {
                     vip: vip("2001:db8::10", 53, Protocol::Udp),
@@ -243,6 +320,7 @@ impl LoadBalancer for Fake {
                     backends: vec![backend("2001:db8::11", 0, 1)],
                     index: 1,
                     ring_fingerprint: String::new(),
+                    ..Default::default()
                 },
             ],
         }))
@@ -444,9 +522,9 @@ fn end_to_end_over_a_unix_socket() {
         out,
         concat!(
             r#"[{"vip":"198.18.0.10:80/tcp","flags":[],"backends":["#,
-            r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active"}],"ring_fingerprint":""},"#,
+            r#"{"address":"198.19.0.11","weight":100,"slot":0,"state":"active","health":"up","health_reason":"initial","health_since_unix_ms":0}],"ring_fingerprint":""},"#,
             r#"{"vip":"[2001:db8::10]:53/udp","flags":["no-conntrack"],"backends":["#,
-            r#"{"address":"2001:db8::11","weight":0,"slot":1,"state":"draining"}],"ring_fingerprint":""}]"#,
+            r#"{"address":"2001:db8::11","weight":0,"slot":1,"state":"draining","health":"up","health_reason":"initial","health_since_unix_ms":0}],"ring_fingerprint":""}]"#,
             "\n"
         )
     );

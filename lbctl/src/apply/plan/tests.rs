@@ -243,3 +243,53 @@ fn applying_a_plan_gives_the_file_and_then_nothing_is_left_to_do() {
         assert_eq!(again.unchanged, file.len());
     }
 }
+
+#[test]
+fn health_checks_are_compared_in_effect_and_changed_alone() {
+    let with = |h: &str| {
+        format!(
+            "[[vip]]\naddress = \"{A}\"\nhealth = {{ {h} }}\nbackends = [{{ address = \"198.19.0.11\" }}]\n"
+        )
+    };
+    let bare = vip(A, &[], &["198.19.0.11"]);
+    // Defaults spelled out or not: the same check.
+    let p = Plan::new(
+        &vips(&with(
+            r#"kind = "http", path = "/h", interval = "1s", rise = 2"#,
+        )),
+        &vips(&with(r#"kind = "http", path = "/h""#)),
+        false,
+    );
+    assert!(p.is_empty(), "{}", p.render());
+    // A check added: one change, no backend call.
+    let p = Plan::new(&vips(&with(r#"kind = "tcp""#)), &vips(&bare), false);
+    let Step::Change(c) = &p.steps[0] else {
+        panic!("{p:?}")
+    };
+    assert!(!c.members_change());
+    assert_eq!(
+        p.render(),
+        "~ change VIP 198.18.100.10:80/tcp\n    ~ health none -> tcp connect, every 1000 ms, \
+         timeout 500 ms, rise 2, fall 3, jitter 10%, initial up\n\
+         plan: 0 to create, 1 to change, 0 to delete, 0 unchanged\n"
+    );
+    // Removed.
+    let p = Plan::new(&vips(&bare), &vips(&with(r#"kind = "tcp""#)), false);
+    assert!(
+        p.render().contains("~ health tcp connect"),
+        "{}",
+        p.render()
+    );
+    assert!(p.render().contains("-> none"), "{}", p.render());
+    // Created with one.
+    let p = Plan::new(
+        &vips(&with(r#"kind = "udp", payload = "x", port = 53"#)),
+        &[],
+        false,
+    );
+    assert!(
+        p.render().contains("    + health udp \"x\", port 53"),
+        "{}",
+        p.render()
+    );
+}

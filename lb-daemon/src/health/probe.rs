@@ -1,0 +1,230 @@
+//! One probe of one backend, `direct`: to the backend's own address and the
+//! check port, with tokio sockets. Each returns `Ok(())` or the [`Reason`]
+//! it failed, which the API and the logs show as it is ("refused",
+//! "timeout", "status 503", ...).
+
+use std::{io, net::SocketAddr};
+
+use lb_api::{CheckKind, HealthCheck, Reason};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpStream, UdpSocket},
+};
+
+use super::machine::ProbeResult;
+
+/// Bytes of an HTTP answer read to find its status line.
+const HTTP_HEAD: usize = 1024;
+
+/// Probes `target` as `check` says, within its timeout.
+pub async fn probe(check: &HealthCheck, target: SocketAddr) -> ProbeResult {
+    let attempt = async {
+        match &check.kind {
+            CheckKind::Tcp => TcpStream::connect(target)
+                .await
+                .map(drop)
+                .map_err(io_reason),
+            CheckKind::Http { path, expect, host } => {
+                http(target, path, *expect, host.as_deref()).await
+            }
+            CheckKind::Udp { payload, expect } => udp(target, payload, expect.as_deref()).await,
+        }
+    };
+    tokio::time::timeout(check.timeout(), attempt)
+        .await
+        .unwrap_or(Err(Reason::Timeout))
+}
+
+/// What a socket error says about the backend.
+fn io_reason(e: io::Error) -> Reason {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => Reason::Refused,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => Reason::Unreachable,
+        io::ErrorKind::TimedOut => Reason::Timeout,
+        _ => Reason::Error,
+    }
+}
+
+/// HTTP/1.0 GET, one request per connection (no keep-alive: a probe must
+/// see a server that still accepts connections, not a socket it kept).
+async fn http(target: SocketAddr, path: &str, expect: u16, host: Option<&str>) -> ProbeResult {
+    let mut s = TcpStream::connect(target).await.map_err(io_reason)?;
+    let host = host.map_or_else(|| target.to_string(), str::to_owned);
+    let req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lb-health\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.map_err(io_reason)?;
+    let mut buf = Vec::with_capacity(HTTP_HEAD);
+    // Read until the status line is complete (or the peer closes).
+    loop {
+        let mut chunk = [0u8; 512];
+        let n = s.read(&mut chunk).await.map_err(io_reason)?;
+        buf.extend_from_slice(&chunk[..n]);
+        if n == 0 || buf.contains(&b'\n') || buf.len() >= HTTP_HEAD {
+            break;
+        }
+    }
+    match status_code(&buf) {
+        Some(code) if code == expect => Ok(()),
+        Some(code) => Err(Reason::Status(code)),
+        None => Err(Reason::BadReply),
+    }
+}
+
+/// The status of an HTTP/1.x answer: `HTTP/1.1 200 OK`.
+fn status_code(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split_ascii_whitespace();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+/// One datagram; a reply (containing `expect`, if set) is a pass. The
+/// socket is connected, so an ICMP port unreachable comes back as
+/// "refused" instead of waiting for the timeout.
+async fn udp(target: SocketAddr, payload: &str, expect: Option<&str>) -> ProbeResult {
+    let local: SocketAddr = match target {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let s = UdpSocket::bind(local).await.map_err(io_reason)?;
+    s.connect(target).await.map_err(io_reason)?;
+    s.send(payload.as_bytes()).await.map_err(io_reason)?;
+    let mut buf = vec![0u8; 2048];
+    let n = s.recv(&mut buf).await.map_err(io_reason)?;
+    match expect {
+        Some(e) if !contains(&buf[..n], e.as_bytes()) => Err(Reason::BadReply),
+        _ => Ok(()),
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn check(kind: CheckKind) -> HealthCheck {
+        let mut c = HealthCheck::new(kind);
+        c.timeout_ms = 300;
+        c
+    }
+
+    fn http_check(expect: u16) -> HealthCheck {
+        check(CheckKind::Http {
+            path: "/healthz".into(),
+            expect,
+            host: Some("svc.example".into()),
+        })
+    }
+
+    /// An HTTP server on loopback answering every connection with `answer`;
+    /// returns its address and a receiver of the requests it got.
+    async fn server(answer: &'static str) -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let _ = tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .await;
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        (addr, rx)
+    }
+
+    /// A loopback port nothing listens on.
+    async fn closed_port() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn http_passes_on_the_expected_status_only() {
+        let (ok, mut req) = server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        assert_eq!(probe(&http_check(200), ok).await, Ok(()));
+        let got = req.recv().await.unwrap();
+        assert!(got.starts_with("GET /healthz HTTP/1.0\r\n"), "{got}");
+        assert!(got.contains("\r\nHost: svc.example\r\n"), "{got}");
+        let (sick, _) = server("HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
+        assert_eq!(
+            probe(&http_check(200), sick).await,
+            Err(Reason::Status(503))
+        );
+        assert_eq!(probe(&http_check(503), sick).await, Ok(()));
+        let (junk, _) = server("SSH-2.0-OpenSSH\r\n").await;
+        assert_eq!(probe(&http_check(200), junk).await, Err(Reason::BadReply));
+        assert_eq!(
+            probe(&http_check(200), closed_port().await).await,
+            Err(Reason::Refused)
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_connect_and_timeout() {
+        let (ok, _) = server("").await;
+        assert_eq!(probe(&check(CheckKind::Tcp), ok).await, Ok(()));
+        assert_eq!(
+            probe(&check(CheckKind::Tcp), closed_port().await).await,
+            Err(Reason::Refused)
+        );
+        // Accepts, never answers: an HTTP probe times out.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = l.local_addr().unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(probe(&http_check(200), silent).await, Err(Reason::Timeout));
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        drop(l);
+    }
+
+    #[tokio::test]
+    async fn udp_reply_expected_bytes_and_refused() {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = s.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, peer)) = s.recv_from(&mut buf).await {
+                let mut reply = b"backend-1:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = s.send_to(&reply, peer).await;
+            }
+        });
+        let udp = |expect: Option<&str>| {
+            check(CheckKind::Udp {
+                payload: "ping".into(),
+                expect: expect.map(str::to_owned),
+            })
+        };
+        assert_eq!(probe(&udp(None), addr).await, Ok(()));
+        assert_eq!(probe(&udp(Some("1:ping")), addr).await, Ok(()));
+        assert_eq!(probe(&udp(Some("pong")), addr).await, Err(Reason::BadReply));
+        let closed = {
+            let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            s.local_addr().unwrap()
+        };
+        assert_eq!(probe(&udp(None), closed).await, Err(Reason::Refused));
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_code(b"HTTP/1.0 200"), Some(200));
+        assert_eq!(status_code(b"HTTP/2 200\r\n"), None);
+        assert_eq!(status_code(b"HTTP/1.1 20\r\n"), None);
+        assert_eq!(status_code(b""), None);
+    }
+}
