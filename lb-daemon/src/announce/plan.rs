@@ -99,8 +99,11 @@ mod tests {
                     address: format!("198.19.0.{}", 11 + i).parse().unwrap(),
                     weight,
                     slot: 1 + i as u32,
+                    health: Default::default(),
                 })
                 .collect(),
+            health: None,
+            fail_open: false,
         }
     }
 

@@ -90,7 +90,10 @@ fn vip(spec: &str, weight: u32) -> VipInfo {
             address: "198.19.0.11".parse().unwrap(),
             weight,
             slot: 1,
+            health: Default::default(),
         }],
+        health: None,
+        fail_open: false,
     }
 }
 

@@ -116,6 +116,7 @@ impl<D: Dataplane + 'static> Clone for LbService<D> {
             info: self.info.clone(),
             started: self.started,
             announcer: self.announcer.clone(),
+            probes: self.probes.clone(),
         }
     }
 }
