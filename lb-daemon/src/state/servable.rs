@@ -65,7 +65,7 @@ mod tests {
         // A drained backend that is up does not take new flows either.
         v.backends[1].health.state = lb_api::HealthState::Up;
         assert!(!can_take_new_flows(&v));
-        v.backends.push(v.backends[1].clone());
+        v.backends.push(v.backends[1]);
         v.backends[2].weight = 1;
         assert!(can_take_new_flows(&v));
     }
