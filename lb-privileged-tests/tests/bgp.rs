@@ -328,26 +328,36 @@ fn two_nodes_behind_ecmp() {
         r["resets"],
         (killing + gone).as_secs_f64() * 1e3
     );
-    assert_eq!(r["resets"].as_u64(), Some(0), "{r}");
     assert!(ok >= 99, "at least 99 of 100 streams survive: {r}");
     assert!(gap < MAX_GAP_MS, "longest gap {gap} ms >= {MAX_GAP_MS} ms");
     // Some of node 2's streams were the drained backend's: they reached
-    // node 1 with no entry and were sent back to it, not reset.
+    // node 1 with no entry and were sent back to it, not reset. (A stream
+    // of a backend that stays may be reset: removing a backend from a
+    // Maglev table also moves a few positions between the others, and the
+    // fallback answers only for positions of a draining backend; see
+    // docs/packet-path.md, 3b.)
     let drained_name = format!(
         "backend-{}",
         drained.rsplit('.').next().unwrap().parse::<u32>().unwrap() - 10
     );
-    let on_drained = r["streams"]
+    let drained_streams: Vec<&Value> = r["streams"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|st| st["backend"].as_str() == Some(drained_name.as_str()))
-        .count();
+        .collect();
+    let on_drained = drained_streams.len();
+    for st in &drained_streams {
+        assert_eq!(
+            st["ok"], true,
+            "a stream of the drained backend failed: {st}"
+        );
+    }
     let fallback = lab::counter(&l.node_stats(1), "conn_drain_fallback") - fallback0;
     eprintln!(
         "[bgp] DRAIN THEN NODE LOSS: {on_drained} streams on the drained backend {drained}, \
          node 1 took node 2's share of them through the pre-drain fallback ({fallback} packets), \
-         0 resets"
+         none of them reset"
     );
     assert!(on_drained > 0, "no stream on the drained backend: {r}");
     assert!(
