@@ -322,3 +322,48 @@ fn a_failure_at_any_write_of_a_transition_changes_nothing() {
         }
     }
 }
+
+/// A drained backend keeps its flows through the pre-drain fallback (the
+/// slot marked draining, the VIP flagged) only while it is up: once its
+/// check finds it down, the mark and the flag go (its flows must reach a
+/// live server and be reset) and its flows are invalidated; coming back
+/// up while still drained brings the fallback back.
+#[test]
+fn a_drained_backend_that_goes_down_loses_the_drain_fallback() {
+    use lb_common::{BACKEND_F_DRAINING, VIP_F_DRAIN_FALLBACK};
+    let mut st = checked();
+    st.set_weight(&v(A), ip("10.0.0.1"), 0).unwrap();
+    let s1 = slot_of(&st, "10.0.0.1");
+    let marks = |st: &LbState<crate::dataplane::FakeDataplane>| {
+        let be = st.dataplane().backend(s1).unwrap();
+        let meta = st.dataplane().maps().vips[&v(A).key()];
+        (
+            be.flags & BACKEND_F_DRAINING != 0,
+            meta.flags & VIP_F_DRAIN_FALLBACK != 0,
+        )
+    };
+    assert_eq!(marks(&st), (true, true), "drained and up: fallback on");
+    let (g0, _) = generation(&st, "10.0.0.1");
+
+    st.set_backend_health(&v(A), ip("10.0.0.1"), down(Reason::Refused))
+        .unwrap();
+    assert_eq!(marks(&st), (false, false), "drained and down: fallback off");
+    let (g1, valid) = generation(&st, "10.0.0.1");
+    assert!(valid);
+    assert_ne!(g1, g0, "its pinned flows go stale");
+    // The drain itself is kept: still weight 0, still remembering its
+    // pre-drain weight.
+    let m = st.model().vips[&v(A)].backends[&ip("10.0.0.1")];
+    assert_eq!((m.weight, m.drain_weight), (0, 100));
+
+    st.set_backend_health(&v(A), ip("10.0.0.1"), up()).unwrap();
+    assert_eq!(
+        marks(&st),
+        (true, true),
+        "up again, still drained: fallback on"
+    );
+    assert!(
+        !ring_slots(&st).contains(&s1),
+        "a drained backend takes no new flow"
+    );
+}
