@@ -117,18 +117,28 @@ fn assert_maps_match(env: &DaemonEnv, vips: &[pb::VipInfo]) {
             );
         } else {
             // A backend drains: the standby half holds the pre-drain
-            // table, which differs from the live one exactly where it
-            // names a draining backend (weight 0, slot kept and marked).
+            // table (the Maglev table with the draining backends at their
+            // old weights). It names only this VIP's weighted or draining
+            // backends; where it differs from the live table it mostly
+            // names a draining one, but Maglev also moves a few positions
+            // between the remaining backends when one leaves
+            // (docs/packet-path.md, 3b), so a live slot may stand there too.
             let draining: HashSet<u32> = v
                 .backends
                 .iter()
                 .filter(|b| b.weight == 0)
                 .map(|b| b.slot)
                 .collect();
+            let weighted: HashSet<u32> = v
+                .backends
+                .iter()
+                .filter(|b| b.weight > 0)
+                .map(|b| b.slot)
+                .collect();
             for (pos, (&s, &w)) in standby.iter().zip(&want).enumerate() {
                 assert!(
-                    s == w || draining.contains(&s),
-                    "standby position {pos} of {} names slot {s}, neither live nor draining",
+                    s == w || draining.contains(&s) || weighted.contains(&s),
+                    "standby position {pos} of {} names slot {s}, neither weighted nor draining",
                     pv.address
                 );
                 if draining.contains(&s) {
