@@ -19,11 +19,13 @@ pub mod capture;
 pub mod hash;
 pub mod layout;
 pub mod maps;
+pub mod probe;
 pub mod stats;
 
 pub use capture::*;
 pub use hash::{encap_src_suffix, flow_hash, gue_src_port, ring_index, ring_pos, ring_reciprocal};
 pub use maps::*;
+pub use probe::{PROBE_MARK_MASK, PROBE_MARK_TAG, PROG_PROBE, probe_mark, probe_slot};
 pub use stats::*;
 
 /// Address family tag used in keys and backend entries: IPv4.

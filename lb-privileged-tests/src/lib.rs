@@ -222,6 +222,35 @@ pub fn run_xdp(prog: &mut aya::programs::Xdp, frame: &[u8]) -> (u32, Vec<u8>) {
     (r.return_value, out)
 }
 
+/// Runs a TC program (`lb_probe`) on one frame with socket mark `mark`
+/// through BPF_PROG_TEST_RUN: its verdict and the frame as it left.
+pub fn run_tc(
+    prog: &mut aya::programs::SchedClassifier,
+    frame: &[u8],
+    mark: u32,
+) -> (i32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    // The start of a `struct __sk_buff`: len, pkt_type, mark. The kernel
+    // takes `mark` from here (len and pkt_type must be zero).
+    let mut ctx = [0u8; 12];
+    ctx[8..12].copy_from_slice(&mark.to_ne_bytes());
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value as i32, out)
+}
+
+/// TC verdicts.
+pub const TC_ACT_OK: i32 = 0;
+/// TC verdict: drop.
+pub const TC_ACT_SHOT: i32 = 2;
+
 /// XDP actions.
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;

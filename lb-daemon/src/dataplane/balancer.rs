@@ -9,11 +9,12 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::Xdp,
+    programs::{SchedClassifier, TcAttachType, Xdp},
 };
 use lb_common::{
     AddrKey, Backend, CaptureFilter, ConnEntry, Counters, FlowKey, FlowKey4,
-    LB_CFG_F_FORWARD_ICMP_ERRORS, LbConfig, PktBytes, STAT_COUNT, VipKey, VipMeta, addr,
+    LB_CFG_F_FORWARD_ICMP_ERRORS, LbConfig, PROG_PROBE, PktBytes, STAT_COUNT, VipKey, VipMeta,
+    addr,
 };
 
 use super::{
@@ -260,9 +261,14 @@ impl BalancerConfig {
 
 /// Where the program handle lives: in the object we loaded, or adopted from
 /// its bpffs pin (a restarted daemon).
+/// Either way the object also holds `lb_probe` (the `via-vip` probe
+/// encapsulation, see [`Balancer::attach_probe_encap`]), loaded against the
+/// same maps.
 enum Prog {
     Object(Box<Ebpf>),
-    Pinned(Box<Xdp>),
+    /// The adopted `lb_xdp`, and the object we loaded for `lb_probe` (its own
+    /// copy of `lb_xdp` unloaded again).
+    Pinned(Box<Xdp>, Box<Ebpf>),
 }
 
 /// Every map of the balancer object (all are pinned together).
@@ -490,13 +496,31 @@ impl Balancer {
         if recreate.is_empty() && lb.embedded.tag == running.tag {
             // The same program: adopt the running one, drop the copy.
             let embedded = lb.embedded;
-            drop(lb);
+            // `lb_probe` stays: it was loaded against these very maps (the
+            // kernel holds them for it). Our copy of `lb_xdp` goes.
+            let Balancer {
+                prog: Prog::Object(mut object),
+                ..
+            } = lb
+            else {
+                unreachable!("load_with returns a loaded object");
+            };
+            if let Some(p) = object.program_mut("lb_xdp") {
+                let x: &mut Xdp = p.try_into().map_err(|source| DataplaneError::Program {
+                    name: "lb_xdp",
+                    source,
+                })?;
+                x.unload().map_err(|source| DataplaneError::Program {
+                    name: "lb_xdp",
+                    source,
+                })?;
+            }
             let prog = Xdp::from_pin(&prog_pin, aya_obj::programs::XdpAttachType::Interface)
                 .map_err(|source| DataplaneError::Program {
                     name: "lb_xdp",
                     source,
                 })?;
-            let mut lb = Self::from_maps(Prog::Pinned(Box::new(prog)), sizes, |name| {
+            let mut lb = Self::from_maps(Prog::Pinned(Box::new(prog), object), sizes, |name| {
                 let data = MapData::from_pin(maps_dir.join(name)).map_err(map_err(name))?;
                 aya::maps::Map::from_map_data(data).map_err(map_err(name))
             })?;
@@ -601,6 +625,20 @@ impl Balancer {
             name: "lb_xdp",
             source,
         })?;
+        // The probe encapsulation now, while the map descriptors its
+        // instructions name are open (they move out of `ebpf` below).
+        let probe: &mut SchedClassifier = ebpf
+            .program_mut(PROG_PROBE)
+            .ok_or(DataplaneError::MissingMap("lb_probe program"))?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                name: PROG_PROBE,
+                source,
+            })?;
+        probe.load().map_err(|source| DataplaneError::Program {
+            name: PROG_PROBE,
+            source,
+        })?;
         let mut maps = std::collections::HashMap::new();
         for name in MAP_NAMES {
             maps.insert(name, take(&mut ebpf, name)?);
@@ -674,7 +712,7 @@ impl Balancer {
                 .program_mut("lb_xdp")
                 .and_then(|p| <&mut Xdp>::try_from(p).ok())
                 .expect("lb_xdp was loaded as an XDP program"),
-            Prog::Pinned(p) => p.as_mut(),
+            Prog::Pinned(p, _) => p.as_mut(),
         }
     }
 
@@ -688,8 +726,45 @@ impl Balancer {
                 .program("lb_xdp")
                 .and_then(|p| <&Xdp>::try_from(p).ok())
                 .expect("lb_xdp was loaded as an XDP program"),
-            Prog::Pinned(p) => p.as_ref(),
+            Prog::Pinned(p, _) => p.as_ref(),
         }
+    }
+
+    /// `lb_probe`, the TC program that encapsulates `via-vip` health probes
+    /// (loaded with the balancer, sharing its maps): for attaching, or for
+    /// BPF_PROG_TEST_RUN in tests.
+    pub fn probe_program(&mut self) -> &mut SchedClassifier {
+        let object = match &mut self.prog {
+            Prog::Object(e) | Prog::Pinned(_, e) => e,
+        };
+        object
+            .program_mut(PROG_PROBE)
+            .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+            .expect("lb_probe was loaded as a TC program")
+    }
+
+    /// Attaches `lb_probe` to the egress of `interface` (the one `lb_xdp`
+    /// serves): packets this host sends with a probe mark
+    /// ([`lb_common::probe_mark`]) to a VIP address leave encapsulated to
+    /// the backend the mark names. The attachment (a TCX link on kernels
+    /// from 6.6, a clsact filter before) lasts while this balancer lives and
+    /// is not pinned: probes come from this daemon, so they stop with it.
+    pub fn attach_probe_encap(&mut self, interface: &str) -> Result<(), DataplaneError> {
+        let prog = self.probe_program();
+        let attached = match prog.attach(interface, TcAttachType::Egress) {
+            Ok(id) => Ok(id),
+            // Kernels before 6.6 attach through a clsact qdisc, which may
+            // have to be added first (adding one that exists is refused).
+            Err(first) => {
+                let _ = aya::programs::tc::qdisc_add_clsact(interface);
+                prog.attach(interface, TcAttachType::Egress)
+                    .map_err(|_| first)
+            }
+        };
+        attached.map(drop).map_err(|source| DataplaneError::Program {
+            name: PROG_PROBE,
+            source,
+        })
     }
 
     /// Starts a capture: hands out the capture ring and writes `filter`

@@ -14,6 +14,7 @@ mod icmp;
 mod icmp_error;
 mod maps;
 mod parse;
+mod probe;
 mod rate;
 mod stats;
 mod variant;
