@@ -69,6 +69,46 @@ impl CheckKind {
     }
 }
 
+/// Where a probe is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeMode {
+    /// To the backend's own address and the check port.
+    #[default]
+    Direct,
+    /// To the VIP and the check port, encapsulated to the one backend as the
+    /// balancer encapsulates a client's packet: the probe goes through the
+    /// backend's decapsulation to the service bound to the VIP, as a
+    /// client's request does.
+    ViaVip,
+}
+
+impl ProbeMode {
+    /// Its name: `direct` or `via-vip`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Direct => "direct",
+            ProbeMode::ViaVip => "via-vip",
+        }
+    }
+
+    fn is_direct(&self) -> bool {
+        *self == ProbeMode::Direct
+    }
+}
+
+impl FromStr for ProbeMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "direct" => Ok(ProbeMode::Direct),
+            "via-vip" => Ok(ProbeMode::ViaVip),
+            _ => Err(format!("`{s}` is not a probe mode (direct or via-vip)")),
+        }
+    }
+}
+
 /// A VIP's health check (a VIP without one has kind `none`: every backend
 /// counts as up, today's behaviour).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +131,10 @@ pub struct HealthCheck {
     pub jitter_percent: u32,
     /// The state a newly added backend starts in.
     pub initial: HealthState,
+    /// Where probes go. Absent in state files written before it existed:
+    /// `direct`, what those checks did.
+    #[serde(default, skip_serializing_if = "ProbeMode::is_direct")]
+    pub mode: ProbeMode,
 }
 
 impl HealthCheck {
@@ -105,6 +149,7 @@ impl HealthCheck {
             fall: DEFAULT_FALL,
             jitter_percent: DEFAULT_JITTER_PERCENT,
             initial: HealthState::Up,
+            mode: ProbeMode::Direct,
         }
     }
 

@@ -54,7 +54,9 @@ pub mod vipfile;
 
 pub use address::address_problem;
 
-pub use health::{BackendHealth, CheckKind, HealthCheck, HealthState, ProbeCounters, Reason};
+pub use health::{
+    BackendHealth, CheckKind, HealthCheck, HealthState, ProbeCounters, ProbeMode, Reason,
+};
 pub use info::{BackendInfo, BackendSpec, VipInfo};
 /// The global counters of the data plane, by name: `GetStats` reports them
 /// under these names, and `lbctl` lists them in this order.

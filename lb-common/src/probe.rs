@@ -47,7 +47,15 @@ mod tests {
             assert_eq!(probe_slot(probe_mark(slot).unwrap()), Some(slot));
         }
         assert_eq!(probe_mark(0x0100_0000), None);
-        for foreign in [0, 0x4000, 0x8000, 0x0f00, 0x4d00_0001, 0xff00_0000, 0x0c00_0000] {
+        for foreign in [
+            0,
+            0x4000,
+            0x8000,
+            0x0f00,
+            0x4d00_0001,
+            0xff00_0000,
+            0x0c00_0000,
+        ] {
             assert_eq!(probe_slot(foreign), None, "{foreign:#x}");
         }
     }

@@ -16,6 +16,9 @@ use lb_proto::v1 as pb;
 use serde_json::Value;
 
 const VIP: &str = "198.18.100.10";
+const VIP6: &str = "fd00:100::10";
+/// What the lab puts on each backend's loopback: the whole IPv4 VIP range.
+const VIP4_NET: &str = "198.18.100.0/24";
 /// Probe timing of every check here (jitter 0, so the bounds are exact).
 const INTERVAL_MS: u64 = 500;
 const TIMEOUT_MS: u64 = 250;
@@ -424,4 +427,134 @@ fn http_and_udp_checks_take_dead_backends_out_and_bring_them_back() {
     assert!(table.contains("check tcp connect port 9000"), "{table}");
     assert!(!table.contains("FAIL-OPEN"), "{table}");
     assert!(!lab.health(stream()).fail_open);
+}
+
+/// `via-vip` against `direct`: backend 1 keeps its own address and its
+/// servers but loses the VIP (removed from its loopback), the failure a
+/// client sees and a direct probe cannot. The `via-vip` check (the probe
+/// addressed to the VIP, encapsulated to backend 1 by `lb_probe` exactly as
+/// `lb_xdp` sends client packets) takes it down; a `direct` check of the
+/// same server on the same backend keeps it up; the IPv6 VIP, still on the
+/// backend, stays up under its own `via-vip` check. Clients then reach only
+/// the backends that hold the VIP; given the VIP back, backend 1 is up again.
+#[test]
+fn via_vip_checks_see_a_backend_that_lost_the_vip_and_direct_checks_do_not() {
+    require_root();
+    let t = timing();
+    let list = |bs: &[&str]| {
+        bs.iter()
+            .map(|b| format!("{{ address = \"{b}\" }}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (b4, b6) = (list(&B4), list(&B6));
+    let vips = format!(
+        "[[vip]]\naddress = \"{VIP}:80/tcp\"\nhealth = {{ kind = \"http\", path = \"/\", mode = \"via-vip\", {t} }}\nbackends = [ {b4} ]\n\n\
+         [[vip]]\naddress = \"{VIP}:9000/tcp\"\nhealth = {{ kind = \"http\", path = \"/\", port = 80, mode = \"direct\", {t} }}\nbackends = [ {b4} ]\n\n\
+         [[vip]]\naddress = \"[{VIP6}]:80/tcp\"\nhealth = {{ kind = \"http\", path = \"/\", mode = \"via-vip\", {t} }}\nbackends = [ {b6} ]\n"
+    );
+    let mut lab = Lab::up(LabOpts {
+        vips,
+        ..LabOpts::default()
+    });
+    let via = || pv(80, pb::Protocol::Tcp);
+    let direct = || pv(9000, pb::Protocol::Tcp);
+    let via6 = || pvip(VIP6, 80, pb::Protocol::Tcp);
+
+    // Every via-vip probe passes: encapsulated, decapsulated by the
+    // backend, answered from the VIP straight back to this node.
+    let t0 = Instant::now();
+    loop {
+        let ok = [via(), direct(), via6()].into_iter().all(|v| {
+            lab.health(v).backends.iter().all(|b| {
+                b.probes_sent >= 2 && b.probes_failed == 0 && b.state == pb::HealthState::Up as i32
+            })
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "via-vip probes: {:?}\n{:?}\n{}",
+            lab.health(via()),
+            lab.health(via6()),
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let show = lbctl(&lab, &["health", "show", &format!("{VIP}:80/tcp")]);
+    assert!(show.contains("via-vip"), "{show}");
+
+    // Backend 1 loses the IPv4 VIP: its HTTP server still answers on its
+    // own address, but a packet for the VIP finds no one there.
+    let b1 = B4[0];
+    let lost = now_ms();
+    lab.exec("b1", &["ip", "addr", "del", VIP4_NET, "dev", "lo"]);
+    let h = wait_state(
+        &lab,
+        via(),
+        b1,
+        pb::HealthState::Down,
+        Duration::from_secs(5),
+    );
+    let b = backend(&h, b1);
+    let took = b.since_unix_ms - lost;
+    eprintln!(
+        "via-vip: backend 1 down {took} ms after it lost the VIP, reason {}",
+        b.reason
+    );
+    assert!(
+        took <= FALL * INTERVAL_MS + TIMEOUT_MS,
+        "down within fall x interval + timeout: {took} ms"
+    );
+    assert_eq!(b.reason, "timeout", "{b:?}");
+    // The others stay up under via-vip, and none of their probes failed:
+    // each probe went to the backend it names (a probe balanced by the ring
+    // instead would have landed on backend 1 now and then).
+    for other in &B4[1..] {
+        let o = backend(&h, other);
+        assert!(
+            o.state == pb::HealthState::Up as i32 && o.probes_failed == 0,
+            "{h:?}"
+        );
+    }
+    // Meanwhile the direct check of the same server kept passing, and the
+    // IPv6 VIP (still on the backend) too.
+    let d_before = backend(&lab.health(direct()), b1).probes_sent;
+    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+    let d = lab.health(direct());
+    let db = backend(&d, b1);
+    assert!(
+        db.state == pb::HealthState::Up as i32
+            && db.transitions == 0
+            && db.probes_failed == 0
+            && db.probes_sent >= d_before + 2,
+        "direct: backend 1 up and probed: {db:?}"
+    );
+    let v6 = lab.health(via6());
+    assert!(
+        v6.backends
+            .iter()
+            .all(|b| b.state == pb::HealthState::Up as i32 && b.probes_failed == 0),
+        "IPv6 via-vip: {v6:?}"
+    );
+    // Clients: 300 requests to the VIP all answered, none by backend 1.
+    let who = requests(&lab, "http", 80, 300);
+    assert!(
+        !who.contains(&"backend-1".to_string()) && who.len() == 2,
+        "{who:?}"
+    );
+
+    // The VIP back on backend 1: up within rise x interval + timeout.
+    lab.exec("b1", &["ip", "addr", "add", VIP4_NET, "dev", "lo"]);
+    let back = now_ms();
+    let h = wait_state(&lab, via(), b1, pb::HealthState::Up, Duration::from_secs(5));
+    let took = backend(&h, b1).since_unix_ms - back;
+    assert!(
+        took <= RISE * INTERVAL_MS + TIMEOUT_MS,
+        "up within rise x interval + timeout: {took} ms"
+    );
+    let who = requests(&lab, "http", 80, 300);
+    assert!(who.contains(&"backend-1".to_string()), "{who:?}");
+    lab.stop_daemon();
 }

@@ -4,7 +4,7 @@ use lb_proto::v1 as pb;
 
 use super::{FieldError, port};
 use crate::{
-    BackendHealth, CheckKind, HealthCheck, HealthState, Reason, VipSpec,
+    BackendHealth, CheckKind, HealthCheck, HealthState, ProbeMode, Reason, VipSpec,
     health::{
         DEFAULT_FALL, DEFAULT_INTERVAL_MS, DEFAULT_JITTER_PERCENT, DEFAULT_RISE, DEFAULT_TIMEOUT_MS,
     },
@@ -83,6 +83,16 @@ pub fn health_check(c: &pb::HealthCheck, vip: &VipSpec) -> Result<Option<HealthC
             )));
         }
     };
+    let mode = match pb::ProbeMode::try_from(c.mode) {
+        Ok(pb::ProbeMode::Unspecified | pb::ProbeMode::Direct) => ProbeMode::Direct,
+        Ok(pb::ProbeMode::ViaVip) => ProbeMode::ViaVip,
+        Err(_) => {
+            return Err(FieldError::new(format!(
+                "check.mode: unknown value {}",
+                c.mode
+            )));
+        }
+    };
     let check = HealthCheck {
         kind,
         port: c.port.map(|p| port("check.port", p)).transpose()?,
@@ -92,6 +102,7 @@ pub fn health_check(c: &pb::HealthCheck, vip: &VipSpec) -> Result<Option<HealthC
         fall: c.fall.unwrap_or(DEFAULT_FALL),
         jitter_percent: c.jitter_percent.unwrap_or(DEFAULT_JITTER_PERCENT),
         initial,
+        mode,
     };
     check
         .check(vip)
@@ -109,6 +120,11 @@ pub fn health_check_out(c: &HealthCheck) -> pb::HealthCheck {
         fall: Some(c.fall),
         jitter_percent: Some(c.jitter_percent),
         initial: health_state_out(c.initial).into(),
+        mode: match c.mode {
+            ProbeMode::Direct => pb::ProbeMode::Direct,
+            ProbeMode::ViaVip => pb::ProbeMode::ViaVip,
+        }
+        .into(),
         ..Default::default()
     };
     match &c.kind {

@@ -5,6 +5,7 @@
 //!            timeout = "500ms", rise = 2, fall = 3 }
 //! health = { kind = "udp", payload = "ping", expect = "pong", port = 5353 }
 //! health = { kind = "tcp", port = 8080, initial = "down" }
+//! health = { kind = "http", path = "/", mode = "via-vip" }
 //! ```
 
 use std::fmt;
@@ -12,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
-    CheckKind, HealthCheck, HealthState, VipSpec,
+    CheckKind, HealthCheck, HealthState, ProbeMode, VipSpec,
     health::{HealthCheckError, parse_duration_ms},
 };
 
@@ -109,6 +110,9 @@ pub struct HealthConfig {
     /// UDP: the datagram sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// Where probes go: `direct` (default) or `via-vip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ProbeMode>,
 }
 
 impl HealthConfig {
@@ -187,6 +191,7 @@ impl HealthConfig {
         c.fall = self.fall.unwrap_or(c.fall);
         c.jitter_percent = self.jitter.unwrap_or(c.jitter_percent);
         c.initial = self.initial.unwrap_or(c.initial);
+        c.mode = self.mode.unwrap_or(c.mode);
         c.check(vip)?;
         Ok(Some(c))
     }
@@ -208,6 +213,7 @@ impl From<&HealthCheck> for HealthConfig {
             expect: None,
             host: None,
             payload: None,
+            mode: Some(c.mode),
         };
         match &c.kind {
             CheckKind::Tcp => {}

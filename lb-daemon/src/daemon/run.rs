@@ -95,6 +95,19 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
         live_pin_dir: Some(pin.clone()),
     };
     tracing::info!(interface = iface, mode = attached.as_str(), "XDP attached");
+    // The egress hook that sends `via-vip` health probes to their backend.
+    // Attached whether or not a VIP asks for such probes today (a check can
+    // be set over the API at any time), at the cost of one compare per
+    // packet this host itself sends on the interface. Without it a via-vip
+    // probe would leave unencapsulated, come back through the router and be
+    // balanced to whichever backend the ring picks: no verdict about the
+    // one probed, so a failure to attach stops the start.
+    lb.attach_probe_encap(iface)
+        .with_context(|| format!("attaching the probe encapsulation (TC egress) to {iface}"))?;
+    tracing::info!(
+        interface = iface,
+        "probe encapsulation attached (TC egress)"
+    );
 
     // Desired state: persisted state wins; the configuration's VIPs only
     // seed the very first start. The node settings go in with the gateway

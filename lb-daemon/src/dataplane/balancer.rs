@@ -761,10 +761,12 @@ impl Balancer {
                     .map_err(|_| first)
             }
         };
-        attached.map(drop).map_err(|source| DataplaneError::Program {
-            name: PROG_PROBE,
-            source,
-        })
+        attached
+            .map(drop)
+            .map_err(|source| DataplaneError::Program {
+                name: PROG_PROBE,
+                source,
+            })
     }
 
     /// Starts a capture: hands out the capture ring and writes `filter`

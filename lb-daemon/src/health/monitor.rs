@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use lb_api::{BackendHealth, HealthCheck, HealthState, VipSpec};
+use lb_api::{BackendHealth, HealthCheck, HealthState, ProbeMode, VipSpec};
 use tokio::{sync::Mutex, task::JoinHandle, time::Instant};
 
 use super::{
@@ -146,9 +146,19 @@ async fn probe_loop<D: Dataplane + 'static>(
         backend,
         check,
         state: start,
-        ..
+        slot,
     } = t;
-    let target = SocketAddr::new(backend, check.port_for(&vip));
+    // `direct`: the backend's own address. `via-vip`: the VIP, with the
+    // mark that has `lb_probe` encapsulate every packet of the probe to
+    // this backend's slot (a slot always fits the mark: the data plane has
+    // far fewer than 2^24).
+    let (target, mark) = match check.mode {
+        ProbeMode::Direct => (SocketAddr::new(backend, check.port_for(&vip)), None),
+        ProbeMode::ViaVip => (
+            SocketAddr::new(vip.address, check.port_for(&vip)),
+            lb_common::probe_mark(slot),
+        ),
+    };
     let interval = check.interval();
     let mut tracker = Tracker::new(start);
     let p = phase(&vip, backend);
@@ -157,7 +167,7 @@ async fn probe_loop<D: Dataplane + 'static>(
     loop {
         tokio::time::sleep_until(next).await;
         next += interval.mul_f64(jitter.factor(check.jitter_percent));
-        let result = probe::probe(&check, target).await;
+        let result = probe::probe(&check, target, mark).await;
         let transition = tracker.observe(result, check.rise, check.fall);
         stats.record(&vip, backend, result, transition.is_some());
         if let Some(tr) = transition {

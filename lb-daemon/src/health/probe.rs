@@ -1,14 +1,20 @@
-//! One probe of one backend, `direct`: to the backend's own address and the
-//! check port, with tokio sockets. Each returns `Ok(())` or the [`Reason`]
-//! it failed, which the API and the logs show as it is ("refused",
-//! "timeout", "status 503", ...).
+//! One probe of one backend, with tokio sockets: `direct` to the backend's
+//! own address, or `via-vip` to the VIP with a socket mark naming the
+//! backend (the TC program `lb_probe` encapsulates such packets to it; see
+//! `lb-ebpf/src/bin/lb-xdp/probe.rs`). Each returns `Ok(())` or the
+//! [`Reason`] it failed, which the API and the logs show as it is
+//! ("refused", "timeout", "status 503", ...).
 
-use std::{io, net::SocketAddr};
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+};
 
 use lb_api::{CheckKind, HealthCheck, Reason};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, UdpSocket},
+    net::{TcpSocket, TcpStream, UdpSocket},
 };
 
 use super::machine::ProbeResult;
@@ -16,18 +22,18 @@ use super::machine::ProbeResult;
 /// Bytes of an HTTP answer read to find its status line.
 const HTTP_HEAD: usize = 1024;
 
-/// Probes `target` as `check` says, within its timeout.
-pub async fn probe(check: &HealthCheck, target: SocketAddr) -> ProbeResult {
+/// Probes `target` as `check` says, within its timeout; every packet of the
+/// probe carries socket mark `mark` when set (a `via-vip` probe).
+pub async fn probe(check: &HealthCheck, target: SocketAddr, mark: Option<u32>) -> ProbeResult {
     let attempt = async {
         match &check.kind {
-            CheckKind::Tcp => TcpStream::connect(target)
-                .await
-                .map(drop)
-                .map_err(io_reason),
+            CheckKind::Tcp => connect(target, mark).await.map(drop),
             CheckKind::Http { path, expect, host } => {
-                http(target, path, *expect, host.as_deref()).await
+                http(target, mark, path, *expect, host.as_deref()).await
             }
-            CheckKind::Udp { payload, expect } => udp(target, payload, expect.as_deref()).await,
+            CheckKind::Udp { payload, expect } => {
+                udp(target, mark, payload, expect.as_deref()).await
+            }
         }
     };
     tokio::time::timeout(check.timeout(), attempt)
@@ -45,10 +51,48 @@ fn io_reason(e: io::Error) -> Reason {
     }
 }
 
+/// Sets `SO_MARK` (needs CAP_NET_ADMIN, which the daemon has).
+fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
+    // SAFETY: a plain setsockopt on a socket we own, with a 4-byte value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&mark as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A TCP connection to `target`, marked before the SYN when `mark` is set.
+async fn connect(target: SocketAddr, mark: Option<u32>) -> Result<TcpStream, Reason> {
+    let s = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(io_reason)?;
+    if let Some(m) = mark {
+        set_mark(s.as_raw_fd(), m).map_err(io_reason)?;
+    }
+    s.connect(target).await.map_err(io_reason)
+}
+
 /// HTTP/1.0 GET, one request per connection (no keep-alive: a probe must
 /// see a server that still accepts connections, not a socket it kept).
-async fn http(target: SocketAddr, path: &str, expect: u16, host: Option<&str>) -> ProbeResult {
-    let mut s = TcpStream::connect(target).await.map_err(io_reason)?;
+async fn http(
+    target: SocketAddr,
+    mark: Option<u32>,
+    path: &str,
+    expect: u16,
+    host: Option<&str>,
+) -> ProbeResult {
+    let mut s = connect(target, mark).await?;
     let host = host.map_or_else(|| target.to_string(), str::to_owned);
     let req = format!(
         "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lb-health\r\nConnection: close\r\n\r\n"
@@ -89,12 +133,20 @@ fn status_code(head: &[u8]) -> Option<u16> {
 /// One datagram; a reply (containing `expect`, if set) is a pass. The
 /// socket is connected, so an ICMP port unreachable comes back as
 /// "refused" instead of waiting for the timeout.
-async fn udp(target: SocketAddr, payload: &str, expect: Option<&str>) -> ProbeResult {
+async fn udp(
+    target: SocketAddr,
+    mark: Option<u32>,
+    payload: &str,
+    expect: Option<&str>,
+) -> ProbeResult {
     let local: SocketAddr = match target {
         SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let s = UdpSocket::bind(local).await.map_err(io_reason)?;
+    if let Some(m) = mark {
+        set_mark(s.as_raw_fd(), m).map_err(io_reason)?;
+    }
     s.connect(target).await.map_err(io_reason)?;
     s.send(payload.as_bytes()).await.map_err(io_reason)?;
     let mut buf = vec![0u8; 2048];
@@ -156,20 +208,23 @@ mod tests {
     #[tokio::test]
     async fn http_passes_on_the_expected_status_only() {
         let (ok, mut req) = server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-        assert_eq!(probe(&http_check(200), ok).await, Ok(()));
+        assert_eq!(probe(&http_check(200), ok, None).await, Ok(()));
         let got = req.recv().await.unwrap();
         assert!(got.starts_with("GET /healthz HTTP/1.0\r\n"), "{got}");
         assert!(got.contains("\r\nHost: svc.example\r\n"), "{got}");
         let (sick, _) = server("HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
         assert_eq!(
-            probe(&http_check(200), sick).await,
+            probe(&http_check(200), sick, None).await,
             Err(Reason::Status(503))
         );
-        assert_eq!(probe(&http_check(503), sick).await, Ok(()));
+        assert_eq!(probe(&http_check(503), sick, None).await, Ok(()));
         let (junk, _) = server("SSH-2.0-OpenSSH\r\n").await;
-        assert_eq!(probe(&http_check(200), junk).await, Err(Reason::BadReply));
         assert_eq!(
-            probe(&http_check(200), closed_port().await).await,
+            probe(&http_check(200), junk, None).await,
+            Err(Reason::BadReply)
+        );
+        assert_eq!(
+            probe(&http_check(200), closed_port().await, None).await,
             Err(Reason::Refused)
         );
     }
@@ -177,16 +232,19 @@ mod tests {
     #[tokio::test]
     async fn tcp_connect_and_timeout() {
         let (ok, _) = server("").await;
-        assert_eq!(probe(&check(CheckKind::Tcp), ok).await, Ok(()));
+        assert_eq!(probe(&check(CheckKind::Tcp), ok, None).await, Ok(()));
         assert_eq!(
-            probe(&check(CheckKind::Tcp), closed_port().await).await,
+            probe(&check(CheckKind::Tcp), closed_port().await, None).await,
             Err(Reason::Refused)
         );
         // Accepts, never answers: an HTTP probe times out.
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent = l.local_addr().unwrap();
         let t = std::time::Instant::now();
-        assert_eq!(probe(&http_check(200), silent).await, Err(Reason::Timeout));
+        assert_eq!(
+            probe(&http_check(200), silent, None).await,
+            Err(Reason::Timeout)
+        );
         assert!(t.elapsed() < std::time::Duration::from_secs(2));
         drop(l);
     }
@@ -209,14 +267,17 @@ mod tests {
                 expect: expect.map(str::to_owned),
             })
         };
-        assert_eq!(probe(&udp(None), addr).await, Ok(()));
-        assert_eq!(probe(&udp(Some("1:ping")), addr).await, Ok(()));
-        assert_eq!(probe(&udp(Some("pong")), addr).await, Err(Reason::BadReply));
+        assert_eq!(probe(&udp(None), addr, None).await, Ok(()));
+        assert_eq!(probe(&udp(Some("1:ping")), addr, None).await, Ok(()));
+        assert_eq!(
+            probe(&udp(Some("pong")), addr, None).await,
+            Err(Reason::BadReply)
+        );
         let closed = {
             let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             s.local_addr().unwrap()
         };
-        assert_eq!(probe(&udp(None), closed).await, Err(Reason::Refused));
+        assert_eq!(probe(&udp(None), closed, None).await, Err(Reason::Refused));
     }
 
     #[test]

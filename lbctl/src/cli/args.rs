@@ -857,6 +857,12 @@ pub struct HealthSetArgs {
     /// The state a newly added backend starts in.
     #[arg(long, value_parser = ["up", "down"])]
     pub initial: Option<String>,
+    /// Where probes go: `direct` (the default) to the backend's own
+    /// address; `via-vip` to the VIP, encapsulated to the backend as a
+    /// client's packet is, so the backend's decapsulation and the service
+    /// bound to the VIP are what is checked.
+    #[arg(long, value_parser = ["direct", "via-vip"])]
+    pub mode: Option<String>,
 }
 
 /// A duration (`500ms`, `1s`): [`lb_api::health::parse_duration_ms`].

@@ -6,7 +6,7 @@ use std::io::Write;
 use lb_api::convert::{health_check, vip_out};
 use lb_proto::v1::{
     BackendHealth, GetHealthRequest, GetHealthResponse, HealthCheck, HealthCheckKind, HealthState,
-    SetHealthCheckRequest, load_balancer_client::LoadBalancerClient,
+    ProbeMode, SetHealthCheckRequest, load_balancer_client::LoadBalancerClient,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -36,6 +36,11 @@ pub(super) fn request(a: &HealthSetArgs) -> Result<HealthCheck, String> {
         initial: match a.initial.as_deref() {
             Some("down") => HealthState::Down,
             _ => HealthState::Up,
+        }
+        .into(),
+        mode: match a.mode.as_deref() {
+            Some("via-vip") => ProbeMode::ViaVip,
+            _ => ProbeMode::Direct,
         }
         .into(),
         ..Default::default()
@@ -139,9 +144,11 @@ pub(crate) fn check_text(c: Option<&HealthCheck>, vip_port: u32) -> Result<Strin
             )));
         }
     };
+    let via_vip = c.mode == ProbeMode::ViaVip as i32;
     Ok(format!(
-        "{kind} port {} every {}ms timeout {}ms rise {} fall {} jitter {}%{}",
+        "{kind} port {}{} every {}ms timeout {}ms rise {} fall {} jitter {}%{}",
         c.port.unwrap_or(vip_port),
+        if via_vip { " via-vip" } else { "" },
         c.interval_ms.unwrap_or_default(),
         c.timeout_ms.unwrap_or_default(),
         c.rise.unwrap_or_default(),
