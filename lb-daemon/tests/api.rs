@@ -723,6 +723,7 @@ async fn health_checks_are_validated_and_reported() {
         (InvalidArgument, v1(), with(|h| h.fall = Some(0))),
         (InvalidArgument, v1(), with(|h| h.fall = Some(101))),
         (InvalidArgument, v1(), with(|h| h.jitter_percent = Some(51))),
+        (InvalidArgument, v1(), with(|h| h.mode = 9)),
         (InvalidArgument, v1(), with(|h| h.port = Some(0))),
         (InvalidArgument, v1(), with(|h| h.port = Some(65_536))),
         (

@@ -544,6 +544,41 @@ fn via_vip_checks_see_a_backend_that_lost_the_vip_and_direct_checks_do_not() {
         !who.contains(&"backend-1".to_string()) && who.len() == 2,
         "{who:?}"
     );
+    // The operator switches the direct check to via-vip (lbctl): now it
+    // sees the lost VIP too.
+    lbctl(
+        &lab,
+        &[
+            "health",
+            "set",
+            &format!("{VIP}:9000/tcp"),
+            "--http",
+            "/",
+            "--port",
+            "80",
+            "--mode",
+            "via-vip",
+            "--interval",
+            "500ms",
+            "--timeout",
+            "250ms",
+            "--rise",
+            "2",
+            "--fall",
+            "3",
+            "--jitter",
+            "0",
+        ],
+    );
+    let show = lbctl(&lab, &["health", "show", &format!("{VIP}:9000/tcp")]);
+    assert!(show.contains("port 80 via-vip"), "{show}");
+    wait_state(
+        &lab,
+        direct(),
+        b1,
+        pb::HealthState::Down,
+        Duration::from_secs(5),
+    );
 
     // The VIP back on backend 1: up within rise x interval + timeout.
     lab.exec("b1", &["ip", "addr", "add", VIP4_NET, "dev", "lo"]);
@@ -556,5 +591,26 @@ fn via_vip_checks_see_a_backend_that_lost_the_vip_and_direct_checks_do_not() {
     );
     let who = requests(&lab, "http", 80, 300);
     assert!(who.contains(&"backend-1".to_string()), "{who:?}");
+
+    // A restart adopts the pinned data plane and attaches the probe
+    // encapsulation again: via-vip probes go on passing.
+    lab.kill_daemon();
+    lab.start_daemon();
+    let sent = |h: &pb::GetHealthResponse| h.backends.iter().map(|b| b.probes_sent).min();
+    let t0 = Instant::now();
+    loop {
+        let h = lab.health(via());
+        let fine = h
+            .backends
+            .iter()
+            .all(|b| b.state == pb::HealthState::Up as i32 && b.probes_failed == 0);
+        assert!(fine, "after the restart: {h:?}\n{}", lab.log());
+        if sent(&h) >= Some(3) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{h:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(lab.log().contains("origin=Adopted"), "{}", lab.log());
     lab.stop_daemon();
 }

@@ -205,7 +205,15 @@ mod tests {
                 host: None
             }
         );
+        assert_eq!(c.mode, ProbeMode::Direct, "unset mode is direct");
         assert_eq!(health_check(&health_check_out(&c), &vip()), Ok(Some(c)));
+        let via = pb::HealthCheck {
+            mode: pb::ProbeMode::ViaVip.into(),
+            ..http()
+        };
+        let v = health_check(&via, &vip()).unwrap().unwrap();
+        assert_eq!(v.mode, ProbeMode::ViaVip);
+        assert_eq!(health_check(&health_check_out(&v), &vip()), Ok(Some(v)));
         let none = pb::HealthCheck {
             kind: pb::HealthCheckKind::None.into(),
             ..Default::default()
@@ -230,6 +238,10 @@ mod tests {
                     ..http()
                 },
                 "check.interval",
+            ),
+            (
+                pb::HealthCheck { mode: 3, ..http() },
+                "check.mode: unknown value 3",
             ),
             (
                 pb::HealthCheck {

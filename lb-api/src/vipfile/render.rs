@@ -56,7 +56,7 @@ fn inline(h: &super::HealthConfig) -> String {
     };
     let order = [
         "kind", "path", "payload", "expect", "host", "port", "interval", "timeout", "rise", "fall",
-        "jitter", "initial",
+        "jitter", "initial", "mode",
     ];
     let parts: Vec<String> = order
         .iter()

@@ -234,7 +234,7 @@ backends = [{ address = "198.19.0.11" }]
 
 [[vip]]
 address = "198.18.100.10:5353/udp"
-health = { kind = "udp", payload = "ping", expect = "backend", initial = "down" }
+health = { kind = "udp", payload = "ping", expect = "backend", initial = "down", mode = "via-vip" }
 "#;
     let f = VipFile::parse(text, "v.toml").unwrap();
     let c = f.vips[0].health_check().unwrap().unwrap();
@@ -242,6 +242,8 @@ health = { kind = "udp", payload = "ping", expect = "backend", initial = "down" 
     assert_eq!(c.timeout_ms, 500);
     let u = f.vips[1].health_check().unwrap().unwrap();
     assert_eq!(u.initial, crate::HealthState::Down);
+    assert_eq!(u.mode, crate::ProbeMode::ViaVip);
+    assert_eq!(c.mode, crate::ProbeMode::Direct, "direct unless asked");
     // Rendered and read back: the same checks.
     let again = VipFile::parse(&to_toml(&f.vips), "again").unwrap();
     assert_eq!(again.vips[0].health_check().unwrap(), Some(c));
@@ -283,6 +285,7 @@ health = { kind = "udp", payload = "ping", expect = "backend", initial = "down" 
             "key `vip[0].health.expect`",
         ),
         (r#"kind = "tcp", colour = "red""#, tcp, "line 3"),
+        (r#"kind = "tcp", mode = "via-router""#, tcp, "line 3"),
     ] {
         let e = bad(health, vip);
         assert!(e.contains(want), "{health}: {e}");

@@ -202,6 +202,16 @@ fn usage_errors_exit_2_before_connecting() {
             "--initial",
             "maybe",
         ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--mode",
+            "via-router",
+        ],
     ] {
         let (code, out, err) = lbctl(args);
         assert_eq!(code, EXIT_USAGE, "{args:?}: {err}");
