@@ -3,7 +3,7 @@
 //! the API and `lbctl` all check a [`HealthCheck`] with [`HealthCheck::check`],
 //! so a check one of them accepts the others accept too.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{collections::BTreeMap, fmt, net::IpAddr, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,33 @@ pub const MAX_JITTER_PERCENT: u32 = 50;
 pub const MAX_UDP_PAYLOAD: usize = 1_024;
 /// Longest HTTP path and Host header.
 pub const MAX_HTTP_FIELD: usize = 1_024;
+/// Most per-backend overrides one check may carry (a VIP has at most this
+/// many backends worth singling out; more is a list that belongs in the
+/// backends' own configuration).
+pub const MAX_OVERRIDES: usize = 1_024;
+
+/// What one backend's probes do differently from the VIP's check: a
+/// backend whose health endpoint listens on another port, or answers on
+/// another path or virtual host. Unset fields take the check's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOverride {
+    /// Port probed on this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// HTTP: the path requested of this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTP: the Host header sent to this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl CheckOverride {
+    /// Whether it overrides nothing.
+    pub fn is_empty(&self) -> bool {
+        self.port.is_none() && self.path.is_none() && self.host.is_none()
+    }
+}
 
 /// What a probe does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +162,10 @@ pub struct HealthCheck {
     /// `direct`, what those checks did.
     #[serde(default, skip_serializing_if = "ProbeMode::is_direct")]
     pub mode: ProbeMode,
+    /// Per-backend differences, by backend address (a backend not named
+    /// here, or not in the VIP yet, is probed as the check says).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<IpAddr, CheckOverride>,
 }
 
 impl HealthCheck {
@@ -150,7 +181,29 @@ impl HealthCheck {
             jitter_percent: DEFAULT_JITTER_PERCENT,
             initial: HealthState::Up,
             mode: ProbeMode::Direct,
+            overrides: BTreeMap::new(),
         }
+    }
+
+    /// The check as `backend` is probed: its override (if any) applied,
+    /// no overrides left.
+    pub fn for_backend(&self, backend: IpAddr) -> HealthCheck {
+        let mut c = self.clone();
+        c.overrides = BTreeMap::new();
+        if let Some(o) = self.overrides.get(&backend) {
+            if o.port.is_some() {
+                c.port = o.port;
+            }
+            if let CheckKind::Http { path, host, .. } = &mut c.kind {
+                if let Some(p) = &o.path {
+                    *path = p.clone();
+                }
+                if o.host.is_some() {
+                    *host = o.host.clone();
+                }
+            }
+        }
+        c
     }
 
     /// The interval.
@@ -225,29 +278,14 @@ impl HealthCheck {
         match &self.kind {
             CheckKind::Tcp => {}
             CheckKind::Http { path, expect, host } => {
-                if !path.starts_with('/') {
-                    return bad("path", format!("`{path}` must start with `/`"));
-                }
-                if path.len() > MAX_HTTP_FIELD || !path.bytes().all(|b| b.is_ascii_graphic()) {
-                    return bad(
-                        "path",
-                        format!(
-                            "must be printable ASCII without blanks, at most {MAX_HTTP_FIELD} bytes"
-                        ),
-                    );
+                if let Err(why) = http_path(path) {
+                    return bad("path", why);
                 }
                 if !(100..=599).contains(expect) {
                     return bad("expect", format!("status {expect} is not 100..=599"));
                 }
-                if let Some(h) = host
-                    && (h.is_empty()
-                        || h.len() > MAX_HTTP_FIELD
-                        || !h.bytes().all(|b| b.is_ascii_graphic()))
-                {
-                    return bad(
-                        "host",
-                        "must be printable ASCII without blanks, 1 to 1024 bytes".into(),
-                    );
+                if let Some(Err(why)) = host.as_deref().map(http_host) {
+                    return bad("host", why);
                 }
             }
             CheckKind::Udp { payload, expect } => {
@@ -261,8 +299,68 @@ impl HealthCheck {
                 }
             }
         }
+        self.check_overrides()
+    }
+
+    fn check_overrides(&self) -> Result<(), HealthCheckError> {
+        let bad = |why: String| {
+            Err(HealthCheckError {
+                key: "overrides",
+                why,
+            })
+        };
+        if self.overrides.len() > MAX_OVERRIDES {
+            return bad(format!(
+                "{} backends named, at most {MAX_OVERRIDES}",
+                self.overrides.len()
+            ));
+        }
+        let http = matches!(self.kind, CheckKind::Http { .. });
+        for (addr, o) in &self.overrides {
+            if o.is_empty() {
+                return bad(format!(
+                    "{addr}: overrides nothing (set port, path or host)"
+                ));
+            }
+            if o.port == Some(0) {
+                return bad(format!("{addr}: port must be 1..=65535"));
+            }
+            if !http && (o.path.is_some() || o.host.is_some()) {
+                return bad(format!(
+                    "{addr}: path and host belong to http checks, not to a {} check",
+                    self.kind.name()
+                ));
+            }
+            if let Some(Err(why)) = o.path.as_deref().map(http_path) {
+                return bad(format!("{addr}: path {why}"));
+            }
+            if let Some(Err(why)) = o.host.as_deref().map(http_host) {
+                return bad(format!("{addr}: host {why}"));
+            }
+        }
         Ok(())
     }
+}
+
+/// An HTTP request path a probe may send.
+fn http_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("`{path}` must start with `/`"));
+    }
+    if path.len() > MAX_HTTP_FIELD || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "must be printable ASCII without blanks, at most {MAX_HTTP_FIELD} bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// A Host header a probe may send.
+fn http_host(h: &str) -> Result<(), String> {
+    if h.is_empty() || h.len() > MAX_HTTP_FIELD || !h.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without blanks, 1 to 1024 bytes".into());
+    }
+    Ok(())
 }
 
 /// A duration as `500ms`, `1s`, `1.5s` or `2m`, in milliseconds (the

@@ -55,7 +55,8 @@ pub mod vipfile;
 pub use address::address_problem;
 
 pub use health::{
-    BackendHealth, CheckKind, HealthCheck, HealthState, ProbeCounters, ProbeMode, Reason,
+    BackendHealth, CheckKind, CheckOverride, HealthCheck, HealthState, ProbeCounters, ProbeMode,
+    Reason,
 };
 pub use info::{BackendInfo, BackendSpec, VipInfo};
 /// The global counters of the data plane, by name: `GetStats` reports them

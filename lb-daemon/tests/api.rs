@@ -724,6 +724,61 @@ async fn health_checks_are_validated_and_reported() {
         (InvalidArgument, v1(), with(|h| h.fall = Some(101))),
         (InvalidArgument, v1(), with(|h| h.jitter_percent = Some(51))),
         (InvalidArgument, v1(), with(|h| h.mode = 9)),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| {
+                h.overrides = vec![pb::HealthCheckOverride {
+                    backend: "198.19.0.11".into(),
+                    ..Default::default()
+                }]
+            }),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| {
+                h.overrides = vec![pb::HealthCheckOverride {
+                    backend: "not-an-address".into(),
+                    port: Some(81),
+                    ..Default::default()
+                }]
+            }),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| {
+                h.overrides = vec![pb::HealthCheckOverride {
+                    backend: "198.19.0.11".into(),
+                    port: Some(70_000),
+                    ..Default::default()
+                }]
+            }),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| {
+                h.overrides = vec![pb::HealthCheckOverride {
+                    backend: "198.19.0.11".into(),
+                    http_path: Some("ready".into()),
+                    ..Default::default()
+                }]
+            }),
+        ),
+        (
+            InvalidArgument,
+            v1(),
+            with(|h| {
+                let o = pb::HealthCheckOverride {
+                    backend: "198.19.0.11".into(),
+                    port: Some(81),
+                    ..Default::default()
+                };
+                h.overrides = vec![o.clone(), o];
+            }),
+        ),
         (InvalidArgument, v1(), with(|h| h.port = Some(0))),
         (InvalidArgument, v1(), with(|h| h.port = Some(65_536))),
         (
@@ -827,6 +882,43 @@ async fn health_checks_are_validated_and_reported() {
     );
     let state_file = std::fs::read_to_string(api.dir.path().join("state.json")).unwrap();
     assert!(state_file.contains("\"kind\": \"http\""), "{state_file}");
+
+    // Via the VIP, with one backend's port overridden: stored and
+    // reported as given (the address in canonical form), and persisted.
+    let with_override = pb::HealthCheck {
+        mode: pb::ProbeMode::ViaVip.into(),
+        overrides: vec![pb::HealthCheckOverride {
+            backend: "198.19.0.12".into(),
+            port: Some(8081),
+            http_path: Some("/ready".into()),
+            ..Default::default()
+        }],
+        interval_ms: Some(2000),
+        ..http()
+    };
+    set(v1(), Some(with_override)).await.unwrap();
+    let h = c
+        .clone()
+        .get_health(pb::GetHealthRequest { vip: v1() })
+        .await
+        .unwrap()
+        .into_inner();
+    let got = h.check.unwrap();
+    assert_eq!(got.mode, pb::ProbeMode::ViaVip as i32);
+    assert_eq!(
+        got.overrides,
+        [pb::HealthCheckOverride {
+            backend: "198.19.0.12".into(),
+            port: Some(8081),
+            http_path: Some("/ready".into()),
+            http_host: None,
+        }]
+    );
+    let state_file = std::fs::read_to_string(api.dir.path().join("state.json")).unwrap();
+    assert!(
+        state_file.contains("via-vip") && state_file.contains("/ready"),
+        "{state_file}"
+    );
 
     // Kind NONE (or no check at all) removes it.
     set(

@@ -612,5 +612,61 @@ fn via_vip_checks_see_a_backend_that_lost_the_vip_and_direct_checks_do_not() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(lab.log().contains("origin=Adopted"), "{}", lab.log());
+
+    // A per-backend override: backend 3's TCP check goes to a port where
+    // nothing listens, so backend 3 alone is down (refused); the others
+    // are probed on the VIP's port. lbctl puts it on the right port again.
+    let (vip2, b3) = ("198.18.100.11", B4[2]);
+    let ov = || pvip(vip2, 80, pb::Protocol::Tcp);
+    let timing_args = [
+        "--interval",
+        "500ms",
+        "--timeout",
+        "250ms",
+        "--rise",
+        "2",
+        "--fall",
+        "3",
+        "--jitter",
+        "0",
+    ];
+    lbctl(&lab, &["vip", "add", &format!("{vip2}:80/tcp")]);
+    for b in B4 {
+        lbctl(&lab, &["backend", "add", &format!("{vip2}:80/tcp"), b]);
+    }
+    let mut args = vec!["health", "set", "198.18.100.11:80/tcp", "--tcp"];
+    let wrong = format!("{b3},port=81");
+    args.extend(["--override", &wrong]);
+    args.extend(timing_args);
+    lbctl(&lab, &args);
+    let h = wait_state(
+        &lab,
+        ov(),
+        b3,
+        pb::HealthState::Down,
+        Duration::from_secs(5),
+    );
+    assert_eq!(backend(&h, b3).reason, "refused", "{h:?}");
+    for b in &B4[..2] {
+        let o = backend(&h, b);
+        assert!(
+            o.state == pb::HealthState::Up as i32 && o.probes_failed == 0,
+            "{h:?}"
+        );
+    }
+    let show = lbctl(&lab, &["health", "show", "198.18.100.11:80/tcp"]);
+    assert!(show.contains(&format!("{b3}: port 81")), "{show}");
+    let right = format!("{b3},port=80");
+    let mut args = vec![
+        "health",
+        "set",
+        "198.18.100.11:80/tcp",
+        "--tcp",
+        "--override",
+        &right,
+    ];
+    args.extend(timing_args);
+    lbctl(&lab, &args);
+    wait_state(&lab, ov(), b3, pb::HealthState::Up, Duration::from_secs(5));
     lab.stop_daemon();
 }

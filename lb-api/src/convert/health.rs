@@ -4,7 +4,7 @@ use lb_proto::v1 as pb;
 
 use super::{FieldError, port};
 use crate::{
-    BackendHealth, CheckKind, HealthCheck, HealthState, ProbeMode, Reason, VipSpec,
+    BackendHealth, CheckKind, CheckOverride, HealthCheck, HealthState, ProbeMode, Reason, VipSpec,
     health::{
         DEFAULT_FALL, DEFAULT_INTERVAL_MS, DEFAULT_JITTER_PERCENT, DEFAULT_RISE, DEFAULT_TIMEOUT_MS,
     },
@@ -93,6 +93,28 @@ pub fn health_check(c: &pb::HealthCheck, vip: &VipSpec) -> Result<Option<HealthC
             )));
         }
     };
+    let mut overrides = std::collections::BTreeMap::new();
+    for (i, o) in c.overrides.iter().enumerate() {
+        let at = |what: &str| format!("check.overrides[{i}].{what}");
+        let addr: std::net::IpAddr = o.backend.parse().map_err(|_| {
+            FieldError::new(format!(
+                "{}: `{}` is not an IP address",
+                at("backend"),
+                o.backend
+            ))
+        })?;
+        let one = CheckOverride {
+            port: o.port.map(|p| port(&at("port"), p)).transpose()?,
+            path: o.http_path.clone(),
+            host: o.http_host.clone(),
+        };
+        if overrides.insert(addr, one).is_some() {
+            return Err(FieldError::new(format!(
+                "{}: {addr} is named twice",
+                at("backend")
+            )));
+        }
+    }
     let check = HealthCheck {
         kind,
         port: c.port.map(|p| port("check.port", p)).transpose()?,
@@ -103,6 +125,7 @@ pub fn health_check(c: &pb::HealthCheck, vip: &VipSpec) -> Result<Option<HealthC
         jitter_percent: c.jitter_percent.unwrap_or(DEFAULT_JITTER_PERCENT),
         initial,
         mode,
+        overrides,
     };
     check
         .check(vip)
@@ -125,6 +148,16 @@ pub fn health_check_out(c: &HealthCheck) -> pb::HealthCheck {
             ProbeMode::ViaVip => pb::ProbeMode::ViaVip,
         }
         .into(),
+        overrides: c
+            .overrides
+            .iter()
+            .map(|(a, o)| pb::HealthCheckOverride {
+                backend: a.to_string(),
+                port: o.port.map(u32::from),
+                http_path: o.path.clone(),
+                http_host: o.host.clone(),
+            })
+            .collect(),
         ..Default::default()
     };
     match &c.kind {

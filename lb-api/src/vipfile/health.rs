@@ -6,6 +6,8 @@
 //! health = { kind = "udp", payload = "ping", expect = "pong", port = 5353 }
 //! health = { kind = "tcp", port = 8080, initial = "down" }
 //! health = { kind = "http", path = "/", mode = "via-vip" }
+//! health = { kind = "http", path = "/healthz", overrides = [
+//!            { backend = "198.19.0.12", port = 8081, path = "/ready" } ] }
 //! ```
 
 use std::fmt;
@@ -13,7 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
-    CheckKind, HealthCheck, HealthState, ProbeMode, VipSpec,
+    CheckKind, CheckOverride, HealthCheck, HealthState, ProbeMode, VipSpec,
     health::{HealthCheckError, parse_duration_ms},
 };
 
@@ -113,6 +115,26 @@ pub struct HealthConfig {
     /// Where probes go: `direct` (default) or `via-vip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<ProbeMode>,
+    /// Per-backend differences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<Vec<OverrideConfig>>,
+}
+
+/// One entry of `overrides = [ ... ]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    /// The backend's address.
+    pub backend: String,
+    /// Port probed on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// HTTP: the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTP: the Host header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl HealthConfig {
@@ -192,6 +214,22 @@ impl HealthConfig {
         c.jitter_percent = self.jitter.unwrap_or(c.jitter_percent);
         c.initial = self.initial.unwrap_or(c.initial);
         c.mode = self.mode.unwrap_or(c.mode);
+        for o in self.overrides.iter().flatten() {
+            let addr: std::net::IpAddr = o.backend.parse().map_err(|_| {
+                bad(
+                    "overrides",
+                    &format!("`{}` is not an IP address", o.backend),
+                )
+            })?;
+            let one = CheckOverride {
+                port: o.port,
+                path: o.path.clone(),
+                host: o.host.clone(),
+            };
+            if c.overrides.insert(addr, one).is_some() {
+                return Err(bad("overrides", &format!("{addr} is named twice")));
+            }
+        }
         c.check(vip)?;
         Ok(Some(c))
     }
@@ -214,6 +252,17 @@ impl From<&HealthCheck> for HealthConfig {
             host: None,
             payload: None,
             mode: Some(c.mode),
+            overrides: (!c.overrides.is_empty()).then(|| {
+                c.overrides
+                    .iter()
+                    .map(|(a, o)| OverrideConfig {
+                        backend: a.to_string(),
+                        port: o.port,
+                        path: o.path.clone(),
+                        host: o.host.clone(),
+                    })
+                    .collect()
+            }),
         };
         match &c.kind {
             CheckKind::Tcp => {}

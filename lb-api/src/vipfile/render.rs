@@ -55,8 +55,20 @@ fn inline(h: &super::HealthConfig) -> String {
         unreachable!("a HealthConfig is a table of plain values");
     };
     let order = [
-        "kind", "path", "payload", "expect", "host", "port", "interval", "timeout", "rise", "fall",
-        "jitter", "initial", "mode",
+        "kind",
+        "path",
+        "payload",
+        "expect",
+        "host",
+        "port",
+        "interval",
+        "timeout",
+        "rise",
+        "fall",
+        "jitter",
+        "initial",
+        "mode",
+        "overrides",
     ];
     let parts: Vec<String> = order
         .iter()

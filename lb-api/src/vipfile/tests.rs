@@ -229,7 +229,7 @@ fn health_tables_parse_render_and_bad_values_name_line_and_key() {
     let text = r#"
 [[vip]]
 address = "198.18.100.10:80/tcp"
-health = { kind = "http", path = "/healthz", expect = 200, interval = "1s", timeout = "500ms", rise = 2, fall = 3 }
+health = { kind = "http", path = "/healthz", expect = 200, interval = "1s", timeout = "500ms", rise = 2, fall = 3, overrides = [{ backend = "198.19.0.12", port = 8081, path = "/ready" }] }
 backends = [{ address = "198.19.0.11" }]
 
 [[vip]]
@@ -244,6 +244,14 @@ health = { kind = "udp", payload = "ping", expect = "backend", initial = "down",
     assert_eq!(u.initial, crate::HealthState::Down);
     assert_eq!(u.mode, crate::ProbeMode::ViaVip);
     assert_eq!(c.mode, crate::ProbeMode::Direct, "direct unless asked");
+    // The override applies to its backend only.
+    let b2 = c.for_backend("198.19.0.12".parse().unwrap());
+    assert_eq!(b2.port, Some(8081));
+    assert!(matches!(&b2.kind, crate::CheckKind::Http { path, .. } if path == "/ready"));
+    assert!(b2.overrides.is_empty());
+    let b1 = c.for_backend("198.19.0.11".parse().unwrap());
+    assert_eq!(b1.port, None);
+    assert!(matches!(&b1.kind, crate::CheckKind::Http { path, .. } if path == "/healthz"));
     // Rendered and read back: the same checks.
     let again = VipFile::parse(&to_toml(&f.vips), "again").unwrap();
     assert_eq!(again.vips[0].health_check().unwrap(), Some(c));
@@ -286,6 +294,36 @@ health = { kind = "udp", payload = "ping", expect = "backend", initial = "down",
         ),
         (r#"kind = "tcp", colour = "red""#, tcp, "line 3"),
         (r#"kind = "tcp", mode = "via-router""#, tcp, "line 3"),
+        (
+            r#"kind = "tcp", overrides = [{ backend = "198.19.0.12", path = "/x" }]"#,
+            tcp,
+            "198.19.0.12: path and host belong to http checks",
+        ),
+        (
+            r#"kind = "tcp", overrides = [{ backend = "backend-2", port = 81 }]"#,
+            tcp,
+            "key `vip[0].health.overrides`",
+        ),
+        (
+            r#"kind = "tcp", overrides = [{ backend = "198.19.0.12" }]"#,
+            tcp,
+            "overrides nothing",
+        ),
+        (
+            r#"kind = "tcp", overrides = [{ backend = "198.19.0.12", port = 0 }]"#,
+            tcp,
+            "198.19.0.12: port must be",
+        ),
+        (
+            r#"kind = "tcp", overrides = [{ backend = "198.19.0.12", port = 81 }, { backend = "198.19.0.12", port = 82 }]"#,
+            tcp,
+            "named twice",
+        ),
+        (
+            r#"kind = "tcp", overrides = [{ backend = "198.19.0.12", weight = 1 }]"#,
+            tcp,
+            "line 3",
+        ),
     ] {
         let e = bad(health, vip);
         assert!(e.contains(want), "{health}: {e}");

@@ -36,7 +36,8 @@ pub struct Target {
     pub vip: VipSpec,
     /// The backend.
     pub backend: IpAddr,
-    /// The VIP's check.
+    /// The VIP's check, as this backend is probed
+    /// ([`HealthCheck::for_backend`]).
     pub check: HealthCheck,
     /// Its health now (the state machine starts from it).
     pub state: HealthState,
@@ -54,7 +55,9 @@ pub fn targets<D: Dataplane>(st: &LbState<D>) -> Vec<Target> {
             out.push(Target {
                 vip: v.spec,
                 backend: *a,
-                check: check.clone(),
+                // As this backend is probed: its override applied, so a
+                // change of its override restarts its prober only.
+                check: check.for_backend(*a),
                 state: m.health.state,
                 slot: m.slot,
             });

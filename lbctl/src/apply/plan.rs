@@ -73,16 +73,34 @@ pub fn check_text(c: Option<&HealthCheck>) -> String {
                 .unwrap_or_default()
         ),
     };
-    format!(
-        "{kind}{}, every {} ms, timeout {} ms, rise {}, fall {}, jitter {}%, initial {}",
+    let mut text = format!(
+        "{kind}{}, every {} ms, timeout {} ms, rise {}, fall {}, jitter {}%, initial {}{}",
         c.port.map(|p| format!(", port {p}")).unwrap_or_default(),
         c.interval_ms,
         c.timeout_ms,
         c.rise,
         c.fall,
         c.jitter_percent,
-        c.initial
-    )
+        c.initial,
+        if c.mode == lb_api::ProbeMode::ViaVip {
+            ", via-vip"
+        } else {
+            ""
+        }
+    );
+    for (a, o) in &c.overrides {
+        text.push_str(&format!("; {a}:"));
+        if let Some(p) = o.port {
+            text.push_str(&format!(" port {p}"));
+        }
+        if let Some(p) = &o.path {
+            text.push_str(&format!(" path {p}"));
+        }
+        if let Some(h) = &o.host {
+            text.push_str(&format!(" host {h}"));
+        }
+    }
+    text
 }
 
 /// One step of a plan: one API call, atomic on the daemon.

@@ -863,6 +863,11 @@ pub struct HealthSetArgs {
     /// bound to the VIP are what is checked.
     #[arg(long, value_parser = ["direct", "via-vip"])]
     pub mode: Option<String>,
+    /// One backend probed differently: `ADDR,port=N`, `ADDR,path=/ready`,
+    /// `ADDR,host=NAME` (combined with commas; path and host for --http
+    /// only). Repeat for more backends; the set given replaces the VIP's.
+    #[arg(long = "override", value_name = "ADDR,KEY=VALUE,...")]
+    pub overrides: Vec<String>,
 }
 
 /// A duration (`500ms`, `1s`): [`lb_api::health::parse_duration_ms`].

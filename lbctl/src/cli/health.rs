@@ -5,8 +5,9 @@ use std::io::Write;
 
 use lb_api::convert::{health_check, vip_out};
 use lb_proto::v1::{
-    BackendHealth, GetHealthRequest, GetHealthResponse, HealthCheck, HealthCheckKind, HealthState,
-    ProbeMode, SetHealthCheckRequest, load_balancer_client::LoadBalancerClient,
+    BackendHealth, GetHealthRequest, GetHealthResponse, HealthCheck, HealthCheckKind,
+    HealthCheckOverride, HealthState, ProbeMode, SetHealthCheckRequest,
+    load_balancer_client::LoadBalancerClient,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -45,6 +46,11 @@ pub(super) fn request(a: &HealthSetArgs) -> Result<HealthCheck, String> {
         .into(),
         ..Default::default()
     };
+    m.overrides = a
+        .overrides
+        .iter()
+        .map(|o| override_arg(o))
+        .collect::<Result<_, _>>()?;
     if let Some(path) = &a.http {
         m.kind = HealthCheckKind::Http.into();
         m.http_path = path.clone();
@@ -73,6 +79,44 @@ pub(super) fn request(a: &HealthSetArgs) -> Result<HealthCheck, String> {
         };
     }
     Ok(m)
+}
+
+/// `--override ADDR,port=N,path=P,host=H`: the backend's address, then what
+/// differs for it. Values are the daemon's to check; only the form is
+/// checked here.
+fn override_arg(arg: &str) -> Result<HealthCheckOverride, String> {
+    let mut parts = arg.split(',');
+    let backend = parts.next().unwrap_or_default().trim();
+    if backend.is_empty() {
+        return Err(format!(
+            "--override `{arg}`: starts with the backend's address"
+        ));
+    }
+    let mut o = HealthCheckOverride {
+        backend: backend.to_owned(),
+        ..Default::default()
+    };
+    for kv in parts {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--override `{arg}`: `{kv}` is not KEY=VALUE"))?;
+        match k.trim() {
+            "port" => {
+                o.port = Some(
+                    v.parse()
+                        .map_err(|_| format!("--override `{arg}`: port `{v}` is not a number"))?,
+                )
+            }
+            "path" => o.http_path = Some(v.to_owned()),
+            "host" => o.http_host = Some(v.to_owned()),
+            other => {
+                return Err(format!(
+                    "--override `{arg}`: unknown key `{other}` (port, path, host)"
+                ));
+            }
+        }
+    }
+    Ok(o)
 }
 
 /// Runs `lbctl health ...`.
@@ -145,6 +189,19 @@ pub(crate) fn check_text(c: Option<&HealthCheck>, vip_port: u32) -> Result<Strin
         }
     };
     let via_vip = c.mode == ProbeMode::ViaVip as i32;
+    let mut overrides = String::new();
+    for o in &c.overrides {
+        overrides.push_str(&format!("; {}:", o.backend));
+        if let Some(p) = o.port {
+            overrides.push_str(&format!(" port {p}"));
+        }
+        if let Some(p) = &o.http_path {
+            overrides.push_str(&format!(" path {p}"));
+        }
+        if let Some(h) = &o.http_host {
+            overrides.push_str(&format!(" host {h}"));
+        }
+    }
     Ok(format!(
         "{kind} port {}{} every {}ms timeout {}ms rise {} fall {} jitter {}%{}",
         c.port.unwrap_or(vip_port),
@@ -159,7 +216,7 @@ pub(crate) fn check_text(c: Option<&HealthCheck>, vip_port: u32) -> Result<Strin
         } else {
             ""
         }
-    ))
+    ) + &overrides)
 }
 
 /// `up` or `down`.

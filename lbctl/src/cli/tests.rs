@@ -212,6 +212,26 @@ fn usage_errors_exit_2_before_connecting() {
             "--mode",
             "via-router",
         ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--override",
+            "198.19.0.12,weight=1",
+        ],
+        &[
+            "--api",
+            api,
+            "health",
+            "set",
+            "198.18.0.10:80/tcp",
+            "--tcp",
+            "--override",
+            "198.19.0.12,port=eighty",
+        ],
     ] {
         let (code, out, err) = lbctl(args);
         assert_eq!(code, EXIT_USAGE, "{args:?}: {err}");
