@@ -437,6 +437,8 @@ fn http_and_udp_checks_take_dead_backends_out_and_bring_them_back() {
 /// same server on the same backend keeps it up; the IPv6 VIP, still on the
 /// backend, stays up under its own `via-vip` check. Clients then reach only
 /// the backends that hold the VIP; given the VIP back, backend 1 is up again.
+/// Last, a per-backend override (set with lbctl) probes one backend on
+/// another port.
 #[test]
 fn via_vip_checks_see_a_backend_that_lost_the_vip_and_direct_checks_do_not() {
     require_root();

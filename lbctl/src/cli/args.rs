@@ -799,7 +799,7 @@ pub enum HealthCommand {
     /// Set (or with --none remove) the health check of a VIP. Unset options
     /// take their defaults: port = the VIP's, interval 1s, timeout 500ms,
     /// rise 2, fall 3, jitter 10%, initial up.
-    Set(HealthSetArgs),
+    Set(Box<HealthSetArgs>),
     /// Show a VIP's health check and each backend's health and probe
     /// counters.
     Show {
