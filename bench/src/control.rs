@@ -362,6 +362,7 @@ pub fn run(bin: &Path, p: Params) -> anyhow::Result<Control> {
             vip: pvip(vip_a),
             flags: vec![],
             backends: backends(0, 100),
+            health_check: None,
         })
         .await?;
 
@@ -416,6 +417,7 @@ pub fn run(bin: &Path, p: Params) -> anyhow::Result<Control> {
                 vip: pvip(vip_b),
                 flags: vec![],
                 backends: backends(8, 1000),
+                health_check: None,
             });
             let (v, r, _) = timed(Watch::Appear(key(vip_b)), &wtx, &srx, call).await?;
             cvis.push(v.as_secs_f64() * 1e3);
@@ -432,6 +434,7 @@ pub fn run(bin: &Path, p: Params) -> anyhow::Result<Control> {
                 vip: pvip(Ipv4Addr::new(198, 18, 101, v)),
                 flags: vec![],
                 backends: backends(16 + v, 100),
+                health_check: None,
             })
             .await?;
         }

@@ -142,6 +142,7 @@ async fn invalid_calls_get_precise_codes_and_change_nothing() {
             vip: vip("198.18.100.10", 80, true),
             flags: vec![],
             backends: vec![be("198.19.0.11", None), be("198.19.0.12", Some(50))],
+            health_check: None,
         })
         .await
         .unwrap();
@@ -150,6 +151,7 @@ async fn invalid_calls_get_precise_codes_and_change_nothing() {
             vip: vip("198.18.100.20", 0, false),
             flags: vec![pb::VipFlag::NoSport as i32],
             backends: vec![be("198.19.0.21", Some(0))],
+            health_check: None,
         })
         .await
         .unwrap();
@@ -168,6 +170,7 @@ async fn invalid_calls_get_precise_codes_and_change_nothing() {
                 vip: v,
                 flags,
                 backends,
+                health_check: None,
             })
             .await
         }
@@ -479,6 +482,7 @@ async fn valid_calls_do_what_they_say() {
             vip: vip("fd00:100::10", 443, true),
             flags: vec![pb::VipFlag::NoConntrack as i32],
             backends: vec![be("fd00:19::12", None), be("198.19.0.11", Some(7))],
+            health_check: None,
         })
         .await
         .unwrap()
@@ -661,6 +665,7 @@ async fn health_checks_are_validated_and_reported() {
             vip: vip("198.18.100.10", 80, true),
             flags: vec![],
             backends: vec![be("198.19.0.11", None), be("198.19.0.12", Some(0))],
+            health_check: None,
         })
         .await
         .unwrap();
@@ -669,6 +674,7 @@ async fn health_checks_are_validated_and_reported() {
             vip: vip("198.18.100.20", 0, false),
             flags: vec![],
             backends: vec![be("198.19.0.21", None)],
+            health_check: None,
         })
         .await
         .unwrap();
@@ -882,6 +888,61 @@ async fn health_checks_are_validated_and_reported() {
     );
     let state_file = std::fs::read_to_string(api.dir.path().join("state.json")).unwrap();
     assert!(state_file.contains("\"kind\": \"http\""), "{state_file}");
+
+    // CreateVip with a check: one change, the backends start in the
+    // check's `initial` state; a refused check creates nothing.
+    let v3 = || vip("198.18.100.30", 80, true);
+    let bad = c
+        .clone()
+        .create_vip(pb::CreateVipRequest {
+            vip: v3(),
+            flags: vec![],
+            backends: vec![be("198.19.0.31", None)],
+            health_check: Some(pb::HealthCheck {
+                interval_ms: Some(0),
+                ..http()
+            }),
+        })
+        .await
+        .expect_err("interval 0");
+    assert_eq!(bad.code(), InvalidArgument, "{}", bad.message());
+    assert!(bad.message().contains("interval"), "{}", bad.message());
+    rejected!(
+        api,
+        NotFound,
+        c.clone().get_vip(pb::GetVipRequest { vip: v3() })
+    );
+    c.clone()
+        .create_vip(pb::CreateVipRequest {
+            vip: v3(),
+            flags: vec![],
+            backends: vec![be("198.19.0.31", None), be("198.19.0.32", None)],
+            health_check: Some(pb::HealthCheck {
+                initial: pb::HealthState::Down.into(),
+                ..http()
+            }),
+        })
+        .await
+        .unwrap();
+    let h3 = c
+        .clone()
+        .get_health(pb::GetHealthRequest { vip: v3() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h3.check.unwrap().http_path, "/healthz");
+    assert!(
+        h3.backends
+            .iter()
+            .all(|b| b.state == pb::HealthState::Down as i32),
+        "{:?}",
+        h3.backends
+    );
+    assert!(h3.fail_open, "every backend down: the VIP fails open");
+    c.clone()
+        .delete_vip(pb::DeleteVipRequest { vip: v3() })
+        .await
+        .unwrap();
 
     // Via the VIP, with one backend's port overridden: stored and
     // reported as given (the address in canonical form), and persisted.

@@ -203,6 +203,7 @@ fn api_calls_reach_the_maps_and_lbctl_route_agrees_with_the_kernel() {
             vip: pvip(VIP, 80),
             flags: vec![],
             backends,
+            health_check: None,
         })
         .await
         .unwrap();
@@ -381,6 +382,7 @@ fn concurrent_clients_leave_maps_equal_to_the_desired_state() {
                 vip: pvip(v, 80),
                 flags: vec![],
                 backends: vec![],
+                health_check: None,
             })
             .await
             .unwrap();

@@ -33,6 +33,7 @@ fn create_vip_request_round_trips() {
                 weight: None,
             },
         ],
+        health_check: None,
     };
     let bytes = req.encode_to_vec();
     let back = CreateVipRequest::decode(bytes.as_slice()).unwrap();

@@ -144,26 +144,12 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<(LbService<Balancer>, Listener, A
         for v in &cfg.vips {
             let ctx = || format!("configuring vip {}", v.address);
             // Checked when the file was read (config::check_vips).
-            match v.health_check().with_context(ctx)? {
-                None => {
-                    state
-                        .create_vip(v.address, v.flags, &v.backend_specs())
-                        .with_context(ctx)?;
-                }
-                // The check first, so the backends start in its `initial`
-                // state.
-                Some(check) => {
-                    state
-                        .create_vip(v.address, v.flags, &[])
-                        .with_context(ctx)?;
-                    state
-                        .set_health_check(&v.address, Some(check), health::unix_ms())
-                        .with_context(ctx)?;
-                    state
-                        .replace_backends(&v.address, &v.backend_specs())
-                        .with_context(ctx)?;
-                }
-            }
+            // One change per VIP; its backends start in the check's
+            // `initial` state.
+            let check = v.health_check().with_context(ctx)?;
+            state
+                .create_vip_checked(v.address, v.flags, &v.backend_specs(), check)
+                .with_context(ctx)?;
             tracing::info!(vip = %v.address, "vip created from the configuration");
         }
     }

@@ -136,9 +136,16 @@ impl<D: Dataplane + 'static> LoadBalancer for LbService<D> {
             .iter()
             .map(convert::backend)
             .collect::<Result<Vec<_>, _>>()?;
+        let check = match &r.health_check {
+            Some(c) => convert::health_check(c, &spec)?,
+            None => None,
+        };
+        let checked = check.is_some();
         let mut st = self.state.lock().await;
-        let info = st.create_vip(spec, flags, &backends).map_err(to_status)?;
-        tracing::info!(vip = %spec, backends = backends.len(), "vip created");
+        let info = st
+            .create_vip_checked(spec, flags, &backends, check)
+            .map_err(to_status)?;
+        tracing::info!(vip = %spec, backends = backends.len(), health_check = checked, "vip created");
         Ok(Response::new(pb::CreateVipResponse {
             vip: Some(convert::vip_info_out(&info)),
         }))

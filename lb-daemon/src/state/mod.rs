@@ -178,7 +178,24 @@ impl<D: Dataplane> LbState<D> {
         flags: VipFlags,
         backends: &[BackendSpec],
     ) -> Result<VipInfo, StateError> {
+        self.create_vip_checked(spec, flags, backends, None)
+    }
+
+    /// Creates a VIP with its backends and, if given, its health check, in
+    /// one change: the backends start in the check's `initial` state, and a
+    /// refusal (of the check too) leaves no VIP behind.
+    pub fn create_vip_checked(
+        &mut self,
+        spec: VipSpec,
+        flags: VipFlags,
+        backends: &[BackendSpec],
+        check: Option<HealthCheck>,
+    ) -> Result<VipInfo, StateError> {
         validate::check_vip(&spec)?;
+        if let Some(c) = &check {
+            c.check(&spec)
+                .map_err(|e| StateError::InvalidArgument(format!("VIP {spec}: {e}")))?;
+        }
         check_backend_list(&spec, backends)?;
         if self.model.vips.contains_key(&spec) {
             return Err(StateError::AlreadyExists(format!("VIP {spec} exists")));
@@ -204,7 +221,7 @@ impl<D: Dataplane> LbState<D> {
             flags,
             index,
             backends: BTreeMap::new(),
-            health: None,
+            health: check,
         };
         self.add_members(&mut vip, backends)?;
         let mut new = self.model.clone();

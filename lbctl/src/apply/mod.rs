@@ -67,28 +67,17 @@ pub async fn run_step(lb: &mut LoadBalancerClient<Channel>, step: &Step) -> Resu
             .await?;
         }
         Step::Create(v) => {
-            let check = plan::check_of(v);
+            // One call: the VIP, its backends and its check together (a
+            // refusal creates nothing). A daemon older than the
+            // `health_check` field would drop the check: the convergence
+            // check after the plan reports that.
             lb.create_vip(CreateVipRequest {
                 vip: Some(vip_out(&v.address)),
                 flags: flags_out(&v.flags),
-                backends: if check.is_some() {
-                    Vec::new()
-                } else {
-                    requests(&v.backends)
-                },
+                backends: requests(&v.backends),
+                health_check: plan::check_of(v).map(|c| convert::health_check_out(&c)),
             })
             .await?;
-            if let Some(c) = check {
-                set_health(lb, &v.address, Some(&c)).await?;
-                if !v.backends.is_empty() {
-                    lb.replace_backends(ReplaceBackendsRequest {
-                        vip: Some(vip_out(&v.address)),
-                        backends: requests(&v.backends),
-                        flags: None,
-                    })
-                    .await?;
-                }
-            }
         }
         Step::Change(c) => {
             if c.members_change() {

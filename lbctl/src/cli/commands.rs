@@ -121,6 +121,7 @@ async fn vip(
                 vip: Some(vip_out(vip)),
                 flags: flags_out(&flags),
                 backends: Vec::new(),
+                health_check: None,
             })
             .await?;
             Ok(())
