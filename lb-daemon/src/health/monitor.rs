@@ -16,8 +16,9 @@
 //! Spread: a backend's first probe waits a fixed fraction of the interval
 //! derived from its VIP and address, so 1,000 backends checked every second
 //! are probed a millisecond apart, not in one burst; each later interval
-//! varies by `jitter_percent` so they do not fall back into step. A
-//! backend's probes never overlap: the next is scheduled when one ends, one
+//! varies by `jitter_percent` so they do not fall back into step. Probes
+//! due within [`START_SLACK`] of each other start together (one wake-up
+//! for several). A backend's probes never overlap: the next is scheduled when one ends, one
 //! (jittered) interval after the previous one was due, or at once if that
 //! has passed.
 
@@ -43,6 +44,15 @@ use crate::{dataplane::Dataplane, state::LbState};
 
 /// How often the monitor looks for VIPs, backends and checks that changed.
 pub const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+/// How early a probe may start: when the monitor wakes for one probe, it
+/// also starts those due within this much. 1,000 backends probed every
+/// second are due a millisecond apart; waking for each costs a timer, an
+/// `epoll_wait` return and a context switch, so they start in groups of
+/// about five instead. The interval of each backend is unchanged (the next
+/// probe is due one interval after this one was due, not after it
+/// started); a probe is at most this much early, never late.
+pub const START_SLACK: Duration = Duration::from_millis(5);
 
 /// One backend to probe, as the state has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +122,8 @@ pub async fn run<D: Dataplane + 'static>(state: Arc<Mutex<LbState<D>>>, stats: P
                 }
             }
             () = &mut timer, if next.is_some() => {
-                schedule.start_due(Instant::now(), |p| running.push(probe_one(p)));
+                let by = Instant::now() + START_SLACK;
+                schedule.start_due(by, |p| running.push(probe_one(p)));
             }
             _ = reconcile.tick() => {
                 let want = targets(&*state.lock().await);
@@ -233,12 +244,12 @@ impl Schedule {
         None
     }
 
-    /// Hands every probe due by `now` to `start`, and sets when each
+    /// Hands every probe due by `by` to `start`, and sets when each
     /// backend's following probe is due: one interval, jittered, after this
     /// one was due.
-    fn start_due(&mut self, now: Instant, mut start: impl FnMut(Due)) {
+    fn start_due(&mut self, by: Instant, mut start: impl FnMut(Due)) {
         while let Some(&Reverse((at, epoch, key))) = self.due.peek() {
-            if at > now {
+            if at > by {
                 break;
             }
             self.due.pop();
@@ -445,6 +456,22 @@ mod tests {
         let d = due(&mut s, t);
         s.finish(d[0].key, d[0].epoch, Ok(()), late).unwrap();
         assert_eq!(s.next_due(), Some(late));
+    }
+
+    #[test]
+    fn a_probe_started_early_keeps_its_backend_on_schedule() {
+        let (mut s, t0) = (Schedule::default(), Instant::now());
+        s.reconcile(vec![target(0, &check(0))], t0);
+        let at = s.next_due().unwrap();
+        // The monitor woken at `now` starts what is due by now + slack.
+        let now = at - START_SLACK - Duration::from_millis(1);
+        assert!(due(&mut s, now + START_SLACK).is_empty());
+        let now = at - START_SLACK;
+        let d = due(&mut s, now + START_SLACK);
+        assert_eq!(d.len(), 1);
+        s.finish(d[0].key, d[0].epoch, Ok(()), at).unwrap();
+        // One interval after it was due, not after it started.
+        assert_eq!(s.next_due(), Some(at + Duration::from_secs(1)));
     }
 
     #[test]
