@@ -354,18 +354,19 @@ pub fn markdown(r: &Results) -> String {
              `veth`: backends in a second namespace, receive work in threaded NAPI (its \
              daemon-side thread shown apart); `local`: loopback, their kernel work charged to \
              the daemon (an upper bound).\n\n\
-             | check | backends | probes/s | window | daemon CPU | user / system | veth rx thread | RSS first -> last (min..max) KiB | host busy |\n\
+             | check | backends | probes/s (failed) | window | daemon CPU | user / system | veth rx thread | RSS first -> last (min..max) KiB | host busy |\n\
              |---|---|---:|---:|---:|---:|---:|---|---:|"
         );
         for h in &r.health {
             let rss = &h.rss_kib;
             let _ = writeln!(
                 o,
-                "| {} | {} x {} | {:.0} | {:.0} s | **{:.2} %** | {:.2} / {:.2} s | {} | {} -> {} ({}..{}) | {:.0} % |",
+                "| {} | {} x {} | {:.0} ({}) | {:.0} s | **{:.2} %** | {:.2} / {:.2} s | {} | {} -> {} ({}..{}) | {:.0} % |",
                 h.check,
                 h.backends,
                 h.backends_at,
                 h.probes_per_s,
+                h.probes_failed,
                 h.window_s,
                 h.cpu_percent,
                 h.user_s,
