@@ -18,6 +18,7 @@ pub mod frames;
 pub mod fuzz;
 pub mod goals;
 pub mod harness;
+pub mod health_cost;
 pub mod lab;
 pub mod live;
 pub mod maglev_report;

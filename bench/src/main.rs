@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use bench::{
-    breakdown, control, fuzz, goals, harness::Bench, lab::Lab, live, maglev_report, perpkt, report,
-    report::Results, sys,
+    breakdown, control, fuzz, goals, harness::Bench, health_cost, lab::Lab, live, maglev_report,
+    perpkt, report, report::Results, sys,
 };
 use clap::{Parser, ValueEnum};
 
@@ -23,7 +23,8 @@ struct Args {
     /// The daemon binary (default: lb-daemon next to this binary).
     #[arg(long)]
     daemon: Option<PathBuf>,
-    /// Figures to run (default: all).
+    /// Figures to run (default: all but `health`, which takes minutes and
+    /// runs only when named).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Figure>,
     /// Fewer and shorter rounds: for checking the bench itself, not for results.
@@ -54,6 +55,10 @@ struct Args {
     /// connection table whose per-CPU share holds 1,000,000 flows.
     #[arg(long, value_delimiter = ',')]
     live_flows: Vec<u32>,
+    /// Health figure: measured window of each run, seconds (default 120;
+    /// --quick 20). The memory figure asks for 600.
+    #[arg(long)]
+    health_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,6 +69,8 @@ enum Figure {
     Maglev,
     Control,
     Fuzz,
+    /// What health checks cost the daemon (figure 6).
+    Health,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -163,6 +170,14 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    if args.only.contains(&Figure::Health) {
+        if !root {
+            r.errors
+                .push("health checks: need root (netns, XDP attach)".into());
+        } else {
+            health_figure(&args, &mut r)?;
+        }
+    }
     r.load_after = sys::loadavg();
     let prev = previous(&args, &mut r)?;
     r.goals = goals::judge(&r, prev.as_ref());
@@ -200,6 +215,44 @@ fn write_report(args: &Args, r: &Results) -> anyhow::Result<()> {
             std::fs::write(base.with_extension("svg"), report::svg(p, &title))?;
         }
         eprintln!("wrote {}.{{md,json,svg}}", base.display());
+    }
+    Ok(())
+}
+
+/// Figure 6: 1,000 backends probed every second, HTTP and TCP, with the
+/// backends behind a veth pair (what the daemon itself costs) and on
+/// loopback (an upper bound: their kernel work is charged to the daemon).
+fn health_figure(args: &Args, r: &mut Results) -> anyhow::Result<()> {
+    let daemon = match &args.daemon {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("exe dir")?
+            .join("lb-daemon"),
+    };
+    let seconds = args
+        .health_seconds
+        .unwrap_or(if args.quick { 20 } else { 120 });
+    for (check, at) in [
+        (health_cost::Check::Http, health_cost::Backends::Veth),
+        (health_cost::Check::Tcp, health_cost::Backends::Veth),
+        (health_cost::Check::Http, health_cost::Backends::Local),
+    ] {
+        eprintln!("== health checks: {check:?}, backends {at:?}, {seconds} s");
+        let p = health_cost::Params {
+            daemon: daemon.clone(),
+            backends: 1000,
+            seconds,
+            warmup: std::time::Duration::from_secs(15),
+            check,
+            at,
+        };
+        match health_cost::run(&p) {
+            Ok(h) => r.health.push(h),
+            Err(e) => r
+                .errors
+                .push(format!("health checks ({check:?}, {at:?}): {e:#}")),
+        }
     }
     Ok(())
 }

@@ -40,6 +40,9 @@ pub struct Results {
     /// Figure 5: hostile input.
     #[serde(default)]
     pub fuzz: Option<crate::fuzz::Fuzz>,
+    /// Figure 6: what health checks cost the daemon, one entry per run.
+    #[serde(default)]
+    pub health: Vec<crate::health_cost::HealthCost>,
     /// Figures that could not be measured, and why.
     pub errors: Vec<String>,
     /// The earlier results file the figures are compared with, if any.
@@ -337,6 +340,45 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(o, "\n| counter | change |\n|---|---:|");
         for (k, n) in &f.counters {
             let _ = writeln!(o, "| {k} | {n} |");
+        }
+        o.push('\n');
+    }
+
+    if !r.health.is_empty() {
+        let _ = writeln!(
+            o,
+            "## 6. Health checks: what probing costs the daemon\n\n\
+             `lb-daemon run`, one VIP with N backends probed every second (timeout 500 ms, jitter \
+             10 %); the daemon's CPU time (utime + stime) over the window, its RSS every 10 s. \
+             Goal (issue 10): 1,000 backends under 5 % of one core, no growth in memory. \
+             `veth`: backends in a second namespace, receive work in threaded NAPI (its \
+             daemon-side thread shown apart); `local`: loopback, their kernel work charged to \
+             the daemon (an upper bound).\n\n\
+             | check | backends | probes/s (failed) | window | daemon CPU | user / system | veth rx thread | RSS first -> last (min..max) KiB | host busy |\n\
+             |---|---|---:|---:|---:|---:|---:|---|---:|"
+        );
+        for h in &r.health {
+            let rss = &h.rss_kib;
+            let _ = writeln!(
+                o,
+                "| {} | {} x {} | {:.0} ({}) | {:.0} s | **{:.2} %** | {:.2} / {:.2} s | {} | {} -> {} ({}..{}) | {:.0} % |",
+                h.check,
+                h.backends,
+                h.backends_at,
+                h.probes_per_s,
+                h.probes_failed,
+                h.window_s,
+                h.cpu_percent,
+                h.user_s,
+                h.system_s,
+                h.rx_thread_percent
+                    .map_or_else(|| "-".into(), |x| format!("{x:.2} %")),
+                rss.first().unwrap_or(&0),
+                rss.last().unwrap_or(&0),
+                rss.iter().min().unwrap_or(&0),
+                rss.iter().max().unwrap_or(&0),
+                h.host_busy_percent
+            );
         }
         o.push('\n');
     }

@@ -6,6 +6,7 @@
 
 use std::{collections::BTreeSet, convert::Infallible};
 
+use lb_api::{CheckKind, HealthCheck};
 use lb_daemon::{
     dataplane::{FakeDataplane, Sizes},
     grpc::StatusInfo,
@@ -19,19 +20,23 @@ use tower::{Layer as _, ServiceExt as _};
 
 const DASHBOARD: &str = include_str!("../../deploy/grafana/lb.json");
 
-/// The exposition of a daemon with one VIP, one backend and one API call,
-/// so that every family has a series.
+/// The exposition of a daemon with one VIP (with a health check), one
+/// backend and one API call, so that every family has a series.
 fn exposition() -> String {
     let metrics = std::sync::Arc::new(Metrics::new(&StatusInfo::default()));
     let mut st =
         LbState::new(FakeDataplane::new(Sizes::default()), Model::default(), None).expect("state");
     st.set_ring_observer(metrics.clone());
+    let vip = "198.18.100.10:80/tcp".parse().unwrap();
     st.create_vip(
-        "198.18.100.10:80/tcp".parse().unwrap(),
+        vip,
         VipFlags::default(),
         &[BackendSpec::weighted("198.19.0.11".parse().unwrap(), 100)],
     )
     .unwrap();
+    // The health series exist only for VIPs with a check.
+    st.set_health_check(&vip, Some(HealthCheck::new(CheckKind::Tcp)), 0)
+        .unwrap();
     let routes = tower::service_fn(|_: http::Request<()>| async {
         Ok::<_, Infallible>(http::Response::new(()))
     });
@@ -174,6 +179,13 @@ fn every_dashboard_query_names_an_exported_series() {
         "lb_xdp_drops_total",
         "lb_xdp_new_flow_total",
         "lb_ring_rebuild_duration_seconds_count",
+        // Health (issue 10): down backends, failing-open VIPs, probe
+        // failures and transitions.
+        "lb_backend_health",
+        "lb_vip_fail_open",
+        "lb_health_probes_total",
+        "lb_health_probe_failures_total",
+        "lb_health_transitions_total",
     ] {
         assert!(used.contains(s), "the dashboard does not show {s}");
     }

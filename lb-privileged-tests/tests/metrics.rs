@@ -197,7 +197,13 @@ fn start_prometheus(lab: &Lab, dir: &Path) -> Prometheus {
 fn prometheus_rate_of_the_vip_counter_matches_lbctl_stats() {
     require_root();
     let mut lab = Lab::up(LabOpts {
-        vips: vip_toml(&format!("{VIP}:{PORT}/tcp"), &B4),
+        // An HTTP check on the backends' port 80 (which answers): the
+        // health series exist, and every backend stays up (no transition,
+        // no ring rebuild beyond the first).
+        vips: vip_toml(&format!("{VIP}:{PORT}/tcp"), &B4).replace(
+            "\nbackends",
+            "\nhealth = { kind = \"http\", path = \"/\", port = 80, interval = \"1s\" }\nbackends",
+        ),
         extra: format!("[metrics]\nlisten = \"{METRICS_ADDR}\"\n"),
         ..LabOpts::default()
     });
@@ -296,6 +302,14 @@ fn prometheus_rate_of_the_vip_counter_matches_lbctl_stats() {
         query(&lab, "sum(lb_backend_state{state=\"active\"})", at),
         Some(3.0)
     );
+    // Health: every backend up, probed about once a second.
+    assert_eq!(
+        query(&lab, "sum(lb_backend_health{state=\"up\"})", at),
+        Some(3.0)
+    );
+    assert_eq!(query(&lab, "sum(lb_vip_fail_open)", at), Some(0.0));
+    let probes = query(&lab, "sum(lb_health_probes_total)", at).unwrap();
+    assert!(probes >= 3.0 * 10.0, "probes sent: {probes}");
 
     // Every query of the Grafana dashboard, as Grafana would send it
     // (its variables filled in), is valid PromQL and finds its series.

@@ -1,33 +1,58 @@
-//! Runs the probes: one tokio task per probed backend, reconciled with the
-//! state twice a second (a VIP given a check, a backend added or removed, a
-//! check changed), each reporting the transitions its state machine makes
-//! to the state, which rebuilds the ring.
+//! Runs the probes: one task drives every probe of every backend, keeps
+//! each backend's state machine, reconciles with the state twice a second
+//! (a VIP given a check, a backend added or removed, a check changed) and
+//! reports the transitions the state machines make to the state, which
+//! rebuilds the ring.
+//!
+//! Why one task and not one per backend: with 1,000 backends probed every
+//! second, a sleeping task per backend costs a timer, a wake-up and often a
+//! hop between the runtime's worker threads per probe, on top of the probe.
+//! Here a [`Schedule`] (a heap of due times, pure and tested without I/O)
+//! says which probes are due, the running probes are futures of one
+//! `FuturesUnordered`, and a result is counted, fed to its state machine and
+//! the next probe scheduled in the same task. The state lock is taken only
+//! for a transition and for the reconcile pass, never per probe.
 //!
 //! Spread: a backend's first probe waits a fixed fraction of the interval
 //! derived from its VIP and address, so 1,000 backends checked every second
 //! are probed a millisecond apart, not in one burst; each later interval
-//! varies by `jitter_percent` so they do not fall back into step.
+//! varies by `jitter_percent` so they do not fall back into step. Probes
+//! due within [`START_SLACK`] of each other start together (one wake-up
+//! for several). A backend's probes never overlap: the next is scheduled when one ends, one
+//! (jittered) interval after the previous one was due, or at once if that
+//! has passed.
 
 use std::{
-    collections::HashMap,
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, HashSet},
     hash::{Hash, Hasher},
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
 
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use lb_api::{BackendHealth, HealthCheck, HealthState, ProbeMode, VipSpec};
-use tokio::{sync::Mutex, task::JoinHandle, time::Instant};
+use tokio::{sync::Mutex, time::Instant};
 
 use super::{
     ProbeStats,
-    machine::{Tracker, Transition},
+    machine::{ProbeResult, Tracker, Transition},
     probe, unix_ms,
 };
 use crate::{dataplane::Dataplane, state::LbState};
 
 /// How often the monitor looks for VIPs, backends and checks that changed.
 pub const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+/// How early a probe may start: when the monitor wakes for one probe, it
+/// also starts those due within this much. 1,000 backends probed every
+/// second are due a millisecond apart; waking for each costs a timer, an
+/// `epoll_wait` return and a context switch, so they start in groups of
+/// about five instead. The interval of each backend is unchanged (the next
+/// probe is due one interval after this one was due, not after it
+/// started); a probe is at most this much early, never late.
+pub const START_SLACK: Duration = Duration::from_millis(5);
 
 /// One backend to probe, as the state has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,53 +91,237 @@ pub fn targets<D: Dataplane>(st: &LbState<D>) -> Vec<Target> {
     out
 }
 
-/// Probes every backend the state says to until dropped (the tasks are
-/// aborted with it).
+/// Probes every backend the state says to until dropped (the running
+/// probes are dropped with it).
 pub async fn run<D: Dataplane + 'static>(state: Arc<Mutex<LbState<D>>>, stats: ProbeStats) {
-    let mut probers = Probers::default();
-    let tasks = &mut probers.0;
-    let mut tick = tokio::time::interval(RECONCILE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut schedule = Schedule::default();
+    let mut running = FuturesUnordered::new();
+    let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer, moved to the next due probe, instead of one per backend.
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
     loop {
-        tick.tick().await;
-        let want = targets(&*state.lock().await);
-        let keys: std::collections::HashSet<_> = want.iter().map(|t| (t.vip, t.backend)).collect();
-        tasks.retain(|k, (_, _, h)| {
-            let keep = keys.contains(k);
-            if !keep {
-                h.abort();
+        let next = schedule.next_due();
+        if let Some(at) = next
+            && timer.deadline() != at
+        {
+            timer.as_mut().reset(at);
+        }
+        tokio::select! {
+            // Results first: they free their backend for its next probe.
+            biased;
+            Some((key, epoch, result)) = running.next(), if !running.is_empty() => {
+                let Some(done) = schedule.finish(key, epoch, result, Instant::now()) else {
+                    // Its backend was removed or its check changed meanwhile.
+                    continue;
+                };
+                stats.record(&key.0, key.1, result, done.transition.is_some());
+                if let Some(tr) = done.transition
+                    && !report(&state, &key.0, key.1, tr).await
+                {
+                    // Count again from the state the state has.
+                    schedule.restart_count(key, epoch, tr.from);
+                }
             }
-            keep
-        });
-        stats.retain(|v, a| keys.contains(&(*v, a)));
-        for t in want {
-            let key = (t.vip, t.backend);
-            if tasks
-                .get(&key)
-                .is_some_and(|(c, slot, _)| *c == t.check && *slot == t.slot)
-            {
-                continue;
+            () = &mut timer, if next.is_some() => {
+                let by = Instant::now() + START_SLACK;
+                schedule.start_due(by, |p| running.push(probe_one(p)));
             }
-            if let Some((_, _, h)) = tasks.remove(&key) {
-                h.abort();
+            _ = reconcile.tick() => {
+                let want = targets(&*state.lock().await);
+                schedule.reconcile(want, Instant::now());
+                stats.retain(|v, a| schedule.contains(&(*v, a)));
             }
-            let (check, slot) = (t.check.clone(), t.slot);
-            let h = tokio::spawn(probe_loop(state.clone(), stats.clone(), t));
-            tasks.insert(key, (check, slot, h));
         }
     }
 }
 
-/// The probe task of each backend, with the check it runs and the slot it
-/// was started for; dropping it (the monitor's future dropped) stops them
-/// all.
-#[derive(Default)]
-struct Probers(HashMap<(VipSpec, IpAddr), (HealthCheck, u32, JoinHandle<()>)>);
+/// A backend: its VIP and address.
+type Key = (VipSpec, IpAddr);
 
-impl Drop for Probers {
-    fn drop(&mut self) {
-        for (_, _, h) in self.0.values() {
-            h.abort();
+/// One probe to run.
+struct Due {
+    key: Key,
+    epoch: u64,
+    check: Arc<HealthCheck>,
+    target: SocketAddr,
+    mark: Option<u32>,
+}
+
+/// Where a probe of `backend` under `check` goes, and its socket mark.
+/// `direct`: the backend's own address. `via-vip`: the VIP, with the mark
+/// that has `lb_probe` encapsulate every packet of the probe to this
+/// backend's slot (a slot always fits the mark: the data plane has far
+/// fewer than 2^24).
+fn probe_target(
+    check: &HealthCheck,
+    vip: &VipSpec,
+    backend: IpAddr,
+    slot: u32,
+) -> (SocketAddr, Option<u32>) {
+    let port = check.port_for(vip);
+    match check.mode {
+        ProbeMode::Direct => (SocketAddr::new(backend, port), None),
+        ProbeMode::ViaVip => (
+            SocketAddr::new(vip.address, port),
+            lb_common::probe_mark(slot),
+        ),
+    }
+}
+
+/// Runs one probe; the result names its backend and prober.
+async fn probe_one(p: Due) -> (Key, u64, ProbeResult) {
+    let result = probe::probe(&p.check, p.target, p.mark).await;
+    (p.key, p.epoch, result)
+}
+
+/// One probed backend: its check, its state machine and when it is probed
+/// next.
+struct Prober {
+    check: Arc<HealthCheck>,
+    slot: u32,
+    target: SocketAddr,
+    /// The socket mark of a `via-vip` probe (see [`probe_target`]).
+    mark: Option<u32>,
+    tracker: Tracker,
+    jitter: Jitter,
+    /// Due time of the probe after the running one (set when one starts).
+    next: Instant,
+    /// Tells this prober from an earlier one of the same backend (check or
+    /// slot changed), whose heap entries and results are then ignored.
+    epoch: u64,
+}
+
+/// What a finished probe did.
+#[derive(Debug, PartialEq, Eq)]
+struct Finished {
+    /// The transition it completed, if any.
+    transition: Option<Transition>,
+}
+
+/// Every prober and the order their probes are due in: pure (time is
+/// passed in), so the spread, the jitter and the reconcile are tested
+/// without sockets or a runtime.
+#[derive(Default)]
+struct Schedule {
+    probers: HashMap<Key, Prober>,
+    /// Due probes, earliest first; an entry whose epoch is not its
+    /// prober's any more is stale and skipped.
+    due: BinaryHeap<Reverse<(Instant, u64, Key)>>,
+    epochs: u64,
+}
+
+impl Schedule {
+    /// Starts probers for new backends and changed checks or slots, stops
+    /// those of backends no longer in `want`.
+    fn reconcile(&mut self, want: Vec<Target>, now: Instant) {
+        let keys: HashSet<Key> = want.iter().map(|t| (t.vip, t.backend)).collect();
+        self.probers.retain(|k, _| keys.contains(k));
+        for t in want {
+            let key = (t.vip, t.backend);
+            if self
+                .probers
+                .get(&key)
+                .is_some_and(|p| *p.check == t.check && p.slot == t.slot)
+            {
+                continue;
+            }
+            self.epochs += 1;
+            let p = phase(&t.vip, t.backend);
+            let (target, mark) = probe_target(&t.check, &t.vip, t.backend, t.slot);
+            let check = Arc::new(t.check);
+            let first = now + check.interval().mul_f64(p);
+            self.probers.insert(
+                key,
+                Prober {
+                    target,
+                    mark,
+                    check,
+                    slot: t.slot,
+                    tracker: Tracker::new(t.state),
+                    jitter: Jitter((p * u64::MAX as f64) as u64 | 1),
+                    next: first,
+                    epoch: self.epochs,
+                },
+            );
+            self.due.push(Reverse((first, self.epochs, key)));
+        }
+        // Stale entries pile up only when checks change; drop them when
+        // they outnumber the live ones.
+        if self.due.len() > 2 * self.probers.len() + 64 {
+            let probers = &self.probers;
+            self.due
+                .retain(|Reverse((_, e, k))| probers.get(k).is_some_and(|p| p.epoch == *e));
+        }
+    }
+
+    /// Whether `key` is probed.
+    fn contains(&self, key: &Key) -> bool {
+        self.probers.contains_key(key)
+    }
+
+    /// When the next probe is due (`None`: nothing to probe, or every
+    /// backend's probe is running).
+    fn next_due(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, epoch, key))) = self.due.peek() {
+            if self.probers.get(key).is_some_and(|p| p.epoch == *epoch) {
+                return Some(*at);
+            }
+            self.due.pop();
+        }
+        None
+    }
+
+    /// Hands every probe due by `by` to `start`, and sets when each
+    /// backend's following probe is due: one interval, jittered, after this
+    /// one was due.
+    fn start_due(&mut self, by: Instant, mut start: impl FnMut(Due)) {
+        while let Some(&Reverse((at, epoch, key))) = self.due.peek() {
+            if at > by {
+                break;
+            }
+            self.due.pop();
+            let Some(p) = self.probers.get_mut(&key).filter(|p| p.epoch == epoch) else {
+                continue;
+            };
+            p.next = at
+                + p.check
+                    .interval()
+                    .mul_f64(p.jitter.factor(p.check.jitter_percent));
+            start(Due {
+                key,
+                epoch,
+                check: p.check.clone(),
+                target: p.target,
+                mark: p.mark,
+            });
+        }
+    }
+
+    /// Counts a probe's result in its backend's state machine and schedules
+    /// the backend's next probe; `None` if the result belongs to a prober
+    /// that was stopped or replaced meanwhile.
+    fn finish(
+        &mut self,
+        key: Key,
+        epoch: u64,
+        result: ProbeResult,
+        now: Instant,
+    ) -> Option<Finished> {
+        let p = self.probers.get_mut(&key).filter(|p| p.epoch == epoch)?;
+        let transition = p.tracker.observe(result, p.check.rise, p.check.fall);
+        // A probe that overran (it cannot: timeout < interval) or a stalled
+        // runtime: start again from now rather than firing a burst.
+        p.next = p.next.max(now);
+        self.due.push(Reverse((p.next, epoch, key)));
+        Some(Finished { transition })
+    }
+
+    /// The state refused a transition: count again from `state`.
+    fn restart_count(&mut self, key: Key, epoch: u64, state: HealthState) {
+        if let Some(p) = self.probers.get_mut(&key).filter(|p| p.epoch == epoch) {
+            p.tracker = Tracker::new(state);
         }
     }
 }
@@ -139,60 +348,14 @@ impl Jitter {
     }
 }
 
-async fn probe_loop<D: Dataplane + 'static>(
-    state: Arc<Mutex<LbState<D>>>,
-    stats: ProbeStats,
-    t: Target,
-) {
-    let Target {
-        vip,
-        backend,
-        check,
-        state: start,
-        slot,
-    } = t;
-    // `direct`: the backend's own address. `via-vip`: the VIP, with the
-    // mark that has `lb_probe` encapsulate every packet of the probe to
-    // this backend's slot (a slot always fits the mark: the data plane has
-    // far fewer than 2^24).
-    let (target, mark) = match check.mode {
-        ProbeMode::Direct => (SocketAddr::new(backend, check.port_for(&vip)), None),
-        ProbeMode::ViaVip => (
-            SocketAddr::new(vip.address, check.port_for(&vip)),
-            lb_common::probe_mark(slot),
-        ),
-    };
-    let interval = check.interval();
-    let mut tracker = Tracker::new(start);
-    let p = phase(&vip, backend);
-    let mut jitter = Jitter((p * u64::MAX as f64) as u64 | 1);
-    let mut next = Instant::now() + interval.mul_f64(p);
-    loop {
-        tokio::time::sleep_until(next).await;
-        next += interval.mul_f64(jitter.factor(check.jitter_percent));
-        let result = probe::probe(&check, target, mark).await;
-        let transition = tracker.observe(result, check.rise, check.fall);
-        stats.record(&vip, backend, result, transition.is_some());
-        if let Some(tr) = transition {
-            report(&state, &vip, backend, tr, &mut tracker).await;
-        }
-        // A probe that overran (it cannot: timeout < interval) or a stalled
-        // runtime: start again from now rather than firing a burst.
-        let now = Instant::now();
-        if next < now {
-            next = now;
-        }
-    }
-}
-
-/// Hands a transition to the state; logs it with its fields.
+/// Hands a transition to the state; logs it with its fields. False if the
+/// state did not take it.
 async fn report<D: Dataplane>(
     state: &Mutex<LbState<D>>,
     vip: &VipSpec,
     backend: IpAddr,
     tr: Transition,
-    tracker: &mut Tracker,
-) {
+) -> bool {
     let health = BackendHealth {
         state: tr.to,
         reason: tr.reason,
@@ -211,14 +374,213 @@ async fn report<D: Dataplane>(
                     serving = serving.backends.len(), fail_open = serving.fail_open,
                     "backend health changed");
             }
+            true
         }
         Err(e) => {
             // The state refused (the backend or check went away meanwhile:
-            // the monitor stops this task at its next pass) or failed (the
-            // change was rolled back): count again from the state it has.
+            // the monitor stops its prober at its next pass) or failed (the
+            // change was rolled back).
             tracing::error!(vip = %vip, backend = %backend, from = tr.from.name(),
                 to = tr.to.name(), cause = %e, "health change not applied");
-            *tracker = Tracker::new(tr.from);
+            false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_api::{CheckKind, Reason};
+
+    fn vip() -> VipSpec {
+        "198.18.100.1:80/tcp".parse().unwrap()
+    }
+
+    fn check(jitter_percent: u32) -> HealthCheck {
+        let mut c = HealthCheck::new(CheckKind::Tcp);
+        c.interval_ms = 1000;
+        c.timeout_ms = 500;
+        c.rise = 2;
+        c.fall = 3;
+        c.jitter_percent = jitter_percent;
+        c
+    }
+
+    fn target(i: u32, check: &HealthCheck) -> Target {
+        Target {
+            vip: vip(),
+            backend: IpAddr::from(std::net::Ipv4Addr::from(0xc613_0001 + i)),
+            check: check.clone(),
+            state: HealthState::Up,
+            slot: i,
+        }
+    }
+
+    /// Every probe due by `now`.
+    fn due(s: &mut Schedule, now: Instant) -> Vec<Due> {
+        let mut out = Vec::new();
+        s.start_due(now, |d| out.push(d));
+        out
+    }
+
+    #[test]
+    fn first_probes_are_spread_over_one_interval() {
+        let (mut s, t0) = (Schedule::default(), Instant::now());
+        let c = check(10);
+        s.reconcile((0..1000).map(|i| target(i, &c)).collect(), t0);
+        let mut per_10ms = [0u32; 100];
+        let mut seen = 0;
+        while let Some(at) = s.next_due() {
+            let d = due(&mut s, at);
+            let off = at - t0;
+            assert!(off < Duration::from_secs(1), "{off:?}");
+            per_10ms[(off.as_millis() / 10) as usize] += d.len() as u32;
+            seen += d.len();
+        }
+        assert_eq!(seen, 1000, "each backend once, none again before it ends");
+        // 10 per 10 ms on average; a burst would put hundreds in one.
+        let max = per_10ms.iter().max().unwrap();
+        assert!(*max <= 30, "{per_10ms:?}");
+        assert!(per_10ms.iter().filter(|&&n| n == 0).count() < 5);
+    }
+
+    /// Probes one backend `n` times, each finishing `took` after it was
+    /// due; returns the due times.
+    fn drive(s: &mut Schedule, n: usize, took: Duration) -> Vec<Instant> {
+        let mut at = Vec::new();
+        for _ in 0..n {
+            let t = s.next_due().unwrap();
+            let d = due(s, t);
+            assert_eq!(d.len(), 1);
+            // Never a second probe of a backend while one runs.
+            assert_eq!(s.next_due(), None);
+            assert!(s.finish(d[0].key, d[0].epoch, Ok(()), t + took).is_some());
+            at.push(t);
+        }
+        at
+    }
+
+    #[test]
+    fn intervals_vary_by_the_jitter_and_an_overrun_starts_from_now() {
+        let (mut s, t0) = (Schedule::default(), Instant::now());
+        s.reconcile(vec![target(0, &check(10))], t0);
+        let at = drive(&mut s, 200, Duration::from_millis(1));
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        for g in &gaps {
+            assert!(
+                (Duration::from_millis(900)..=Duration::from_millis(1100)).contains(g),
+                "{g:?}"
+            );
+        }
+        let (lo, hi) = (gaps.iter().min().unwrap(), gaps.iter().max().unwrap());
+        assert!(*hi - *lo > Duration::from_millis(100), "{lo:?}..{hi:?}");
+
+        let mut s = Schedule::default();
+        s.reconcile(vec![target(0, &check(0))], t0);
+        let at = drive(&mut s, 5, Duration::from_millis(1));
+        assert!(at.windows(2).all(|w| w[1] - w[0] == Duration::from_secs(1)));
+        // A probe that ends after its successor was due: the next at once.
+        let t = s.next_due().unwrap();
+        assert_eq!(t, *at.last().unwrap() + Duration::from_secs(1));
+        let late = t + Duration::from_millis(1500);
+        let d = due(&mut s, t);
+        s.finish(d[0].key, d[0].epoch, Ok(()), late).unwrap();
+        assert_eq!(s.next_due(), Some(late));
+    }
+
+    #[test]
+    fn a_probe_started_early_keeps_its_backend_on_schedule() {
+        let (mut s, t0) = (Schedule::default(), Instant::now());
+        s.reconcile(vec![target(0, &check(0))], t0);
+        let at = s.next_due().unwrap();
+        // The monitor woken at `now` starts what is due by now + slack.
+        let now = at - START_SLACK - Duration::from_millis(1);
+        assert!(due(&mut s, now + START_SLACK).is_empty());
+        let now = at - START_SLACK;
+        let d = due(&mut s, now + START_SLACK);
+        assert_eq!(d.len(), 1);
+        s.finish(d[0].key, d[0].epoch, Ok(()), at).unwrap();
+        // One interval after it was due, not after it started.
+        assert_eq!(s.next_due(), Some(at + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn results_drive_rise_and_fall_and_a_refused_transition_counts_again() {
+        let (mut s, t0) = (Schedule::default(), Instant::now());
+        s.reconcile(vec![target(0, &check(0))], t0);
+        let probe = |s: &mut Schedule, r: ProbeResult| {
+            let t = s.next_due().unwrap();
+            let d = due(s, t);
+            let f = s.finish(d[0].key, d[0].epoch, r, t).unwrap();
+            (d[0].key, d[0].epoch, f.transition)
+        };
+        let fail = Err(Reason::Refused);
+        assert_eq!(probe(&mut s, fail).2, None);
+        assert_eq!(probe(&mut s, fail).2, None);
+        let (key, epoch, tr) = probe(&mut s, Err(Reason::Timeout));
+        assert_eq!(
+            tr,
+            Some(Transition {
+                from: HealthState::Up,
+                to: HealthState::Down,
+                reason: Reason::Timeout
+            })
+        );
+        // The state refused it: three more failures are needed again.
+        s.restart_count(key, epoch, HealthState::Up);
+        assert_eq!(probe(&mut s, fail).2, None);
+        assert_eq!(probe(&mut s, fail).2, None);
+        assert!(probe(&mut s, fail).2.is_some());
+        assert_eq!(probe(&mut s, Ok(())).2, None);
+        assert_eq!(probe(&mut s, Ok(())).2.unwrap().to, HealthState::Up);
+    }
+
+    #[test]
+    fn reconcile_keeps_restarts_and_stops_probers() {
+        let (mut s, t0) = (Schedule::default(), Instant::now());
+        let c = check(0);
+        s.reconcile(vec![target(0, &c), target(1, &c)], t0);
+        let running = due(&mut s, t0 + Duration::from_secs(1));
+        assert_eq!(running.len(), 2);
+        // The same targets again: nothing restarts, the running probes count.
+        s.reconcile(vec![target(0, &c), target(1, &c)], t0);
+        assert_eq!(s.next_due(), None);
+        // Backend 0's check changes, backend 1 is removed, backend 2 added
+        // (down, as a new backend of a check starting down would be).
+        let mut changed = check(0);
+        changed.fall = 1;
+        let mut b2 = target(2, &c);
+        b2.state = HealthState::Down;
+        s.reconcile(vec![target(0, &changed), b2], t0);
+        assert!(!s.contains(&running[1].key));
+        assert!(s.contains(&running[0].key) && s.contains(&b2_key()));
+        // Results of the old prober and of the removed backend: ignored.
+        for d in &running {
+            assert_eq!(s.finish(d.key, d.epoch, Err(Reason::Refused), t0), None);
+        }
+        let now = t0 + Duration::from_secs(1);
+        let d = due(&mut s, now);
+        assert_eq!(d.len(), 2);
+        for d in d {
+            let f = s.finish(d.key, d.epoch, Err(Reason::Refused), now).unwrap();
+            if d.key == running[0].key {
+                // The new check: fall = 1.
+                assert_eq!(f.transition.unwrap().to, HealthState::Down);
+            } else {
+                assert_eq!(f.transition, None, "starts down, stays down");
+            }
+        }
+        // A new slot (removed and added again between two passes) restarts
+        // from the state the state has.
+        let mut again = target(0, &changed);
+        again.slot = 7;
+        s.reconcile(vec![again, target(2, &c)], now);
+        let t = s.next_due().unwrap();
+        let d = due(&mut s, t);
+        assert!(d.iter().all(|d| d.epoch > running[0].epoch));
+    }
+
+    fn b2_key() -> Key {
+        (vip(), IpAddr::from(std::net::Ipv4Addr::from(0xc613_0003)))
     }
 }
