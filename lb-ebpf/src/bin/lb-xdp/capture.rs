@@ -3,7 +3,9 @@
 //! address they were sent to.
 //!
 //! Cost when no capture runs: [`active`] is one array lookup (inlined by the
-//! verifier: a bounds check and an address) and one load of `flags`.
+//! verifier: a bounds check and an address) and one load of `flags`, asked
+//! once per packet; `lb_xdp` keeps the answer across the packet path to
+//! decide whether to call [`after`].
 //!
 //! How a frame is copied: `bpf_ringbuf_reserve` hands us a fixed-size record
 //! in the ring (the verifier needs the size as a constant), and

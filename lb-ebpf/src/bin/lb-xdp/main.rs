@@ -33,16 +33,26 @@ use crate::{
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     #[cfg(feature = "upgrade-test")]
     upgrade_test_mark();
-    // The one question every packet asks of the capture: one array read.
+    // The one question every packet asks of the capture: one array read,
+    // answered once and kept across the packet path for `after`.
     // One call site of the (inlined) packet path: two would double the
-    // program the verifier walks.
-    // Nothing is kept across the packet path (it would cost stack the
-    // verifier does not have): `after` asks the flag again.
-    if let Some(f) = capture::active() {
-        capture::before(&ctx, f);
-    }
+    // program the verifier walks. A plain `bool` kept across the path is
+    // known per branch, so LLVM threads the branch through the path and
+    // makes two copies of it (twice the program, and a deeper stack); kept
+    // in a stack slot written and read back with volatile accesses, its
+    // value is opaque at the second test and the path stays one copy.
+    let capturing: u64 = match capture::active() {
+        Some(f) => {
+            capture::before(&ctx, f);
+            1
+        }
+        None => 0,
+    };
+    let mut slot = 0u64;
+    // SAFETY: a write and a read of a local.
+    unsafe { core::ptr::write_volatile(&mut slot, capturing) };
     let action = balance::<Full>(&ctx);
-    if capture::active().is_some() {
+    if unsafe { core::ptr::read_volatile(&slot) } != 0 {
         capture::after(&ctx, action);
     }
     action
