@@ -286,10 +286,16 @@ fn prometheus_rate_of_the_vip_counter_matches_lbctl_stats() {
         "info metric vs lbctl status: {status}"
     );
     assert_eq!(query(&lab, "lb_conn_table_capacity", at), Some(4096.0));
-    // The VIP came from the configuration: one ring built and published.
+    // The VIP came from the configuration with a check: created with its
+    // check and backends in one change (one ring built and published;
+    // daemon/run.rs), then one more per health transition (a backend whose
+    // server was slow to start may go down and up again).
+    let transitions = query(&lab, "sum(lb_health_transitions_total)", at).unwrap();
     assert_eq!(
         query(&lab, "lb_ring_rebuild_duration_seconds_count", at),
-        Some(1.0)
+        Some(1.0 + transitions),
+        "failed probes: {:?}",
+        query_all(&lab, "lb_health_probe_failures_total > 0", at)
     );
     let calls = query(
         &lab,
