@@ -490,9 +490,10 @@ fn via_vip_checks_see_a_backend_that_lost_the_vip_and_direct_checks_do_not() {
     // Backend 1 loses the IPv4 VIP: its HTTP server still answers on its
     // own address, but a packet for the VIP finds no one there.
     let b1 = B4[0];
-    // The wait above ends right after a round of probes; half an interval
-    // on, the loss falls mid-way between two probes (not just after one,
-    // which would leave the bound no room for a loaded machine's delays).
+    // Without this pause the loss landed just after one of backend 1's
+    // probes in every run here (down after 1.70-1.72 s of the 1.75 s
+    // bound): half an interval later leaves the bound room for a loaded
+    // machine's delays.
     std::thread::sleep(Duration::from_millis(INTERVAL_MS / 2));
     let lost = now_ms();
     lab.exec("b1", &["ip", "addr", "del", VIP4_NET, "dev", "lo"]);
