@@ -581,3 +581,18 @@ fn tls_listener_refuses_plaintext_and_certificate_less_clients() {
         "(plaintext, no client cert, mTLS) accepted?"
     );
 }
+
+/// A supervisor may stop the daemon the moment its socket appears (a test
+/// harness, `systemctl restart` right after a start): SIGTERM then must be
+/// a clean exit, never the default action. The handlers are installed
+/// before anything is bound; with them installed late (after the socket),
+/// this failed in CI.
+#[test]
+fn sigterm_as_soon_as_the_socket_appears_is_a_clean_exit() {
+    require_root();
+    let mut env = DaemonEnv::new("sigt", None, "");
+    for _ in 0..15 {
+        env.start();
+        env.stop(); // asserts a successful exit status
+    }
+}

@@ -6,6 +6,7 @@ use std::{path::Path, sync::Arc};
 
 use anyhow::Context as _;
 use lb_api::MacAddr;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::settings;
 use crate::{
@@ -206,6 +207,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     rt.block_on(async {
+        // The handlers are installed first: tokio registers a signal when its
+        // stream is created, and a SIGTERM that arrived before that (a
+        // supervisor stopping a daemon that has just bound its socket)
+        // would take the default action and kill the process mid-start.
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         // Bound before the data plane is touched: a taken port fails the
         // start with nothing changed.
         let metrics_listener = match cfg.metrics.listen {
@@ -266,13 +273,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         // Probing starts at once, from the health the state kept: a
         // restart neither flaps a down backend up nor waits to check it.
         let monitor = tokio::spawn(health::monitor::run(svc.state(), svc.probe_stats()));
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+        let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
             }
             super::notify::notify("STOPPING=1");
             tracing::info!(
