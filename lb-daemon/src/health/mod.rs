@@ -1,10 +1,12 @@
-//! Backend health checks: the rise/fall state machine (`machine`), the
-//! probes (`probe`) and the monitor that runs them and reports transitions
-//! to the state (`monitor`). Health never writes a map itself: a transition
+//! Backend health checks: the rise/fall state machine (`machine`), one
+//! probe over a non-blocking socket (`probe`), the thread that runs every
+//! probe (`engine`) and the task that feeds it and reports transitions to
+//! the state (`monitor`). Health never writes a map itself: a transition
 //! is a state change (`LbState::set_backend_health`), applied and persisted
 //! like any other, and the ring is built from `Vip::serving`, the one place
 //! where health and weight meet.
 
+pub mod engine;
 pub mod machine;
 pub mod monitor;
 pub mod probe;

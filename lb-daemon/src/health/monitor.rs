@@ -1,17 +1,17 @@
-//! Runs the probes: one task drives every probe of every backend, keeps
-//! each backend's state machine, reconciles with the state twice a second
-//! (a VIP given a check, a backend added or removed, a check changed) and
-//! reports the transitions the state machines make to the state, which
-//! rebuilds the ring.
+//! Runs the probes: one thread (the [`engine`]) drives every probe of every
+//! backend and keeps each backend's state machine; this task reconciles
+//! with the state twice a second (a VIP given a check, a backend added or
+//! removed, a check changed), hands the thread what to probe and reports
+//! the transitions it sends back to the state, which rebuilds the ring.
 //!
-//! Why one task and not one per backend: with 1,000 backends probed every
-//! second, a sleeping task per backend costs a timer, a wake-up and often a
-//! hop between the runtime's worker threads per probe, on top of the probe.
-//! Here a [`Schedule`] (a heap of due times, pure and tested without I/O)
-//! says which probes are due, the running probes are futures of one
-//! `FuturesUnordered`, and a result is counted, fed to its state machine and
-//! the next probe scheduled in the same task. The state lock is taken only
-//! for a transition and for the reconcile pass, never per probe.
+//! Why one thread and not a task per backend (nor one task with a future
+//! per probe): with 1,000 backends probed every second, the runtime's part
+//! of a probe (a timer, epoll registration, a wake-up per readiness event,
+//! often a hop between worker threads) cost as much as the probe. Here a
+//! [`Schedule`] (a heap of due times, pure and tested without I/O) says
+//! which probes are due; the engine starts them and polls the sockets of
+//! all running probes at once, every few milliseconds. The state lock is
+//! taken only for a transition and for the reconcile pass, never per probe.
 //!
 //! Spread: a backend's first probe waits a fixed fraction of the interval
 //! derived from its VIP and address, so 1,000 backends checked every second
@@ -28,17 +28,18 @@ use std::{
     hash::{Hash, Hasher},
     net::{IpAddr, SocketAddr},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use lb_api::{BackendHealth, HealthCheck, HealthState, ProbeMode, VipSpec};
-use tokio::{sync::Mutex, time::Instant};
+use tokio::sync::Mutex;
 
 use super::{
     ProbeStats,
+    engine::{self, Command},
     machine::{ProbeResult, Tracker, Transition},
-    probe, unix_ms,
+    probe::Plan,
+    unix_ms,
 };
 use crate::{dataplane::Dataplane, state::LbState};
 
@@ -91,62 +92,55 @@ pub fn targets<D: Dataplane>(st: &LbState<D>) -> Vec<Target> {
     out
 }
 
-/// Probes every backend the state says to until dropped (the running
-/// probes are dropped with it).
+/// Probes every backend the state says to until dropped: starts the probe
+/// thread ([`engine`]), hands it the targets at every reconcile pass and
+/// reports the transitions it sends back to the state. Dropping this future
+/// drops the command channel, and the thread ends at its next wake-up.
 pub async fn run<D: Dataplane + 'static>(state: Arc<Mutex<LbState<D>>>, stats: ProbeStats) {
-    let mut schedule = Schedule::default();
-    let mut running = FuturesUnordered::new();
+    let (commands, inbox) = std::sync::mpsc::channel();
+    let (changed, mut transitions) = tokio::sync::mpsc::unbounded_channel();
+    let spawned = std::thread::Builder::new()
+        .name("lb-health".into())
+        .spawn(move || engine::run(inbox, changed, stats));
+    if let Err(e) = spawned {
+        tracing::error!(cause = %e, "health checks not started: no probe thread");
+        return;
+    }
     let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // One timer, moved to the next due probe, instead of one per backend.
-    let timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(timer);
     loop {
-        let next = schedule.next_due();
-        if let Some(at) = next
-            && timer.deadline() != at
-        {
-            timer.as_mut().reset(at);
-        }
         tokio::select! {
-            // Results first: they free their backend for its next probe.
-            biased;
-            Some((key, epoch, result)) = running.next(), if !running.is_empty() => {
-                let Some(done) = schedule.finish(key, epoch, result, Instant::now()) else {
-                    // Its backend was removed or its check changed meanwhile.
-                    continue;
-                };
-                stats.record(&key.0, key.1, result, done.transition.is_some());
-                if let Some(tr) = done.transition
-                    && !report(&state, &key.0, key.1, tr).await
-                {
+            Some(c) = transitions.recv() => {
+                if !report(&state, &c.key.0, c.key.1, c.transition).await {
                     // Count again from the state the state has.
-                    schedule.restart_count(key, epoch, tr.from);
+                    let _ = commands.send(Command::Restart {
+                        prober: c.prober,
+                        state: c.transition.from,
+                    });
                 }
-            }
-            () = &mut timer, if next.is_some() => {
-                let by = Instant::now() + START_SLACK;
-                schedule.start_due(by, |p| running.push(probe_one(p)));
             }
             _ = reconcile.tick() => {
                 let want = targets(&*state.lock().await);
-                schedule.reconcile(want, Instant::now());
-                stats.retain(|v, a| schedule.contains(&(*v, a)));
+                if commands.send(Command::Reconcile(want)).is_err() {
+                    tracing::error!("the health probe thread stopped: no more probes");
+                    return;
+                }
             }
         }
     }
 }
 
 /// A backend: its VIP and address.
-type Key = (VipSpec, IpAddr);
+pub(super) type Key = (VipSpec, IpAddr);
 
 /// One probe to run.
-struct Due {
-    key: Key,
-    epoch: u64,
-    check: Arc<HealthCheck>,
-    target: SocketAddr,
-    mark: Option<u32>,
+pub(super) struct Due {
+    /// Its backend.
+    pub key: Key,
+    /// Its prober: index and epoch (see [`Prober`]).
+    pub prober: (u32, u64),
+    /// What the probe does, built when the prober started.
+    pub plan: Arc<Plan>,
 }
 
 /// Where a probe of `backend` under `check` goes, and its socket mark.
@@ -170,103 +164,123 @@ fn probe_target(
     }
 }
 
-/// Runs one probe; the result names its backend and prober.
-async fn probe_one(p: Due) -> (Key, u64, ProbeResult) {
-    let result = probe::probe(&p.check, p.target, p.mark).await;
-    (p.key, p.epoch, result)
-}
-
-/// One probed backend: its check, its state machine and when it is probed
-/// next.
+/// One probed backend: what its probes do, its state machine and when it
+/// is probed next.
 struct Prober {
-    check: Arc<HealthCheck>,
+    key: Key,
+    plan: Arc<Plan>,
     slot: u32,
-    target: SocketAddr,
-    /// The socket mark of a `via-vip` probe (see [`probe_target`]).
-    mark: Option<u32>,
     tracker: Tracker,
     jitter: Jitter,
     /// Due time of the probe after the running one (set when one starts).
     next: Instant,
-    /// Tells this prober from an earlier one of the same backend (check or
-    /// slot changed), whose heap entries and results are then ignored.
+    /// Tells this prober from an earlier one at the same index (of the same
+    /// backend, whose check or slot changed, or of a removed one), whose
+    /// heap entries and results are then ignored.
     epoch: u64,
 }
 
 /// What a finished probe did.
 #[derive(Debug, PartialEq, Eq)]
-struct Finished {
+pub(super) struct Finished {
     /// The transition it completed, if any.
-    transition: Option<Transition>,
+    pub transition: Option<Transition>,
 }
 
 /// Every prober and the order their probes are due in: pure (time is
 /// passed in), so the spread, the jitter and the reconcile are tested
 /// without sockets or a runtime.
+///
+/// Probers live at fixed indices of a vector while they run, and a due
+/// probe, a running probe and a result name theirs by index and epoch: the
+/// per-probe path (start, finish) indexes a vector and compares small heap
+/// entries; only a reconcile pass looks backends up by VIP and address.
 #[derive(Default)]
-struct Schedule {
-    probers: HashMap<Key, Prober>,
-    /// Due probes, earliest first; an entry whose epoch is not its
-    /// prober's any more is stale and skipped.
-    due: BinaryHeap<Reverse<(Instant, u64, Key)>>,
+pub(super) struct Schedule {
+    probers: Vec<Option<Prober>>,
+    /// Indices of `probers` that are free.
+    free: Vec<u32>,
+    /// Each backend's index.
+    index: HashMap<Key, u32>,
+    /// Due probes, earliest first: (when, index, epoch). An entry whose
+    /// epoch is not its prober's any more is stale and skipped.
+    due: BinaryHeap<Reverse<(Instant, u32, u64)>>,
     epochs: u64,
 }
 
 impl Schedule {
     /// Starts probers for new backends and changed checks or slots, stops
     /// those of backends no longer in `want`.
-    fn reconcile(&mut self, want: Vec<Target>, now: Instant) {
+    pub(super) fn reconcile(&mut self, want: Vec<Target>, now: Instant) {
         let keys: HashSet<Key> = want.iter().map(|t| (t.vip, t.backend)).collect();
-        self.probers.retain(|k, _| keys.contains(k));
+        let Schedule {
+            probers,
+            free,
+            index,
+            due,
+            epochs,
+        } = self;
+        index.retain(|k, i| {
+            let keep = keys.contains(k);
+            if !keep {
+                probers[*i as usize] = None;
+                free.push(*i);
+            }
+            keep
+        });
         for t in want {
             let key = (t.vip, t.backend);
-            if self
-                .probers
-                .get(&key)
-                .is_some_and(|p| *p.check == t.check && p.slot == t.slot)
+            let at = index.get(&key).copied();
+            if let Some(i) = at
+                && probers[i as usize]
+                    .as_ref()
+                    .is_some_and(|p| p.plan.check == t.check && p.slot == t.slot)
             {
                 continue;
             }
-            self.epochs += 1;
-            let p = phase(&t.vip, t.backend);
+            *epochs += 1;
+            let i = at.unwrap_or_else(|| {
+                let i = free.pop().unwrap_or_else(|| {
+                    probers.push(None);
+                    (probers.len() - 1) as u32
+                });
+                index.insert(key, i);
+                i
+            });
+            let phase = phase(&t.vip, t.backend);
             let (target, mark) = probe_target(&t.check, &t.vip, t.backend, t.slot);
-            let check = Arc::new(t.check);
-            let first = now + check.interval().mul_f64(p);
-            self.probers.insert(
+            let first = now + t.check.interval().mul_f64(phase);
+            probers[i as usize] = Some(Prober {
                 key,
-                Prober {
-                    target,
-                    mark,
-                    check,
-                    slot: t.slot,
-                    tracker: Tracker::new(t.state),
-                    jitter: Jitter((p * u64::MAX as f64) as u64 | 1),
-                    next: first,
-                    epoch: self.epochs,
-                },
-            );
-            self.due.push(Reverse((first, self.epochs, key)));
+                plan: Arc::new(Plan::new(t.check, target, mark)),
+                slot: t.slot,
+                tracker: Tracker::new(t.state),
+                jitter: Jitter((phase * u64::MAX as f64) as u64 | 1),
+                next: first,
+                epoch: *epochs,
+            });
+            due.push(Reverse((first, i, *epochs)));
         }
         // Stale entries pile up only when checks change; drop them when
         // they outnumber the live ones.
-        if self.due.len() > 2 * self.probers.len() + 64 {
+        if self.due.len() > 2 * self.index.len() + 64 {
             let probers = &self.probers;
             self.due
-                .retain(|Reverse((_, e, k))| probers.get(k).is_some_and(|p| p.epoch == *e));
+                .retain(|Reverse((_, i, e))| live(probers, *i, *e).is_some());
         }
     }
 
     /// Whether `key` is probed.
-    fn contains(&self, key: &Key) -> bool {
-        self.probers.contains_key(key)
+    pub(super) fn contains(&self, key: &Key) -> bool {
+        self.index.contains_key(key)
     }
 
     /// When the next probe is due (`None`: nothing to probe, or every
     /// backend's probe is running).
-    fn next_due(&mut self) -> Option<Instant> {
-        while let Some(Reverse((at, epoch, key))) = self.due.peek() {
-            if self.probers.get(key).is_some_and(|p| p.epoch == *epoch) {
-                return Some(*at);
+    pub(super) fn next_due(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, i, epoch))) = self.due.peek() {
+            if live(&self.probers, i, epoch).is_some() {
+                return Some(at);
             }
             self.due.pop();
         }
@@ -276,25 +290,24 @@ impl Schedule {
     /// Hands every probe due by `by` to `start`, and sets when each
     /// backend's following probe is due: one interval, jittered, after this
     /// one was due.
-    fn start_due(&mut self, by: Instant, mut start: impl FnMut(Due)) {
-        while let Some(&Reverse((at, epoch, key))) = self.due.peek() {
+    pub(super) fn start_due(&mut self, by: Instant, mut start: impl FnMut(Due)) {
+        while let Some(&Reverse((at, i, epoch))) = self.due.peek() {
             if at > by {
                 break;
             }
             self.due.pop();
-            let Some(p) = self.probers.get_mut(&key).filter(|p| p.epoch == epoch) else {
+            let Some(p) = live_mut(&mut self.probers, i, epoch) else {
                 continue;
             };
+            let check = &p.plan.check;
             p.next = at
-                + p.check
+                + check
                     .interval()
-                    .mul_f64(p.jitter.factor(p.check.jitter_percent));
+                    .mul_f64(p.jitter.factor(check.jitter_percent));
             start(Due {
-                key,
-                epoch,
-                check: p.check.clone(),
-                target: p.target,
-                mark: p.mark,
+                key: p.key,
+                prober: (i, epoch),
+                plan: p.plan.clone(),
             });
         }
     }
@@ -302,28 +315,45 @@ impl Schedule {
     /// Counts a probe's result in its backend's state machine and schedules
     /// the backend's next probe; `None` if the result belongs to a prober
     /// that was stopped or replaced meanwhile.
-    fn finish(
+    pub(super) fn finish(
         &mut self,
-        key: Key,
-        epoch: u64,
+        (i, epoch): (u32, u64),
         result: ProbeResult,
         now: Instant,
     ) -> Option<Finished> {
-        let p = self.probers.get_mut(&key).filter(|p| p.epoch == epoch)?;
-        let transition = p.tracker.observe(result, p.check.rise, p.check.fall);
+        let p = live_mut(&mut self.probers, i, epoch)?;
+        let transition = p
+            .tracker
+            .observe(result, p.plan.check.rise, p.plan.check.fall);
         // A probe that overran (it cannot: timeout < interval) or a stalled
-        // runtime: start again from now rather than firing a burst.
+        // thread: start again from now rather than firing a burst.
         p.next = p.next.max(now);
-        self.due.push(Reverse((p.next, epoch, key)));
+        self.due.push(Reverse((p.next, i, epoch)));
         Some(Finished { transition })
     }
 
     /// The state refused a transition: count again from `state`.
-    fn restart_count(&mut self, key: Key, epoch: u64, state: HealthState) {
-        if let Some(p) = self.probers.get_mut(&key).filter(|p| p.epoch == epoch) {
+    pub(super) fn restart_count(&mut self, (i, epoch): (u32, u64), state: HealthState) {
+        if let Some(p) = live_mut(&mut self.probers, i, epoch) {
             p.tracker = Tracker::new(state);
         }
     }
+}
+
+/// The prober at index `i` if it is still the one of `epoch`.
+fn live(probers: &[Option<Prober>], i: u32, epoch: u64) -> Option<&Prober> {
+    probers
+        .get(i as usize)?
+        .as_ref()
+        .filter(|p| p.epoch == epoch)
+}
+
+/// [`live`], mutable.
+fn live_mut(probers: &mut [Option<Prober>], i: u32, epoch: u64) -> Option<&mut Prober> {
+    probers
+        .get_mut(i as usize)?
+        .as_mut()
+        .filter(|p| p.epoch == epoch)
 }
 
 /// A stable fraction in [0, 1) of the interval for this backend's first
@@ -454,7 +484,7 @@ mod tests {
             assert_eq!(d.len(), 1);
             // Never a second probe of a backend while one runs.
             assert_eq!(s.next_due(), None);
-            assert!(s.finish(d[0].key, d[0].epoch, Ok(()), t + took).is_some());
+            assert!(s.finish(d[0].prober, Ok(()), t + took).is_some());
             at.push(t);
         }
         at
@@ -484,7 +514,7 @@ mod tests {
         assert_eq!(t, *at.last().unwrap() + Duration::from_secs(1));
         let late = t + Duration::from_millis(1500);
         let d = due(&mut s, t);
-        s.finish(d[0].key, d[0].epoch, Ok(()), late).unwrap();
+        s.finish(d[0].prober, Ok(()), late).unwrap();
         assert_eq!(s.next_due(), Some(late));
     }
 
@@ -499,7 +529,7 @@ mod tests {
         let now = at - START_SLACK;
         let d = due(&mut s, now + START_SLACK);
         assert_eq!(d.len(), 1);
-        s.finish(d[0].key, d[0].epoch, Ok(()), at).unwrap();
+        s.finish(d[0].prober, Ok(()), at).unwrap();
         // One interval after it was due, not after it started.
         assert_eq!(s.next_due(), Some(at + Duration::from_secs(1)));
     }
@@ -511,13 +541,13 @@ mod tests {
         let probe = |s: &mut Schedule, r: ProbeResult| {
             let t = s.next_due().unwrap();
             let d = due(s, t);
-            let f = s.finish(d[0].key, d[0].epoch, r, t).unwrap();
-            (d[0].key, d[0].epoch, f.transition)
+            let f = s.finish(d[0].prober, r, t).unwrap();
+            (d[0].prober, f.transition)
         };
         let fail = Err(Reason::Refused);
-        assert_eq!(probe(&mut s, fail).2, None);
-        assert_eq!(probe(&mut s, fail).2, None);
-        let (key, epoch, tr) = probe(&mut s, Err(Reason::Timeout));
+        assert_eq!(probe(&mut s, fail).1, None);
+        assert_eq!(probe(&mut s, fail).1, None);
+        let (prober, tr) = probe(&mut s, Err(Reason::Timeout));
         assert_eq!(
             tr,
             Some(Transition {
@@ -527,12 +557,12 @@ mod tests {
             })
         );
         // The state refused it: three more failures are needed again.
-        s.restart_count(key, epoch, HealthState::Up);
-        assert_eq!(probe(&mut s, fail).2, None);
-        assert_eq!(probe(&mut s, fail).2, None);
-        assert!(probe(&mut s, fail).2.is_some());
-        assert_eq!(probe(&mut s, Ok(())).2, None);
-        assert_eq!(probe(&mut s, Ok(())).2.unwrap().to, HealthState::Up);
+        s.restart_count(prober, HealthState::Up);
+        assert_eq!(probe(&mut s, fail).1, None);
+        assert_eq!(probe(&mut s, fail).1, None);
+        assert!(probe(&mut s, fail).1.is_some());
+        assert_eq!(probe(&mut s, Ok(())).1, None);
+        assert_eq!(probe(&mut s, Ok(())).1.unwrap().to, HealthState::Up);
     }
 
     #[test]
@@ -556,13 +586,13 @@ mod tests {
         assert!(s.contains(&running[0].key) && s.contains(&b2_key()));
         // Results of the old prober and of the removed backend: ignored.
         for d in &running {
-            assert_eq!(s.finish(d.key, d.epoch, Err(Reason::Refused), t0), None);
+            assert_eq!(s.finish(d.prober, Err(Reason::Refused), t0), None);
         }
         let now = t0 + Duration::from_secs(1);
         let d = due(&mut s, now);
         assert_eq!(d.len(), 2);
         for d in d {
-            let f = s.finish(d.key, d.epoch, Err(Reason::Refused), now).unwrap();
+            let f = s.finish(d.prober, Err(Reason::Refused), now).unwrap();
             if d.key == running[0].key {
                 // The new check: fall = 1.
                 assert_eq!(f.transition.unwrap().to, HealthState::Down);
@@ -577,7 +607,7 @@ mod tests {
         s.reconcile(vec![again, target(2, &c)], now);
         let t = s.next_due().unwrap();
         let d = due(&mut s, t);
-        assert!(d.iter().all(|d| d.epoch > running[0].epoch));
+        assert!(d.iter().all(|d| d.prober.1 > running[0].prober.1));
     }
 
     fn b2_key() -> Key {

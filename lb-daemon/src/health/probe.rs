@@ -1,53 +1,276 @@
-//! One probe of one backend, with tokio sockets: `direct` to the backend's
-//! own address, or `via-vip` to the VIP with a socket mark naming the
-//! backend (the TC program `lb_probe` encapsulates such packets to it; see
-//! `lb-ebpf/src/bin/lb-xdp/probe.rs`). Each returns `Ok(())` or the
-//! [`Reason`] it failed, which the API and the logs show as it is
-//! ("refused", "timeout", "status 503", ...).
+//! One probe of one backend, as a small state machine over a non-blocking
+//! socket: `direct` to the backend's own address, or `via-vip` to the VIP
+//! with a socket mark naming the backend (the TC program `lb_probe`
+//! encapsulates such packets to it; see `lb-ebpf/src/bin/lb-xdp/probe.rs`).
+//! The engine ([`super::engine`]) starts probes, polls their sockets in
+//! batches and hands each [`Probe::advance`] what `poll(2)` saw; a probe
+//! ends in `Ok(())` or the [`Reason`] it failed, which the API and the logs
+//! show as it is ("refused", "timeout", "status 503", ...).
+//!
+//! Why not async sockets: a probe is a handful of system calls, and with
+//! 1,000 of them a second the runtime's share (registering and
+//! deregistering each socket with epoll, a wake-up per readiness event, a
+//! timer per timeout) cost as much as the probe itself. Here a socket is
+//! never registered anywhere: it is created, connected, polled with the
+//! others in flight (one `poll` per batch) and closed.
 
 use std::{
-    io,
+    io::{self, Read as _, Write as _},
     net::SocketAddr,
     os::fd::{AsRawFd, RawFd},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use lb_api::{CheckKind, HealthCheck, Reason};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpSocket, TcpStream, UdpSocket},
-};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::machine::ProbeResult;
 
 /// Bytes of an HTTP answer read to find its status line.
 const HTTP_HEAD: usize = 1024;
 
-/// Probes `target` as `check` says, within its timeout; every packet of the
-/// probe carries socket mark `mark` when set (a `via-vip` probe).
-pub async fn probe(check: &HealthCheck, target: SocketAddr, mark: Option<u32>) -> ProbeResult {
-    let attempt = async {
-        match &check.kind {
-            CheckKind::Tcp => connect(target, mark).await.map(close_now),
-            CheckKind::Http { path, expect, host } => {
-                http(target, mark, path, *expect, host.as_deref()).await
-            }
-            CheckKind::Udp { payload, expect } => {
-                udp(target, mark, payload, expect.as_deref()).await
-            }
-        }
-    };
-    tokio::time::timeout(check.timeout(), attempt)
-        .await
-        .unwrap_or(Err(Reason::Timeout))
+/// What every probe of one backend does, built once when its prober
+/// starts: the check, where the probe goes, its socket mark and the bytes
+/// it sends.
+#[derive(Debug)]
+pub struct Plan {
+    /// The check, as this backend is probed.
+    pub check: HealthCheck,
+    /// The backend's address and check port (`direct`) or the VIP's
+    /// (`via-vip`).
+    pub target: SocketAddr,
+    /// The socket mark of a `via-vip` probe.
+    pub mark: Option<u32>,
+    /// The HTTP request or the UDP payload (nothing for TCP).
+    send: Box<[u8]>,
 }
 
-/// Closes a probe's connection with a reset rather than FIN: the probe has
-/// its answer, and a FIN would leave the socket in TIME_WAIT on this host
-/// for a minute, 60,000 of them at 1,000 probes a second, each a slot the
-/// kernel walks when it picks the next probe's source port.
-fn close_now(s: TcpStream) {
-    // Best effort: if the option cannot be set, the close is a FIN.
-    let _ = s.set_zero_linger();
+impl Plan {
+    /// The plan of `check` probing `target` (marked `mark`).
+    pub fn new(check: HealthCheck, target: SocketAddr, mark: Option<u32>) -> Plan {
+        let send = match &check.kind {
+            CheckKind::Tcp => Vec::new(),
+            CheckKind::Http { path, host, .. } => match host {
+                Some(host) => request(path, host),
+                None => request(path, &target),
+            }
+            .into_bytes(),
+            CheckKind::Udp { payload, .. } => payload.as_bytes().to_vec(),
+        };
+        Plan {
+            check,
+            target,
+            mark,
+            send: send.into_boxed_slice(),
+        }
+    }
+}
+
+/// A probe in flight: its socket, what it waits for and until when.
+pub struct Probe {
+    sock: Socket,
+    plan: Arc<Plan>,
+    step: Step,
+    /// When it fails with [`Reason::Timeout`] if it has not ended.
+    pub deadline: Instant,
+}
+
+/// What a probe waits for.
+enum Step {
+    /// A TCP connect in progress: the socket turns writable when it ends.
+    Connecting,
+    /// HTTP: the request is sent; the answer's first bytes so far.
+    Reading { head: Vec<u8> },
+    /// UDP: the datagram is sent; waiting for the reply (or an ICMP error).
+    Awaiting,
+}
+
+/// Where a probe is after a step.
+pub enum Progress {
+    /// Still waiting (poll its socket for [`Probe::events`]).
+    Pending(Probe),
+    /// Ended.
+    Done(ProbeResult),
+}
+
+impl Probe {
+    /// Starts a probe as `plan` says; every packet of it carries the plan's
+    /// socket mark, if any. Its deadline is `now` plus the check's timeout.
+    pub fn start(plan: Arc<Plan>, now: Instant) -> Progress {
+        let deadline = now + plan.check.timeout();
+        let udp = matches!(plan.check.kind, CheckKind::Udp { .. });
+        let sock = match open(plan.target, plan.mark, udp) {
+            Ok(s) => s,
+            Err(e) => return Progress::Done(Err(io_reason(e))),
+        };
+        let connected = match sock.connect(&SockAddr::from(plan.target)) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => false,
+            Err(e) => return Progress::Done(Err(io_reason(e))),
+        };
+        let probe = Probe {
+            sock,
+            plan,
+            step: Step::Connecting,
+            deadline,
+        };
+        if connected {
+            // UDP always; TCP to a local address sometimes.
+            probe.connected()
+        } else {
+            Progress::Pending(probe)
+        }
+    }
+
+    /// Its socket, to poll.
+    pub fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// What to poll its socket for.
+    pub fn events(&self) -> libc::c_short {
+        match self.step {
+            Step::Connecting => libc::POLLOUT,
+            Step::Reading { .. } | Step::Awaiting => libc::POLLIN,
+        }
+    }
+
+    /// One step, given what `poll` returned for its socket (`revents`).
+    pub fn advance(mut self, revents: libc::c_short) -> Progress {
+        match &mut self.step {
+            Step::Connecting => {
+                // A failed connect shows as POLLERR (and often POLLHUP); the
+                // error itself is the socket's pending error.
+                match self.sock.take_error() {
+                    Ok(None) if revents & (libc::POLLERR | libc::POLLHUP) == 0 => self.connected(),
+                    Ok(None) => Progress::Done(Err(Reason::Refused)),
+                    Ok(Some(e)) | Err(e) => Progress::Done(Err(io_reason(e))),
+                }
+            }
+            Step::Reading { head } => {
+                let mut buf = [0u8; HTTP_HEAD];
+                let room = HTTP_HEAD - head.len();
+                match (&self.sock).read(&mut buf[..room]) {
+                    Ok(n) => {
+                        head.extend_from_slice(&buf[..n]);
+                        // The status line complete, the buffer full or the
+                        // peer closed: judge what came.
+                        if n == 0 || head.contains(&b'\n') || head.len() == HTTP_HEAD {
+                            let result = match (status_code(head), &self.plan.check.kind) {
+                                (Some(code), CheckKind::Http { expect, .. }) if code == *expect => {
+                                    Ok(())
+                                }
+                                (Some(code), _) => Err(Reason::Status(code)),
+                                (None, _) => Err(Reason::BadReply),
+                            };
+                            self.close_now();
+                            Progress::Done(result)
+                        } else {
+                            Progress::Pending(self)
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Progress::Pending(self),
+                    Err(e) => {
+                        self.close_now();
+                        Progress::Done(Err(io_reason(e)))
+                    }
+                }
+            }
+            Step::Awaiting => {
+                let mut buf = [0u8; 2048];
+                match (&self.sock).read(&mut buf) {
+                    Ok(n) => Progress::Done(match &self.plan.check.kind {
+                        CheckKind::Udp {
+                            expect: Some(e), ..
+                        } if !contains(&buf[..n], e.as_bytes()) => Err(Reason::BadReply),
+                        _ => Ok(()),
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Progress::Pending(self),
+                    Err(e) => Progress::Done(Err(io_reason(e))),
+                }
+            }
+        }
+    }
+
+    /// The probe ran out of time: its socket is closed (with a reset, if a
+    /// connection was made) and it fails with [`Reason::Timeout`].
+    pub fn expire(self) -> ProbeResult {
+        if !matches!(self.step, Step::Awaiting) {
+            self.close_now();
+        }
+        Err(Reason::Timeout)
+    }
+
+    /// The connection is made (TCP) or the socket connected (UDP): a TCP
+    /// check has its answer, HTTP sends its request, UDP its datagram.
+    fn connected(mut self) -> Progress {
+        self.step = match self.plan.check.kind {
+            CheckKind::Tcp => {
+                self.close_now();
+                return Progress::Done(Ok(()));
+            }
+            CheckKind::Http { .. } => Step::Reading {
+                head: Vec::with_capacity(256),
+            },
+            CheckKind::Udp { .. } => Step::Awaiting,
+        };
+        match send_all(&self.sock, &self.plan.send) {
+            Ok(()) => Progress::Pending(self),
+            Err(e) => Progress::Done(Err(io_reason(e))),
+        }
+    }
+
+    /// Closes a probe's connection with a reset rather than FIN: the probe
+    /// has its answer, and a FIN would leave the socket in TIME_WAIT on this
+    /// host for a minute, 60,000 of them at 1,000 probes a second, each a
+    /// slot the kernel walks when it picks the next probe's source port.
+    fn close_now(self) {
+        // Best effort: if the option cannot be set, the close is a FIN.
+        let _ = self.sock.set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// A non-blocking socket for `target`, marked before its first packet when
+/// `mark` is set (`SO_MARK` needs CAP_NET_ADMIN, which the daemon has).
+fn open(target: SocketAddr, mark: Option<u32>, udp: bool) -> io::Result<Socket> {
+    let (ty, proto) = if udp {
+        (Type::DGRAM, Protocol::UDP)
+    } else {
+        (Type::STREAM, Protocol::TCP)
+    };
+    let sock = Socket::new(Domain::for_address(target), ty.nonblocking(), Some(proto))?;
+    if let Some(m) = mark {
+        sock.set_mark(m)?;
+    }
+    Ok(sock)
+}
+
+/// Sends `buf` whole in one call: a request or datagram this small always
+/// fits a fresh socket's buffer, so a short write means something is wrong.
+fn send_all(sock: &Socket, buf: &[u8]) -> io::Result<()> {
+    match (&*sock).write(buf)? {
+        n if n == buf.len() => Ok(()),
+        _ => Err(io::Error::other("short write")),
+    }
+}
+
+/// Polls `fds` without blocking (`timeout` zero) or up to `timeout`;
+/// returns how many have events. Interrupted: none.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if rc >= 0 {
+        Ok(rc as usize)
+    } else {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(e)
+        }
+    }
 }
 
 /// What a socket error says about the backend.
@@ -60,72 +283,9 @@ fn io_reason(e: io::Error) -> Reason {
     }
 }
 
-/// Sets `SO_MARK` (needs CAP_NET_ADMIN, which the daemon has).
-fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
-    // SAFETY: a plain setsockopt on a socket we own, with a 4-byte value.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            (&mark as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// A TCP connection to `target`, marked before the SYN when `mark` is set.
-async fn connect(target: SocketAddr, mark: Option<u32>) -> Result<TcpStream, Reason> {
-    let s = match target {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(io_reason)?;
-    if let Some(m) = mark {
-        set_mark(s.as_raw_fd(), m).map_err(io_reason)?;
-    }
-    s.connect(target).await.map_err(io_reason)
-}
-
-/// HTTP/1.0 GET, one request per connection (no keep-alive: a probe must
-/// see a server that still accepts connections, not a socket it kept).
-async fn http(
-    target: SocketAddr,
-    mark: Option<u32>,
-    path: &str,
-    expect: u16,
-    host: Option<&str>,
-) -> ProbeResult {
-    let mut s = connect(target, mark).await?;
-    let req = match host {
-        Some(host) => request(path, &host),
-        None => request(path, &target),
-    };
-    s.write_all(req.as_bytes()).await.map_err(io_reason)?;
-    let mut buf = [0u8; HTTP_HEAD];
-    let mut len = 0;
-    // Read until the status line is complete (or the peer closes).
-    loop {
-        let n = s.read(&mut buf[len..]).await.map_err(io_reason)?;
-        len += n;
-        if n == 0 || buf[..len].contains(&b'\n') || len == HTTP_HEAD {
-            break;
-        }
-    }
-    close_now(s);
-    match status_code(&buf[..len]) {
-        Some(code) if code == expect => Ok(()),
-        Some(code) => Err(Reason::Status(code)),
-        None => Err(Reason::BadReply),
-    }
-}
-
-/// The request of an HTTP check.
+/// The request of an HTTP check: HTTP/1.0, one request per connection (no
+/// keep-alive: a probe must see a server that still accepts connections,
+/// not a socket it kept).
 fn request(path: &str, host: &dyn std::fmt::Display) -> String {
     format!(
         "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lb-health\r\nConnection: close\r\n\r\n"
@@ -147,41 +307,57 @@ fn status_code(head: &[u8]) -> Option<u16> {
     code.parse().ok()
 }
 
-/// One datagram; a reply (containing `expect`, if set) is a pass. The
-/// socket is connected, so an ICMP port unreachable comes back as
-/// "refused" instead of waiting for the timeout.
-async fn udp(
-    target: SocketAddr,
-    mark: Option<u32>,
-    payload: &str,
-    expect: Option<&str>,
-) -> ProbeResult {
-    let local: SocketAddr = match target {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let s = UdpSocket::bind(local).await.map_err(io_reason)?;
-    if let Some(m) = mark {
-        set_mark(s.as_raw_fd(), m).map_err(io_reason)?;
-    }
-    s.connect(target).await.map_err(io_reason)?;
-    s.send(payload.as_bytes()).await.map_err(io_reason)?;
-    let mut buf = vec![0u8; 2048];
-    let n = s.recv(&mut buf).await.map_err(io_reason)?;
-    match expect {
-        Some(e) if !contains(&buf[..n], e.as_bytes()) => Err(Reason::BadReply),
-        _ => Ok(()),
-    }
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Runs one probe to its end, alone (blocking): what the engine does for
+/// many at once, for tests.
+#[cfg(test)]
+pub fn run_one(check: &HealthCheck, target: SocketAddr, mark: Option<u32>) -> ProbeResult {
+    let plan = Arc::new(Plan::new(check.clone(), target, mark));
+    let mut p = match Probe::start(plan, Instant::now()) {
+        Progress::Done(r) => return r,
+        Progress::Pending(p) => p,
+    };
+    loop {
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return p.expire();
+        }
+        let mut fd = [libc::pollfd {
+            fd: p.fd(),
+            events: p.events(),
+            revents: 0,
+        }];
+        match poll(&mut fd, left.min(Duration::from_millis(10))) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(io_reason(e)),
+        }
+        p = match p.advance(fd[0].revents) {
+            Progress::Done(r) => return r,
+            Progress::Pending(p) => p,
+        };
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, UdpSocket},
+    };
+
+    /// One probe, run on a blocking thread while the test's servers run on
+    /// the runtime.
+    async fn probe(check: &HealthCheck, target: SocketAddr, mark: Option<u32>) -> ProbeResult {
+        let check = check.clone();
+        tokio::task::spawn_blocking(move || run_one(&check, target, mark))
+            .await
+            .unwrap()
+    }
 
     fn check(kind: CheckKind) -> HealthCheck {
         let mut c = HealthCheck::new(kind);
@@ -222,7 +398,7 @@ mod tests {
         l.local_addr().unwrap()
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_passes_on_the_expected_status_only() {
         let (ok, mut req) = server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
         assert_eq!(probe(&http_check(200), ok, None).await, Ok(()));
@@ -246,7 +422,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tcp_connect_and_timeout() {
         let (ok, _) = server("").await;
         assert_eq!(probe(&check(CheckKind::Tcp), ok, None).await, Ok(()));
@@ -266,7 +442,7 @@ mod tests {
         drop(l);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn udp_reply_expected_bytes_and_refused() {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = s.local_addr().unwrap();
