@@ -70,6 +70,8 @@ pub fn run(
     let mut running: Vec<Running> = Vec::new();
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut ended: Vec<(Key, (u32, u64), ProbeResult)> = Vec::new();
+    let mut counted: Vec<(Key, ProbeResult, bool)> = Vec::new();
+    let mut changes: Vec<Changed> = Vec::new();
     loop {
         let now = Instant::now();
         schedule.start_due(now + START_SLACK, |d| match Probe::start(d.plan, now) {
@@ -124,16 +126,21 @@ pub fn run(
                 // Its backend was removed or its check changed meanwhile.
                 continue;
             };
-            stats.record(&key.0, key.1, result, done.transition.is_some());
-            if let Some(transition) = done.transition
-                && changed
-                    .send(Changed {
-                        key,
-                        prober,
-                        transition,
-                    })
-                    .is_err()
-            {
+            counted.push((key, result, done.transition.is_some()));
+            if let Some(transition) = done.transition {
+                changes.push(Changed {
+                    key,
+                    prober,
+                    transition,
+                });
+            }
+        }
+        // Counted before the state hears of a transition, so that whoever
+        // sees the transition sees the probe that made it.
+        stats.record(&counted);
+        counted.clear();
+        for c in changes.drain(..) {
+            if changed.send(c).is_err() {
                 return;
             }
         }

@@ -41,21 +41,28 @@ impl ProbeStats {
         self.lock().iter().map(|(k, c)| (*k, *c)).collect()
     }
 
-    /// Counts one probe and whether it completed a transition.
-    pub fn record(&self, vip: &VipSpec, backend: IpAddr, result: ProbeResult, transition: bool) {
+    /// Counts probes: each one's backend, result and whether it completed a
+    /// transition. The probe thread hands over every result of a wake-up
+    /// at once (one lock, not one per probe).
+    pub fn record(&self, probes: &[((VipSpec, IpAddr), ProbeResult, bool)]) {
+        if probes.is_empty() {
+            return;
+        }
         let mut m = self.lock();
-        let c = m.entry((*vip, backend)).or_default();
-        c.sent += 1;
-        if result.is_err() {
-            c.failed += 1;
+        for (key, result, transition) in probes {
+            let c = m.entry(*key).or_default();
+            c.sent += 1;
+            if result.is_err() {
+                c.failed += 1;
+            }
+            if *transition {
+                c.transitions += 1;
+            }
+            c.last = Some(match result {
+                Ok(()) => lb_api::Reason::Ok,
+                Err(r) => *r,
+            });
         }
-        if transition {
-            c.transitions += 1;
-        }
-        c.last = Some(match result {
-            Ok(()) => lb_api::Reason::Ok,
-            Err(r) => r,
-        });
     }
 
     /// Forgets backends `keep` says no (removed backends, VIPs without a

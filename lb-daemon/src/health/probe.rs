@@ -140,10 +140,13 @@ impl Probe {
     pub fn advance(mut self, revents: libc::c_short) -> Progress {
         match &mut self.step {
             Step::Connecting => {
-                // A failed connect shows as POLLERR (and often POLLHUP); the
-                // error itself is the socket's pending error.
+                // Writable and nothing else: connected (no system call to
+                // ask). A failed connect shows as POLLERR (and often
+                // POLLHUP); the error itself is the socket's pending error.
+                if revents & (libc::POLLERR | libc::POLLHUP) == 0 {
+                    return self.connected();
+                }
                 match self.sock.take_error() {
-                    Ok(None) if revents & (libc::POLLERR | libc::POLLHUP) == 0 => self.connected(),
                     Ok(None) => Progress::Done(Err(Reason::Refused)),
                     Ok(Some(e)) | Err(e) => Progress::Done(Err(io_reason(e))),
                 }
