@@ -177,3 +177,95 @@ pub fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, TcpListener};
+
+    use lb_api::{CheckKind, HealthCheck, Reason, VipSpec};
+
+    use super::*;
+
+    fn check() -> HealthCheck {
+        let mut c = HealthCheck::new(CheckKind::Tcp);
+        c.interval_ms = 50;
+        c.timeout_ms = 30;
+        c.rise = 1;
+        c.fall = 2;
+        c.jitter_percent = 0;
+        c
+    }
+
+    /// The thread end to end on loopback: a listening backend stays up and
+    /// is counted, a closed port goes down after `fall` refusals, a
+    /// backend given a port that is then closed goes down too, a backend
+    /// removed by a reconcile loses its counters, and dropping the command
+    /// channel ends the thread.
+    #[test]
+    fn probes_count_transitions_and_stop_with_the_channel() {
+        // Two VIPs with one backend each, both on loopback: the key is
+        // (VIP, backend), the port an override.
+        let vip: VipSpec = "198.18.100.1:80/tcp".parse().unwrap();
+        let vip2: VipSpec = "198.18.100.2:80/tcp".parse().unwrap();
+        let open = TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (open_port, closed_port) = (
+            open.local_addr().unwrap().port(),
+            closed.local_addr().unwrap().port(),
+        );
+        drop(closed);
+        let backend = IpAddr::from(Ipv4Addr::LOCALHOST);
+        let target = |vip: VipSpec, port: u16, slot: u32| {
+            let mut c = check();
+            c.port = Some(port);
+            Target {
+                vip,
+                backend,
+                check: c,
+                state: HealthState::Up,
+                slot,
+            }
+        };
+        let (commands, inbox) = std::sync::mpsc::channel();
+        let (changed, mut transitions) = tokio::sync::mpsc::unbounded_channel();
+        let stats = ProbeStats::default();
+        let thread = {
+            let stats = stats.clone();
+            std::thread::spawn(move || run(inbox, changed, stats))
+        };
+        commands
+            .send(Command::Reconcile(vec![
+                target(vip, open_port, 0),
+                target(vip2, closed_port, 1),
+            ]))
+            .unwrap();
+
+        let c = transitions.blocking_recv().expect("a transition");
+        assert_eq!(c.key, (vip2, backend));
+        assert_eq!(c.transition.to, HealthState::Down);
+        assert_eq!(c.transition.reason, Reason::Refused);
+        let counted = stats.get(&vip2, backend);
+        assert!(counted.sent >= 2 && counted.failed == counted.sent, "{counted:?}");
+        assert_eq!(counted.transitions, 1);
+        std::thread::sleep(Duration::from_millis(300));
+        let ok = stats.get(&vip, backend);
+        assert!(ok.sent >= 3 && ok.failed == 0, "{ok:?}");
+        assert_eq!(ok.last, Some(Reason::Ok));
+        assert!(transitions.try_recv().is_err(), "the open port stays up");
+
+        // The listener goes: the other backend falls too.
+        drop(open);
+        let c = transitions.blocking_recv().expect("a transition");
+        assert_eq!((c.key, c.transition.to), ((vip, backend), HealthState::Down));
+
+        // Removed from the targets: no more probes, no counters.
+        commands
+            .send(Command::Reconcile(vec![target(vip, open_port, 0)]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(stats.get(&vip2, backend).sent, 0);
+
+        drop(commands);
+        thread.join().unwrap();
+    }
+}
