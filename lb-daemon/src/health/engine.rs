@@ -24,7 +24,7 @@ use super::{
     ProbeStats,
     machine::{ProbeResult, Transition},
     monitor::{Key, RECONCILE_EVERY, START_SLACK, Schedule, Target},
-    probe::{self, Probe, Progress},
+    probe::{self, IdleSockets, Probe, Progress},
 };
 
 /// How often the sockets of probes in flight are polled.
@@ -68,19 +68,22 @@ pub fn run(
 ) {
     let mut schedule = Schedule::default();
     let mut running: Vec<Running> = Vec::new();
+    let mut idle = IdleSockets::default();
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut ended: Vec<(Key, (u32, u64), ProbeResult)> = Vec::new();
     let mut counted: Vec<(Key, ProbeResult, bool)> = Vec::new();
     let mut changes: Vec<Changed> = Vec::new();
     loop {
         let now = Instant::now();
-        schedule.start_due(now + START_SLACK, |d| match Probe::start(d.plan, now) {
-            Progress::Pending(probe) => running.push(Running {
-                key: d.key,
-                prober: d.prober,
-                probe,
-            }),
-            Progress::Done(r) => ended.push((d.key, d.prober, r)),
+        schedule.start_due(now + START_SLACK, |d| {
+            match Probe::start(d.plan, now, &mut idle) {
+                Progress::Pending(probe) => running.push(Running {
+                    key: d.key,
+                    prober: d.prober,
+                    probe,
+                }),
+                Progress::Done(r) => ended.push((d.key, d.prober, r)),
+            }
         });
 
         if !running.is_empty() {
@@ -108,7 +111,7 @@ pub fn run(
                 let progress = if revents == 0 {
                     Progress::Pending(probe)
                 } else {
-                    probe.advance(revents)
+                    probe.advance(revents, &mut idle)
                 };
                 match progress {
                     Progress::Done(r) => ended.push((key, prober, r)),
@@ -245,7 +248,10 @@ mod tests {
         assert_eq!(c.transition.to, HealthState::Down);
         assert_eq!(c.transition.reason, Reason::Refused);
         let counted = stats.get(&vip2, backend);
-        assert!(counted.sent >= 2 && counted.failed == counted.sent, "{counted:?}");
+        assert!(
+            counted.sent >= 2 && counted.failed == counted.sent,
+            "{counted:?}"
+        );
         assert_eq!(counted.transitions, 1);
         std::thread::sleep(Duration::from_millis(300));
         let ok = stats.get(&vip, backend);
@@ -256,7 +262,10 @@ mod tests {
         // The listener goes: the other backend falls too.
         drop(open);
         let c = transitions.blocking_recv().expect("a transition");
-        assert_eq!((c.key, c.transition.to), ((vip, backend), HealthState::Down));
+        assert_eq!(
+            (c.key, c.transition.to),
+            ((vip, backend), HealthState::Down)
+        );
 
         // Removed from the targets: no more probes, no counters.
         commands

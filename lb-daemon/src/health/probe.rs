@@ -95,12 +95,16 @@ pub enum Progress {
 }
 
 impl Probe {
-    /// Starts a probe as `plan` says; every packet of it carries the plan's
-    /// socket mark, if any. Its deadline is `now` plus the check's timeout.
-    pub fn start(plan: Arc<Plan>, now: Instant) -> Progress {
+    /// Starts a probe as `plan` says, on a socket from `idle` if one is
+    /// there (TCP); every packet of it carries the plan's socket mark, if
+    /// any. Its deadline is `now` plus the check's timeout.
+    pub fn start(plan: Arc<Plan>, now: Instant, idle: &mut IdleSockets) -> Progress {
         let deadline = now + plan.check.timeout();
-        let udp = matches!(plan.check.kind, CheckKind::Udp { .. });
-        let sock = match open(plan.target, plan.mark, udp) {
+        let sock = match plan.check.kind {
+            CheckKind::Udp { .. } => open(plan.target, plan.mark, true),
+            _ => idle.take(plan.target, plan.mark),
+        };
+        let sock = match sock {
             Ok(s) => s,
             Err(e) => return Progress::Done(Err(io_reason(e))),
         };
@@ -117,7 +121,7 @@ impl Probe {
         };
         if connected {
             // UDP always; TCP to a local address sometimes.
-            probe.connected()
+            probe.connected(idle)
         } else {
             Progress::Pending(probe)
         }
@@ -136,15 +140,16 @@ impl Probe {
         }
     }
 
-    /// One step, given what `poll` returned for its socket (`revents`).
-    pub fn advance(mut self, revents: libc::c_short) -> Progress {
+    /// One step, given what `poll` returned for its socket (`revents`); a
+    /// TCP socket whose probe got its answer goes back to `idle`.
+    pub fn advance(mut self, revents: libc::c_short, idle: &mut IdleSockets) -> Progress {
         match &mut self.step {
             Step::Connecting => {
                 // Writable and nothing else: connected (no system call to
                 // ask). A failed connect shows as POLLERR (and often
                 // POLLHUP); the error itself is the socket's pending error.
                 if revents & (libc::POLLERR | libc::POLLHUP) == 0 {
-                    return self.connected();
+                    return self.connected(idle);
                 }
                 match self.sock.take_error() {
                     Ok(None) => Progress::Done(Err(Reason::Refused)),
@@ -167,17 +172,14 @@ impl Probe {
                                 (Some(code), _) => Err(Reason::Status(code)),
                                 (None, _) => Err(Reason::BadReply),
                             };
-                            self.close_now();
+                            idle.give(self.sock, self.plan.target, self.plan.mark);
                             Progress::Done(result)
                         } else {
                             Progress::Pending(self)
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Progress::Pending(self),
-                    Err(e) => {
-                        self.close_now();
-                        Progress::Done(Err(io_reason(e)))
-                    }
+                    Err(e) => Progress::Done(Err(io_reason(e))),
                 }
             }
             Step::Awaiting => {
@@ -197,20 +199,18 @@ impl Probe {
     }
 
     /// The probe ran out of time: its socket is closed (with a reset, if a
-    /// connection was made) and it fails with [`Reason::Timeout`].
+    /// connection was made: see [`open`]) and it fails with
+    /// [`Reason::Timeout`].
     pub fn expire(self) -> ProbeResult {
-        if !matches!(self.step, Step::Awaiting) {
-            self.close_now();
-        }
         Err(Reason::Timeout)
     }
 
     /// The connection is made (TCP) or the socket connected (UDP): a TCP
     /// check has its answer, HTTP sends its request, UDP its datagram.
-    fn connected(mut self) -> Progress {
+    fn connected(mut self, idle: &mut IdleSockets) -> Progress {
         self.step = match self.plan.check.kind {
             CheckKind::Tcp => {
-                self.close_now();
+                idle.give(self.sock, self.plan.target, self.plan.mark);
                 return Progress::Done(Ok(()));
             }
             CheckKind::Http { .. } => Step::Reading {
@@ -223,19 +223,93 @@ impl Probe {
             Err(e) => Progress::Done(Err(io_reason(e))),
         }
     }
+}
 
-    /// Closes a probe's connection with a reset rather than FIN: the probe
-    /// has its answer, and a FIN would leave the socket in TIME_WAIT on this
-    /// host for a minute, 60,000 of them at 1,000 probes a second, each a
-    /// slot the kernel walks when it picks the next probe's source port.
-    fn close_now(self) {
-        // Best effort: if the option cannot be set, the close is a FIN.
-        let _ = self.sock.set_linger(Some(Duration::ZERO));
+/// Idle TCP sockets, kept for the next probe instead of closed: creating
+/// and closing a socket (a file, an inode, a dentry each time) was a third
+/// of a probe's kernel time. A probe that got its answer hands its socket
+/// back here, which dissolves the connection at once with
+/// `connect(AF_UNSPEC)` (the kernel's `tcp_disconnect`: a reset to the
+/// backend, queues purged, the source port released), and the next probe
+/// connects it again from a new source port. A socket whose probe failed
+/// or timed out is closed, never reused.
+#[derive(Default)]
+pub struct IdleSockets {
+    v4: Vec<(Socket, Option<u32>)>,
+    v6: Vec<(Socket, Option<u32>)>,
+}
+
+impl IdleSockets {
+    /// At most this many idle sockets per family: about the probes that
+    /// end together; more are closed.
+    pub const MAX: usize = 64;
+
+    /// A socket for `target` marked `mark`: an idle one (its mark changed
+    /// if it had another) or a new one.
+    fn take(&mut self, target: SocketAddr, mark: Option<u32>) -> io::Result<Socket> {
+        let list = if target.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
+        match list.pop() {
+            Some((sock, had)) => {
+                if had != mark {
+                    // 0 is no mark: a via-vip socket reused for a direct probe.
+                    sock.set_mark(mark.unwrap_or(0))?;
+                }
+                Ok(sock)
+            }
+            None => open(target, mark, false),
+        }
+    }
+
+    /// Takes back the socket of a probe that got its answer.
+    fn give(&mut self, sock: Socket, target: SocketAddr, mark: Option<u32>) {
+        let list = if target.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
+        if list.len() < Self::MAX && disconnect(&sock).is_ok() {
+            list.push((sock, mark));
+        }
+        // Otherwise dropped: closed with a reset (see `open`).
+    }
+
+    /// Idle sockets now (IPv4, IPv6).
+    pub fn len(&self) -> (usize, usize) {
+        (self.v4.len(), self.v6.len())
+    }
+}
+
+/// Dissolves a TCP socket's connection so it can connect again
+/// (`connect(2)` to an `AF_UNSPEC` address).
+fn disconnect(sock: &Socket) -> io::Result<()> {
+    // SAFETY: a zeroed sockaddr (family AF_UNSPEC) of its own size, on a
+    // socket we own.
+    let rc = unsafe {
+        let addr: libc::sockaddr = std::mem::zeroed();
+        libc::connect(
+            sock.as_raw_fd(),
+            &addr,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
 /// A non-blocking socket for `target`, marked before its first packet when
 /// `mark` is set (`SO_MARK` needs CAP_NET_ADMIN, which the daemon has).
+///
+/// A TCP socket lingers 0: closed while connected, it resets the connection
+/// rather than sending a FIN, which would leave it in TIME_WAIT on this
+/// host for a minute (60,000 of them at 1,000 probes a second, each a slot
+/// the kernel walks when it picks the next probe's source port).
 fn open(target: SocketAddr, mark: Option<u32>, udp: bool) -> io::Result<Socket> {
     let (ty, proto) = if udp {
         (Type::DGRAM, Protocol::UDP)
@@ -245,6 +319,9 @@ fn open(target: SocketAddr, mark: Option<u32>, udp: bool) -> io::Result<Socket> 
     let sock = Socket::new(Domain::for_address(target), ty.nonblocking(), Some(proto))?;
     if let Some(m) = mark {
         sock.set_mark(m)?;
+    }
+    if !udp {
+        sock.set_linger(Some(Duration::ZERO))?;
     }
     Ok(sock)
 }
@@ -318,8 +395,19 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// many at once, for tests.
 #[cfg(test)]
 pub fn run_one(check: &HealthCheck, target: SocketAddr, mark: Option<u32>) -> ProbeResult {
+    run_with(check, target, mark, &mut IdleSockets::default())
+}
+
+/// [`run_one`] with the engine's idle sockets.
+#[cfg(test)]
+pub fn run_with(
+    check: &HealthCheck,
+    target: SocketAddr,
+    mark: Option<u32>,
+    idle: &mut IdleSockets,
+) -> ProbeResult {
     let plan = Arc::new(Plan::new(check.clone(), target, mark));
-    let mut p = match Probe::start(plan, Instant::now()) {
+    let mut p = match Probe::start(plan, Instant::now(), idle) {
         Progress::Done(r) => return r,
         Progress::Pending(p) => p,
     };
@@ -338,7 +426,7 @@ pub fn run_one(check: &HealthCheck, target: SocketAddr, mark: Option<u32>) -> Pr
             Ok(_) => {}
             Err(e) => return Err(io_reason(e)),
         }
-        p = match p.advance(fd[0].revents) {
+        p = match p.advance(fd[0].revents, idle) {
             Progress::Done(r) => return r,
             Progress::Pending(p) => p,
         };
@@ -474,6 +562,48 @@ mod tests {
             s.local_addr().unwrap()
         };
         assert_eq!(probe(&udp(None), closed, None).await, Err(Reason::Refused));
+    }
+
+    /// A socket whose probe got its answer is reused, each time from a new
+    /// source port (the backend sees a new connection, and the previous one
+    /// reset); one whose probe failed is closed, not kept.
+    #[test]
+    fn answered_probes_reuse_their_socket_from_new_source_ports() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut peers = Vec::new();
+            for _ in 0..6 {
+                let (mut s, peer) = l.accept().unwrap();
+                peers.push(peer.port());
+                // Answer HTTP probes, say nothing to TCP ones.
+                let mut buf = [0u8; 512];
+                if let Ok(n) = std::io::Read::read(&mut s, &mut buf)
+                    && n > 0
+                {
+                    let _ = std::io::Write::write_all(&mut s, b"HTTP/1.0 200 OK\r\n\r\n");
+                }
+            }
+            peers
+        });
+        let idle = &mut IdleSockets::default();
+        let tcp = check(CheckKind::Tcp);
+        let http = http_check(200);
+        for c in [&tcp, &http, &tcp, &http, &http, &tcp] {
+            assert_eq!(run_with(c, addr, None, idle), Ok(()));
+            assert_eq!(idle.len(), (1, 0), "one socket, back after each probe");
+        }
+        let mut peers = server.join().unwrap();
+        peers.sort_unstable();
+        peers.dedup();
+        assert_eq!(peers.len(), 6, "a new source port each time");
+        // Refused: the socket is not kept.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        assert_eq!(run_with(&tcp, closed, None, idle), Err(Reason::Refused));
+        assert_eq!(idle.len(), (0, 0));
     }
 
     #[test]
