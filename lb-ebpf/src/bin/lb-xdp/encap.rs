@@ -85,6 +85,114 @@ pub fn trim_to(ctx: &XdpContext, end: usize) -> Option<()> {
     Some(())
 }
 
+/// The outer headers of one packet, ready to be built. `lb_xdp` (below) and
+/// the TC program `lb_probe` (`probe.rs`, which wraps `via-vip` health
+/// probes) both make their outer headers with this, so a probe reaches its
+/// backend exactly as a client's packet of the same flow would; each writes
+/// them with its own bounds-checked pointers. Everything here only computes
+/// (it is inlined into each program and touches no packet).
+pub struct Outer {
+    /// The outer IP header's protocol: UDP for GUE, else the inner family's
+    /// IP-in-IP protocol (4 or 41).
+    next_proto: u8,
+    /// The inner DSCP/ECN byte, copied to the outer header so the network
+    /// keeps the client's traffic class.
+    tos: u8,
+    /// Length of the inner IP packet.
+    l3_len: u32,
+    /// Bytes the outer headers add ([`overhead`]).
+    grow: u32,
+    /// The flow's bits ([`encap_src_suffix`]): the GUE source port.
+    flow_bits: u32,
+    /// The same bits in network order: the outer source's varying part.
+    suffix: u32,
+    /// The raw [`LbConfig::gue_port`] (0: IP-in-IP).
+    gue_port: u16,
+}
+
+impl Outer {
+    /// The outer headers for an inner packet of `inner_family` (its
+    /// DSCP/ECN byte `tos`, IP length `l3_len`, flow bits `flow_bits`),
+    /// growing the frame by `grow`, as IP-in-IP or, when `gue_port` is set,
+    /// GUE.
+    #[inline(always)]
+    pub fn new(
+        inner_family: u8,
+        tos: u8,
+        l3_len: u32,
+        grow: u32,
+        flow_bits: u32,
+        gue_port: u16,
+    ) -> Outer {
+        let next_proto = if gue_port != 0 {
+            PROTO_UDP
+        } else if inner_family == FAMILY_V4 {
+            PROTO_IPIP
+        } else {
+            PROTO_IPV6
+        };
+        Outer {
+            next_proto,
+            tos,
+            l3_len,
+            grow,
+            flow_bits,
+            suffix: flow_bits.to_be(),
+            gue_port,
+        }
+    }
+
+    /// The outer IPv4 header to `daddr` (raw), checksum included. Its
+    /// source is the configured prefix with the flow's bits in the host
+    /// part (RSS-friendly at the backend), or the fixed address when the
+    /// mask is all ones.
+    #[inline(always)]
+    pub fn ipv4(&self, cfg: &LbConfig, daddr: u32) -> Ipv4Hdr {
+        let mut h = Ipv4Hdr {
+            version_ihl: 0x45,
+            tos: self.tos,
+            tot_len: ((self.l3_len + self.grow) as u16).to_be(),
+            id: 0,
+            frag_off: 0,
+            ttl: OUTER_TTL,
+            protocol: self.next_proto,
+            check: 0,
+            saddr: (cfg.v4_src & cfg.v4_src_mask) | (self.suffix & !cfg.v4_src_mask),
+            daddr,
+        };
+        // SAFETY: `Ipv4Hdr` is 20 bytes of plain data, ten 16-bit words.
+        h.check = csum::ipv4_header(unsafe { &*(&h as *const Ipv4Hdr as *const [u16; 10]) });
+        h
+    }
+
+    /// The outer IPv6 header to `daddr` (map layout); the source is made
+    /// as for IPv4, in the last word of the configured prefix.
+    #[inline(always)]
+    pub fn ipv6(&self, cfg: &LbConfig, daddr: [u32; 4]) -> Ipv6Hdr {
+        let w3 = (cfg.v6_src[3] & cfg.v6_src_mask) | (self.suffix & !cfg.v6_src_mask);
+        Ipv6Hdr {
+            vtc_flow: [0x60 | (self.tos >> 4), self.tos << 4, 0, 0],
+            payload_len: ((self.l3_len + self.grow - ENCAP_V6_OVERHEAD) as u16).to_be(),
+            nexthdr: self.next_proto,
+            hop_limit: OUTER_TTL,
+            saddr: [cfg.v6_src[0], cfg.v6_src[1], cfg.v6_src[2], w3],
+            daddr,
+        }
+    }
+
+    /// The GUE UDP header (only when `gue_port` is set).
+    #[inline(always)]
+    pub fn gue(&self) -> UdpHdr {
+        UdpHdr {
+            source: gue_src_port(self.flow_bits).to_be(),
+            dest: self.gue_port,
+            len: ((self.l3_len + ENCAP_GUE_OVERHEAD) as u16).to_be(),
+            // Zero: see the module documentation (RFC 768, 6935, 6936).
+            check: 0,
+        }
+    }
+}
+
 /// Prepends the outer header(s): IP-in-IP, or GUE when `gue_port` (the raw
 /// [`LbConfig::gue_port`], read once by the caller, which sized the MTU
 /// check with it) is set. The caller has checked the size budget.
@@ -113,61 +221,30 @@ pub fn encapsulate(
         ethertype,
     )?;
 
-    // What follows the outer IP header: the UDP header of GUE, or the
-    // client's packet itself, named by its family.
-    let next_proto = if gue_port != 0 {
-        PROTO_UDP
-    } else if pkt.family == FAMILY_V4 {
-        PROTO_IPIP
-    } else {
-        PROTO_IPV6
-    };
-    // Crafted per-flow source (RSS-friendly at the backend) unless the mask
-    // is all ones, which makes it the fixed address.
-    let flow_bits = encap_src_suffix(&pkt.src, pkt.sport);
-    let suffix = flow_bits.to_be();
+    let outer = Outer::new(
+        pkt.family,
+        pkt.tos,
+        pkt.l3_len,
+        grow,
+        encap_src_suffix(&pkt.src, pkt.sport),
+        gue_port,
+    );
     if v4_outer {
-        let mut h = Ipv4Hdr {
-            version_ihl: 0x45,
-            tos: pkt.tos,
-            tot_len: ((pkt.l3_len + grow) as u16).to_be(),
-            id: 0,
-            frag_off: 0,
-            ttl: OUTER_TTL,
-            protocol: next_proto,
-            check: 0,
-            saddr: (cfg.v4_src & cfg.v4_src_mask) | (suffix & !cfg.v4_src_mask),
-            daddr: backend.addr[0],
-        };
-        h.check = csum::ipv4_header(unsafe { &*(&h as *const Ipv4Hdr as *const [u16; 10]) });
+        let h = outer.ipv4(cfg, backend.addr[0]);
         let p = ptr_at::<Ipv4Hdr>(ctx, l3)?;
+        // SAFETY: `ptr_at` checked the 20 bytes.
         unsafe { *p = h };
     } else {
-        let w3 = (cfg.v6_src[3] & cfg.v6_src_mask) | (suffix & !cfg.v6_src_mask);
-        let h = Ipv6Hdr {
-            vtc_flow: [0x60 | (pkt.tos >> 4), pkt.tos << 4, 0, 0],
-            payload_len: ((pkt.l3_len + grow - ENCAP_V6_OVERHEAD) as u16).to_be(),
-            nexthdr: next_proto,
-            hop_limit: OUTER_TTL,
-            saddr: [cfg.v6_src[0], cfg.v6_src[1], cfg.v6_src[2], w3],
-            daddr: backend.addr,
-        };
+        let h = outer.ipv6(cfg, backend.addr);
         let p = ptr_at::<Ipv6Hdr>(ctx, l3)?;
+        // SAFETY: `ptr_at` checked the 40 bytes.
         unsafe { *p = h };
     }
     if gue_port != 0 {
         let off = l3 + if v4_outer { IPV4_HDR_LEN } else { IPV6_HDR_LEN };
         let u = ptr_at::<UdpHdr>(ctx, off)?;
         // SAFETY: `ptr_at` checked the 8 bytes.
-        unsafe {
-            *u = UdpHdr {
-                source: gue_src_port(flow_bits).to_be(),
-                dest: gue_port,
-                len: ((pkt.l3_len + ENCAP_GUE_OVERHEAD) as u16).to_be(),
-                // Zero: see the module documentation (RFC 768, 6935, 6936).
-                check: 0,
-            }
-        };
+        unsafe { *u = outer.gue() };
     }
     Some(())
 }

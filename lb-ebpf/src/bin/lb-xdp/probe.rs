@@ -11,10 +11,10 @@
 //! traffic-control layer, which unlike XDP also sees packets the host itself
 //! sends) and wraps every marked packet for the backend.
 //!
-//! The outer header is built from the same settings and with the same
-//! formulas as `lb_xdp`'s (`encap.rs`): outer source from the configured
-//! prefix and the flow's bits, TTL 64, the inner DSCP/ECN copied, IP-in-IP or
-//! GUE as configured, Ethernet to the configured gateway MAC. A privileged
+//! The outer headers are built by the same code as `lb_xdp`'s
+//! (`encap::Outer`): outer source from the configured prefix and the flow's
+//! bits, TTL 64, the inner DSCP/ECN copied, IP-in-IP or GUE as configured;
+//! Ethernet to the configured gateway MAC. A privileged
 //! test feeds both programs the same inner packet and compares the results
 //! byte for byte.
 //!
@@ -43,23 +43,21 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use lb_common::{
-    AddrKey, BACKEND_F_VALID, ENCAP_GUE_OVERHEAD, ENCAP_V6_OVERHEAD, FAMILY_V4, FAMILY_V6,
-    PROTO_IPIP, PROTO_IPV6, PROTO_TCP, PROTO_UDP, encap_src_suffix, gue_src_port, probe_slot,
+    AddrKey, BACKEND_F_VALID, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP, encap_src_suffix,
+    probe_slot,
 };
-use lb_ebpf::{
-    csum,
-    hdr::{ETH_P_IP, ETH_P_IPV6, EthHdr, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, UdpHdr},
+use lb_ebpf::hdr::{
+    ETH_P_IP, ETH_P_IPV6, EthHdr, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, UdpHdr,
 };
 
 use crate::{
-    encap::overhead,
+    encap::{Outer, overhead},
     maps::{LB_BACKENDS, LB_CONFIG, LB_VIP_ADDRS},
 };
 
 /// Length of the Ethernet header the kernel built (egress buffers carry no
 /// VLAN tag in their data: a tag travels in the buffer's metadata).
 const ETH_LEN: usize = 14;
-const OUTER_TTL: u8 = 64;
 
 /// The facts of the inner packet the outer header is made from.
 struct Inner {
@@ -203,57 +201,29 @@ fn encapsulate(ctx: &TcContext, slot: u32) -> Option<()> {
         (*eth).proto = if v4_outer { ETH_P_IP } else { ETH_P_IPV6 }.to_be();
     }
 
-    let next_proto = if gue != 0 {
-        PROTO_UDP
-    } else if pkt.family == FAMILY_V4 {
-        PROTO_IPIP
-    } else {
-        PROTO_IPV6
-    };
-    // The same outer source as `lb_xdp` gives this flow.
-    let flow_bits = encap_src_suffix(&pkt.src, pkt.sport);
-    let suffix = flow_bits.to_be();
+    // The same outer headers as `lb_xdp` gives this flow (`encap::Outer`).
+    let outer = Outer::new(
+        pkt.family,
+        pkt.tos,
+        pkt.l3_len,
+        grow,
+        encap_src_suffix(&pkt.src, pkt.sport),
+        gue,
+    );
     if v4_outer {
-        let mut h = Ipv4Hdr {
-            version_ihl: 0x45,
-            tos: pkt.tos,
-            tot_len: ((pkt.l3_len + grow) as u16).to_be(),
-            id: 0,
-            frag_off: 0,
-            ttl: OUTER_TTL,
-            protocol: next_proto,
-            check: 0,
-            saddr: (cfg.v4_src & cfg.v4_src_mask) | (suffix & !cfg.v4_src_mask),
-            daddr: backend.addr[0],
-        };
-        h.check = csum::ipv4_header(unsafe { &*(&h as *const Ipv4Hdr as *const [u16; 10]) });
         let p: *mut Ipv4Hdr = at(ctx, ETH_LEN)?;
-        unsafe { *p = h };
+        // SAFETY: `at` checked the 20 bytes.
+        unsafe { *p = outer.ipv4(&cfg, backend.addr[0]) };
     } else {
-        let w3 = (cfg.v6_src[3] & cfg.v6_src_mask) | (suffix & !cfg.v6_src_mask);
-        let h = Ipv6Hdr {
-            vtc_flow: [0x60 | (pkt.tos >> 4), pkt.tos << 4, 0, 0],
-            payload_len: ((pkt.l3_len + grow - ENCAP_V6_OVERHEAD) as u16).to_be(),
-            nexthdr: next_proto,
-            hop_limit: OUTER_TTL,
-            saddr: [cfg.v6_src[0], cfg.v6_src[1], cfg.v6_src[2], w3],
-            daddr: backend.addr,
-        };
         let p: *mut Ipv6Hdr = at(ctx, ETH_LEN)?;
-        unsafe { *p = h };
+        // SAFETY: `at` checked the 40 bytes.
+        unsafe { *p = outer.ipv6(&cfg, backend.addr) };
     }
     if gue != 0 {
         let off = ETH_LEN + if v4_outer { IPV4_HDR_LEN } else { IPV6_HDR_LEN };
         let u: *mut UdpHdr = at(ctx, off)?;
-        unsafe {
-            *u = UdpHdr {
-                source: gue_src_port(flow_bits).to_be(),
-                dest: gue,
-                len: ((pkt.l3_len + ENCAP_GUE_OVERHEAD) as u16).to_be(),
-                // Zero, as `lb_xdp` sends it (see `encap.rs`).
-                check: 0,
-            }
-        };
+        // SAFETY: `at` checked the 8 bytes.
+        unsafe { *u = outer.gue() };
     }
     Some(())
 }
