@@ -1,8 +1,8 @@
 //! Figure 6: what health checks cost the daemon. A real `lb-daemon run` in
 //! a network namespace of its own, one VIP with N backends (default 1,000)
-//! under an HTTP or TCP check every second, every backend an address
-//! answered by one small asyncio HTTP server (a separate process: its CPU
-//! is not the daemon's). After a warm-up, the daemon's CPU time (utime +
+//! under an HTTP, TCP or UDP check every second, every backend an address
+//! answered by one small asyncio server (HTTP, and for UDP checks an echo
+//! socket per address; a separate process: its CPU is not the daemon's). After a warm-up, the daemon's CPU time (utime +
 //! stime from /proc/PID/stat) over the window, its resident memory sampled
 //! every 10 s, and the probes it sent (GetHealth), so the rate is checked,
 //! not assumed.
@@ -42,6 +42,8 @@ pub enum Check {
     Http,
     /// A TCP connect, then close.
     Tcp,
+    /// A datagram (`ping`) to a UDP VIP's backends, answered by an echo.
+    Udp,
 }
 
 /// Where the probed backends are.
@@ -74,7 +76,7 @@ pub struct Params {
 /// One run's figures.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HealthCost {
-    /// The probe (`http`, `tcp`).
+    /// The probe (`http`, `tcp`, `udp`).
     pub check: String,
     /// Where the backends were (`local`, `veth`).
     pub backends_at: String,
@@ -107,7 +109,7 @@ pub struct HealthCost {
 }
 
 const SERVER: &str = r#"
-import asyncio, sys
+import asyncio, ipaddress, resource, sys
 async def handle(r, w):
     try:
         await r.readuntil(b"\r\n\r\n")
@@ -118,6 +120,21 @@ async def handle(r, w):
     w.close()
 async def main():
     s = await asyncio.start_server(handle, "0.0.0.0", 80, backlog=4096, reuse_address=True)
+    # UDP echo, one socket per backend address: a reply must come from the
+    # address the probe went to (a wildcard socket would answer from the
+    # interface's address, which the probe's connected socket ignores).
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, t):
+            self.t = t
+        def datagram_received(self, data, addr):
+            self.t.sendto(data, addr)
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    if n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, n + 1024))
+    loop = asyncio.get_running_loop()
+    for i in range(n):
+        a = str(ipaddress.IPv4Address(0xC6130001 + i))
+        await loop.create_datagram_endpoint(Echo, local_addr=(a, 80))
     print("ready", flush=True)
     await s.serve_forever()
 asyncio.run(main())
@@ -240,6 +257,12 @@ pub fn run(p: &Params) -> anyhow::Result<HealthCost> {
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", server_ns.name))
             .args(["python3", "-c", SERVER])
+            // UDP checks: an echo socket on every backend address.
+            .arg(if p.check == Check::Udp {
+                p.backends.to_string()
+            } else {
+                "0".into()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?,
@@ -255,14 +278,15 @@ pub fn run(p: &Params) -> anyhow::Result<HealthCost> {
         .collect();
     let pin = PathBuf::from(format!("/sys/fs/bpf/lbbench-hc-{}", sys::unique_tag()));
     let sock = dir.path().join("lb.sock");
-    let check = match p.check {
-        Check::Http => r#"kind = "http", path = "/""#,
-        Check::Tcp => r#"kind = "tcp""#,
+    let (check, proto) = match p.check {
+        Check::Http => (r#"kind = "http", path = "/""#, "tcp"),
+        Check::Tcp => (r#"kind = "tcp""#, "tcp"),
+        Check::Udp => (r#"kind = "udp", payload = "ping""#, "udp"),
     };
     let config = format!(
         "[dataplane]\ninterface = \"lb0\"\ngateway_mac = \"02:00:00:00:00:01\"\npin_path = \"{}\"\n\
          max_vips = 4\nmax_backends = {}\nconn_table_size = 4096\n\n[api]\nlisten = \"unix://{}\"\n\n\
-         [state]\ndir = \"{}\"\n\n[[vip]]\naddress = \"198.18.100.1:80/tcp\"\n\
+         [state]\ndir = \"{}\"\n\n[[vip]]\naddress = \"198.18.100.1:80/{proto}\"\n\
          health = {{ {check}, interval = \"1s\", timeout = \"500ms\" }}\n\
          backends = [ {} ]\n",
         pin.display(),
@@ -318,7 +342,11 @@ fn measure(p: &Params, pid: u32, sock: &Path, log: &Path) -> anyhow::Result<Heal
                     vip: Some(pb::Vip {
                         address: "198.18.100.1".into(),
                         port: 80,
-                        protocol: pb::Protocol::Tcp as i32,
+                        protocol: if p.check == Check::Udp {
+                            pb::Protocol::Udp
+                        } else {
+                            pb::Protocol::Tcp
+                        } as i32,
                     }),
                 })
                 .await?

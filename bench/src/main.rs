@@ -236,6 +236,7 @@ fn health_figure(args: &Args, r: &mut Results) -> anyhow::Result<()> {
     for (check, at) in [
         (health_cost::Check::Http, health_cost::Backends::Veth),
         (health_cost::Check::Tcp, health_cost::Backends::Veth),
+        (health_cost::Check::Udp, health_cost::Backends::Veth),
         (health_cost::Check::Http, health_cost::Backends::Local),
     ] {
         eprintln!("== health checks: {check:?}, backends {at:?}, {seconds} s");
