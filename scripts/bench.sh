@@ -9,7 +9,7 @@
 #   4. control plane: add-backend latency, 1,000-backend VIP creation, daemon
 #      memory, against a real lb-daemon in a network namespace;
 #   6. (only with --only health) what probing 1,000 backends every second
-#      costs the daemon, HTTP and TCP checks (--health-seconds, default 120).
+#      costs the daemon, HTTP, TCP and UDP checks (--health-seconds, default 120).
 # The method is in bench/README.md. Run it on a quiet machine: the report
 # records the load average before and after. Extra arguments go to the
 # bench binary (e.g. --only perpkt,live or --quick for a smoke test).
